@@ -91,6 +91,18 @@ class TokenRotationDue(Event, frozen=True, tag="token.rotation_due"):
     due_at: datetime
 
 
+class TokenUsed(Event, frozen=True, tag="token.used"):
+    """A verification accepted this token (recorded in the stream ``token-usage-<token_id>``, apart
+    from the token's own stream so that recording use never contends with commands)."""
+
+    token_id: str
+    account_id: str
+    used_at: datetime
+    operation: str = ""
+    client_address: str | None = None
+    user_agent: str | None = None
+
+
 TOKEN_EVENTS: tuple[type[Event], ...] = (
     TokenIssued,
     TokenRenamed,
@@ -102,4 +114,5 @@ TOKEN_EVENTS: tuple[type[Event], ...] = (
     TokenExpired,
     TokenExpiringSoon,
     TokenRotationDue,
+    TokenUsed,
 )

@@ -34,12 +34,16 @@ class DuplicateEventId(EventStoreError):
 
 def translate(error: asyncpg.PostgresError) -> EventStoreError | None:
     """The typed error for a database error raised by ``tl_append``, or None for any other error."""
-    detail = json.loads(error.detail) if getattr(error, "detail", None) else {}
     match error.sqlstate:
         case "TLV01":
+            detail = json.loads(error.detail)
             return WrongExpectedVersion(detail["stream_id"], detail["expected"], detail["actual"])
         case "TLU01":
-            return UniquenessViolation(detail["claim"])
+            return UniquenessViolation(json.loads(error.detail)["claim"])
         case "TLD01":
             return DuplicateEventId(str(error))
+        case "23505" if getattr(error, "constraint_name", None) == "events_event_id_key":
+            # A concurrent transaction stored one of these ids (in another stream) after tl_append
+            # looked for them; the retry check never saw it, the unique index did.
+            return DuplicateEventId(f"event ids already stored elsewhere in the log ({error.detail})")
     return None

@@ -13,7 +13,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from events import LogCursor, Metadata, NewEvent, RecordedEvent, decode_event, encode_event
+from events import Event, LogCursor, Metadata, NewEvent, RecordedEvent, decode_event, encode_event
 from events.registry import UnknownEventType
 from services.eventstore.errors import InvalidAppend, translate
 
@@ -49,6 +49,9 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 class StreamAppend(msgspec.Struct, frozen=True):
+    """Events for one stream. With no events it is a condition: the append fails unless the
+    stream is at ``expected`` (which must then not be ANY)."""
+
     stream_id: str
     events: Sequence[NewEvent]
     expected: ExpectedVersion
@@ -101,6 +104,14 @@ def _check_stream_id(stream_id: object) -> str:
 def _encode(new_event: NewEvent) -> tuple[str, str, str]:
     if not isinstance(new_event, NewEvent):
         raise InvalidAppend(f"expected a NewEvent, got {type(new_event).__name__}")
+    # msgspec does not type-check a Struct's constructor: check what would otherwise fail later
+    # (AttributeError), be stored undecodable (metadata), or break the result mapping (a str id).
+    if not isinstance(new_event.event, Event):
+        raise InvalidAppend(f"the event is not an Event: {type(new_event.event).__name__}")
+    if not isinstance(new_event.metadata, Metadata):
+        raise InvalidAppend(f"the metadata is not a Metadata: {type(new_event.metadata).__name__}")
+    if not isinstance(new_event.event_id, uuid.UUID):
+        raise InvalidAppend(f"event id must be a uuid.UUID, not {type(new_event.event_id).__name__}")
     try:
         data = encode_event(new_event.event)
     except (UnknownEventType, TypeError) as error:
@@ -164,8 +175,8 @@ class EventStore:
             stream = _check_stream_id(request.stream_id)
             if stream in streams:
                 raise InvalidAppend(f"stream {stream!r} appears twice in one append")
-            if not request.events:
-                raise InvalidAppend(f"no events to append to {stream!r}")
+            if not request.events and request.expected == StreamState.ANY:
+                raise InvalidAppend(f"no events for {stream!r} and no expected version to check")
             streams.append(stream)
             expected.append(_expected_code(request.expected))
             for new_event in request.events:
@@ -175,7 +186,7 @@ class EventStore:
                 types.append(tag)
                 data.append(body)
                 metadata.append(meta)
-        if not streams:
+        if not ids:
             raise InvalidAppend("nothing to append")
         if len(ids) > MAX_EVENTS_PER_APPEND:
             raise InvalidAppend(f"{len(ids)} events in one append; the limit is {MAX_EVENTS_PER_APPEND}")
@@ -239,6 +250,14 @@ class EventStore:
         older transaction that could still write a preceding one is running."""
         rows = await self._pool.fetch(SAFE_READ_SQL, after.tx_id, after.position, limit)
         return [_record(r) for r in rows]
+
+    async def claims_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Claims whose key starts with ``prefix``, mapped to the stream holding each."""
+        rows = await self._pool.fetch(
+            "SELECT claim, stream_id FROM uniqueness_claims WHERE claim LIKE $1 || '%'",
+            prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"),
+        )
+        return {row["claim"]: row["stream_id"] for row in rows}
 
     async def claim_owner(self, key: str) -> str | None:
         owner: str | None = await self._pool.fetchval(

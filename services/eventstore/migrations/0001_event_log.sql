@@ -31,6 +31,7 @@ CREATE TABLE uniqueness_claims (
     stream_id  text        NOT NULL,
     claimed_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX uniqueness_claims_prefix ON uniqueness_claims (claim text_pattern_ops);
 
 -- The log is append-only: a row, once written, is never changed or removed.
 CREATE FUNCTION events_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -50,7 +51,9 @@ CREATE TRIGGER events_no_truncate
 -- Appends events to one or more streams in one transaction, in one round trip.
 --
 -- p_streams / p_expected: the distinct streams written and each one's expected version:
---   -1 any, -2 no stream, -3 stream exists, n >= 0 exactly n events so far.
+--   -1 any, -2 no stream, -3 stream exists, n >= 0 exactly n events so far. A stream may have no
+--   events: it is then only a condition (locked and version-checked, not written), which is how a
+--   command on one aggregate depends on another one not having changed (e.g. the account of a token).
 -- p_event_stream: for each event, the 1-based index of its stream in p_streams.
 -- p_claims / p_claim_streams: uniqueness claims to take; p_releases: claims to give up first.
 --
