@@ -22,6 +22,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_token_lifetime: timedelta
     allow_non_expiring_tokens: bool
     deployment_uri: str
+    role_catalogue: Path | None
 
 
 WORKERS = frozenset({"projector", "scheduler", "relay"})
@@ -79,4 +80,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             environ.get("TOKENLEDGER_ALLOW_NON_EXPIRING_TOKENS", "false"),
         ),
         deployment_uri=environ.get("TOKENLEDGER_DEPLOYMENT_URI", "urn:tokenledger:local"),
+        role_catalogue=Path(environ["TOKENLEDGER_ROLE_CATALOGUE"])
+        if environ.get("TOKENLEDGER_ROLE_CATALOGUE")
+        else None,
     )

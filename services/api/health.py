@@ -21,7 +21,9 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await runtime.pool.fetchval("SELECT 1", timeout=2)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        return web.json_response({"status": "database unavailable", "detail": type(error).__name__}, status=503)
+        return web.json_response(
+            {"status": "database unavailable", "detail": type(error).__name__}, status=503
+        )
     return web.json_response({"status": "ready"})
 
 

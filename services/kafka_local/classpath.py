@@ -9,6 +9,9 @@ Cache layout: ``<cache root>/<kafka version>/classpath-<pom digest>.txt`` where 
 (``~/.cache/tokenledger/kafka`` on Linux). A cached classpath is reused, without calling Maven,
 as long as every jar it names still exists (the jars themselves live in Maven's local repository).
 The digest of the pom is part of the file name, so editing the pom invalidates the cache.
+
+The same directory holds the broker's class-data-sharing archive (``kafka-<digest>.jsa``, see
+:func:`class_data_archive`), which roughly halves the JVM's start-up time.
 """
 
 from __future__ import annotations
@@ -136,3 +139,16 @@ def resolve_classpath(
             raise KafkaLocalError(f"Maven wrote no usable classpath to {partial}")
         os.replace(partial, cached)
         return jars
+
+
+def class_data_archive(jars: list[Path], java: str, root: Path | None = None) -> Path:
+    """Where the dynamic AppCDS archive for this classpath and this Java runtime lives.
+
+    The archive is only valid for the exact classpath and JVM build that wrote it, so both are
+    part of its name. (A stale or foreign archive is not dangerous: the JVM just ignores it.)
+    """
+    runtime = Path(java).resolve()
+    key = "\n".join([*(str(jar) for jar in jars), str(runtime), str(runtime.stat().st_mtime_ns)])
+    version = pom_property("kafka.version")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir(version, root) / f"kafka-{digest}.jsa"

@@ -63,7 +63,11 @@ def run_kafka_local(port: int | None, data_dir: Path | None) -> int:
     """Run a local broker in the foreground; return the process exit code."""
     # aiokafka logs every refused connection while the broker boots; that is expected here.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    kafka = LocalKafka(port=port, data_dir=data_dir if data_dir is not None else default_data_dir())
+    try:
+        kafka = LocalKafka(port=port, data_dir=data_dir if data_dir is not None else default_data_dir())
+    except ValueError as exc:  # e.g. --port 0 from a parser that did not use add_cli_arguments
+        print(f"kafka-local: {exc}", file=sys.stderr, flush=True)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
