@@ -1,0 +1,1 @@
+"""The system-account aggregate: lifecycle, enablement and directly assigned roles."""

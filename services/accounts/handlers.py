@@ -1,0 +1,151 @@
+"""Command handlers for system accounts: load the write model, decide, append with claims.
+
+Deleting an account also revokes each of its tokens (one ``token.revoked`` each, reason
+``account_deleted``) and ends its team memberships. Tokens and memberships are found through the
+uniqueness claims they hold, which commit with them. Issuing a token or adding a membership checks,
+in its own append, that the account stream has not moved; so once ``account.deleted`` is in, no new
+token or membership can appear, and a second sweep after it catches any that committed while the
+first one was being decided.
+"""
+
+from collections.abc import Sequence
+
+from events import Event
+from events.teams import TeamMemberRemoved
+from services.accounts import model
+from services.accounts.model import Account
+from services.authorization import Actor, check_can_grant
+from services.commands import CommandContext, Conflict, Outcome, with_retries
+from services.dependencies import Dependencies
+from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
+from services.roles.assignment import RoleAssignment
+from services.teams import model as teams
+from services.tokens import model as tokens
+
+
+async def load(deps: Dependencies, account_id: str) -> Account:
+    return model.fold(account_id, await deps.store.read_stream(model.stream_of(account_id)))
+
+
+async def _append(
+    deps: Dependencies,
+    ctx: CommandContext,
+    state: Account,
+    events: Sequence[Event],
+    claims: Sequence[Claim] = (),
+    releases: Sequence[str] = (),
+) -> Outcome[Account]:
+    if not events:
+        return Outcome(state, None)
+    stream = model.stream_of(state.account_id)
+    expected = state.version if state.version else StreamState.NO_STREAM
+    try:
+        result = await deps.store.append(
+            stream, ctx.new_events(stream, events), expected, claims=claims, releases=releases
+        )
+    except UniquenessViolation:
+        raise Conflict("a system account with this name already exists") from None
+    new_state = state
+    for event, appended in zip(events, result.events, strict=True):
+        new_state = model.evolve(new_state, event, appended.stream_version, ctx.now)
+    return Outcome(new_state, result.cursor)
+
+
+async def create_account(
+    deps: Dependencies, ctx: CommandContext, name: str, description: str, konnect_managed: bool
+) -> Outcome[Account]:
+    account_id = ctx.new_id("account")
+    state = Account(account_id=account_id)
+    events = model.create(account_id, name, description, konnect_managed)
+    claim = Claim(model.name_claim(name), model.stream_of(account_id))
+    return await _append(deps, ctx, state, events, claims=[claim])
+
+
+async def update_account(
+    deps: Dependencies,
+    ctx: CommandContext,
+    account_id: str,
+    name: str | None,
+    description: str | None,
+    enabled: bool | None,
+) -> Outcome[Account]:
+    async def attempt() -> Outcome[Account]:
+        state = await load(deps, account_id)
+        events = model.update(state, name, description, enabled)
+        renamed = name is not None and name != state.name
+        claims = [Claim(model.name_claim(name), model.stream_of(account_id))] if renamed and name else []
+        releases = [model.name_claim(state.name)] if renamed else []
+        return await _append(deps, ctx, state, events, claims, releases)
+
+    return await with_retries(attempt)
+
+
+async def assign_role(
+    deps: Dependencies, ctx: CommandContext, actor: Actor, account_id: str, grant: RoleAssignment
+) -> Outcome[Account]:
+    check_can_grant(actor, deps.organization_id, grant)
+
+    async def attempt() -> Outcome[Account]:
+        state = await load(deps, account_id)
+        model.require_unmanaged(state)
+        return await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
+
+    return await with_retries(attempt)
+
+
+async def unassign_role(
+    deps: Dependencies, ctx: CommandContext, account_id: str, assignment_id: str
+) -> Outcome[Account]:
+    async def attempt() -> Outcome[Account]:
+        state = await load(deps, account_id)
+        model.require_unmanaged(state)
+        return await _append(deps, ctx, state, model.unassign_role(state, assignment_id))
+
+    return await with_retries(attempt)
+
+
+async def delete_account(deps: Dependencies, ctx: CommandContext, account_id: str) -> Outcome[Account]:
+    async def attempt() -> Outcome[Account]:
+        state = await load(deps, account_id)
+        events = model.delete(state)
+        cascade, releases = await _cascade(deps, ctx, account_id)
+        stream = model.stream_of(account_id)
+        appends = [StreamAppend(stream, ctx.new_events(stream, events), state.version), *cascade]
+        result = await deps.store.append_many(appends, releases=[model.name_claim(state.name), *releases])
+        deleted = model.evolve(state, events[0], state.version + 1, ctx.now)
+        return Outcome(deleted, result.cursor)
+
+    outcome = await with_retries(attempt)
+
+    async def sweep() -> bool:
+        """Cascades what committed while the deletion was decided; True when nothing was left."""
+        cascade, releases = await _cascade(deps, ctx, account_id)
+        if not releases:
+            return True
+        settled = StreamAppend(model.stream_of(account_id), [], outcome.state.version)
+        await deps.store.append_many([settled, *cascade], releases=releases)
+        return False
+
+    while not await with_retries(sweep):
+        pass
+    return outcome
+
+
+async def _cascade(
+    deps: Dependencies, ctx: CommandContext, account_id: str
+) -> tuple[list[StreamAppend], list[str]]:
+    """Revocations of the account's live tokens and removals of its memberships, with the claims
+    they release."""
+    appends: list[StreamAppend] = []
+    token_claims = await deps.store.claims_with_prefix(tokens.account_claims_prefix(account_id))
+    for stream in sorted(set(token_claims.values())):
+        token = tokens.fold(stream.removeprefix("token-"), await deps.store.read_stream(stream))
+        revocation = tokens.revoke(token, "account_deleted")
+        if revocation:
+            appends.append(StreamAppend(stream, ctx.new_events(stream, revocation), token.version))
+    membership_claims = await deps.store.claims_with_prefix(teams.memberships_prefix(account_id))
+    for stream in sorted(set(membership_claims.values())):
+        team_id = stream.removeprefix("team-")
+        removal = [TeamMemberRemoved(team_id=team_id, account_id=account_id)]
+        appends.append(StreamAppend(stream, ctx.new_events(stream, removal), StreamState.ANY))
+    return appends, [*token_claims, *membership_claims]

@@ -1,0 +1,160 @@
+"""The account write model: the state decisions need, folded from the account's own stream, and the
+pure decisions (state, command) -> events."""
+
+from datetime import datetime
+
+import msgspec
+
+from events import Event, RecordedEvent
+from events.accounts import (
+    AccountCreated,
+    AccountDeleted,
+    AccountDisabled,
+    AccountEnabled,
+    AccountRoleAssigned,
+    AccountRoleUnassigned,
+    AccountUpdated,
+)
+from services.commands import Forbidden, NotFound
+from services.roles.assignment import RoleAssignment, check_new_assignment
+from services.roles.catalogue import RoleCatalogue
+
+
+def stream_of(account_id: str) -> str:
+    return f"account-{account_id}"
+
+
+def name_claim(name: str) -> str:
+    return f"account-name:{name}"
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    account_id: str
+    version: int = 0
+    exists: bool = False
+    deleted: bool = False
+    name: str = ""
+    description: str = ""
+    konnect_managed: bool = False
+    enabled: bool = True
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    roles: dict[str, RoleAssignment] = {}
+
+    @property
+    def live(self) -> bool:
+        return self.exists and not self.deleted
+
+
+def evolve(state: Account, event: Event, version: int, at: datetime) -> Account:
+    """The state after ``event``, the stream's ``version``-th, which occurred ``at``."""
+    base = msgspec.structs.replace(state, version=version)
+    match event:
+        case AccountCreated():
+            return msgspec.structs.replace(
+                base,
+                exists=True,
+                name=event.name,
+                description=event.description,
+                konnect_managed=event.konnect_managed,
+                created_at=at,
+                updated_at=at,
+            )
+        case AccountUpdated():
+            return msgspec.structs.replace(
+                base, name=event.name, description=event.description, updated_at=at
+            )
+        case AccountDisabled():
+            return msgspec.structs.replace(base, enabled=False, updated_at=at)
+        case AccountEnabled():
+            return msgspec.structs.replace(base, enabled=True, updated_at=at)
+        case AccountDeleted():
+            return msgspec.structs.replace(base, deleted=True, roles={})
+        case AccountRoleAssigned():
+            grant = RoleAssignment(
+                assignment_id=event.assignment_id,
+                role_name=event.role_name,
+                entity_id=event.entity_id,
+                entity_type_name=event.entity_type_name,
+                entity_region=event.entity_region,
+            )
+            return msgspec.structs.replace(base, roles={**state.roles, grant.assignment_id: grant})
+        case AccountRoleUnassigned():
+            roles = {k: v for k, v in state.roles.items() if k != event.assignment_id}
+            return msgspec.structs.replace(base, roles=roles)
+    return base
+
+
+def fold(account_id: str, history: list[RecordedEvent]) -> Account:
+    state = Account(account_id=account_id)
+    for recorded in history:
+        state = evolve(state, recorded.event, recorded.stream_version, recorded.metadata.occurred_at)
+    return state
+
+
+def require_live(state: Account) -> Account:
+    if not state.live:
+        raise NotFound("system account not found")
+    return state
+
+
+def require_unmanaged(state: Account) -> None:
+    if state.konnect_managed:
+        raise Forbidden("konnect-managed system accounts cannot be changed through the API")
+
+
+def create(account_id: str, name: str, description: str, konnect_managed: bool) -> list[Event]:
+    return [
+        AccountCreated(
+            account_id=account_id, name=name, description=description, konnect_managed=konnect_managed
+        )
+    ]
+
+
+def update(state: Account, name: str | None, description: str | None, enabled: bool | None) -> list[Event]:
+    require_live(state)
+    require_unmanaged(state)
+    changes: list[Event] = []
+    new_name = state.name if name is None else name
+    new_description = state.description if description is None else description
+    if (new_name, new_description) != (state.name, state.description):
+        changes.append(
+            AccountUpdated(account_id=state.account_id, name=new_name, description=new_description)
+        )
+    if enabled is not None and enabled != state.enabled:
+        changes.append(
+            AccountEnabled(account_id=state.account_id)
+            if enabled
+            else AccountDisabled(account_id=state.account_id)
+        )
+    return changes
+
+
+def delete(state: Account) -> list[Event]:
+    require_live(state)
+    require_unmanaged(state)
+    return [AccountDeleted(account_id=state.account_id)]
+
+
+def assign_role(state: Account, catalogue: RoleCatalogue, grant: RoleAssignment) -> list[Event]:
+    """Managed accounts get their roles from ``tokenledger bootstrap`` only: the API refuses to
+    change them (see ``require_unmanaged``), which keeps the bootstrap admin from being locked out."""
+    require_live(state)
+    check_new_assignment(catalogue, state.roles, grant)
+    return [
+        AccountRoleAssigned(
+            account_id=state.account_id,
+            assignment_id=grant.assignment_id,
+            role_name=grant.role_name,
+            entity_id=grant.entity_id,
+            entity_type_name=grant.entity_type_name,
+            entity_region=grant.entity_region,
+        )
+    ]
+
+
+def unassign_role(state: Account, assignment_id: str) -> list[Event]:
+    require_live(state)
+    if assignment_id not in state.roles:
+        raise NotFound("assigned role not found")
+    return [AccountRoleUnassigned(account_id=state.account_id, assignment_id=assignment_id)]

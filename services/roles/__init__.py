@@ -1,0 +1,1 @@
+"""The role catalogue (``GET /v3/roles``) and the rights tokenledger's own Identity roles confer."""

@@ -1,0 +1,38 @@
+"""A role assignment as held by an account or a team, and the checks every assignment passes."""
+
+import msgspec
+
+from services.commands import Conflict, Invalid
+from services.roles.catalogue import RoleCatalogue
+
+REGIONS = ("us", "eu", "au", "me", "in", "sg", "*")
+
+
+class RoleAssignment(msgspec.Struct, frozen=True, kw_only=True):
+    assignment_id: str
+    role_name: str
+    entity_id: str
+    entity_type_name: str
+    entity_region: str
+
+    def same_grant(self, other: "RoleAssignment") -> bool:
+        return (self.role_name, self.entity_id, self.entity_type_name, self.entity_region) == (
+            other.role_name,
+            other.entity_id,
+            other.entity_type_name,
+            other.entity_region,
+        )
+
+
+def check_new_assignment(
+    catalogue: RoleCatalogue, held: dict[str, RoleAssignment], wanted: RoleAssignment
+) -> None:
+    """Refuses roles outside the catalogue and duplicates of an assignment already held."""
+    if wanted.entity_region not in REGIONS:
+        raise Invalid("entity_region", f"must be one of {', '.join(REGIONS)}", "enum")
+    if not catalogue.allows(wanted.entity_type_name, wanted.role_name):
+        if wanted.entity_type_name not in catalogue.entity_types():
+            raise Invalid("entity_type_name", "is not an entity type of the role catalogue", "enum")
+        raise Invalid("role_name", f"is not a role of {wanted.entity_type_name!r}", "enum")
+    if any(existing.same_grant(wanted) for existing in held.values()):
+        raise Conflict("role is already assigned")

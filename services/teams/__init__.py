@@ -1,0 +1,1 @@
+"""The team aggregate: lifecycle, labels, members and team roles."""

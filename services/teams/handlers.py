@@ -1,0 +1,128 @@
+"""Command handlers for teams, their members and their roles.
+
+Adding a member checks, in the same append, that the account stream has not moved (so no member
+joins a deleted account's teams) and claims ``team-member:<account>:<team>``, which is how an
+account's deletion finds the teams to leave.
+"""
+
+from collections.abc import Sequence
+
+from events import Event
+from services.accounts import handlers as accounts
+from services.authorization import Actor, check_can_grant, check_not_self_membership
+from services.commands import CommandContext, Outcome, with_retries
+from services.dependencies import Dependencies
+from services.eventstore import Claim, StreamAppend, StreamState
+from services.roles.assignment import RoleAssignment
+from services.teams import model
+from services.teams.model import Team
+
+
+async def load(deps: Dependencies, team_id: str) -> Team:
+    return model.fold(team_id, await deps.store.read_stream(model.stream_of(team_id)))
+
+
+async def _append(
+    deps: Dependencies,
+    ctx: CommandContext,
+    state: Team,
+    events: Sequence[Event],
+    *,
+    conditions: Sequence[StreamAppend] = (),
+    claims: Sequence[Claim] = (),
+    releases: Sequence[str] = (),
+) -> Outcome[Team]:
+    if not events:
+        return Outcome(state, None)
+    stream = model.stream_of(state.team_id)
+    expected = state.version if state.version else StreamState.NO_STREAM
+    own = StreamAppend(stream, ctx.new_events(stream, events), expected)
+    result = await deps.store.append_many([own, *conditions], claims=claims, releases=releases)
+    new_state = state
+    for event, appended in zip(events, result.events, strict=True):
+        new_state = model.evolve(new_state, event, appended.stream_version, ctx.now)
+    return Outcome(new_state, result.cursor)
+
+
+async def create_team(
+    deps: Dependencies, ctx: CommandContext, name: str, description: str | None, labels: dict[str, str]
+) -> Outcome[Team]:
+    team_id = ctx.new_id("team")
+    return await _append(deps, ctx, Team(team_id=team_id), model.create(team_id, name, description, labels))
+
+
+async def update_team(
+    deps: Dependencies,
+    ctx: CommandContext,
+    team_id: str,
+    name: str | None,
+    description: str | None,
+    labels: dict[str, str | None] | None,
+    labels_given: bool,
+) -> Outcome[Team]:
+    async def attempt() -> Outcome[Team]:
+        state = await load(deps, team_id)
+        new_labels = model.merge_labels(state.labels, labels) if labels_given else None
+        return await _append(deps, ctx, state, model.update(state, name, description, new_labels))
+
+    return await with_retries(attempt)
+
+
+async def delete_team(deps: Dependencies, ctx: CommandContext, team_id: str) -> Outcome[Team]:
+    async def attempt() -> Outcome[Team]:
+        state = await load(deps, team_id)
+        releases = [model.membership_claim(account_id, team_id) for account_id in sorted(state.members)]
+        return await _append(deps, ctx, state, model.delete(state), releases=releases)
+
+    return await with_retries(attempt)
+
+
+async def add_member(
+    deps: Dependencies, ctx: CommandContext, actor: Actor, team_id: str, account_id: str
+) -> Outcome[Team]:
+    check_not_self_membership(actor, account_id)
+
+    async def attempt() -> Outcome[Team]:
+        state = model.require_live(await load(deps, team_id))
+        account = accounts.model.require_live(await accounts.load(deps, account_id))
+        condition = StreamAppend(accounts.model.stream_of(account_id), [], account.version)
+        claim = Claim(model.membership_claim(account_id, team_id), model.stream_of(team_id))
+        events = model.add_member(state, account_id)
+        return await _append(deps, ctx, state, events, conditions=[condition], claims=[claim])
+
+    return await with_retries(attempt)
+
+
+async def remove_member(
+    deps: Dependencies, ctx: CommandContext, actor: Actor, team_id: str, account_id: str
+) -> Outcome[Team]:
+    check_not_self_membership(actor, account_id)
+
+    async def attempt() -> Outcome[Team]:
+        state = await load(deps, team_id)
+        events = model.remove_member(state, account_id)
+        return await _append(deps, ctx, state, events, releases=[model.membership_claim(account_id, team_id)])
+
+    return await with_retries(attempt)
+
+
+async def assign_role(
+    deps: Dependencies, ctx: CommandContext, actor: Actor, team_id: str, grant: RoleAssignment
+) -> Outcome[Team]:
+    check_can_grant(actor, deps.organization_id, grant)
+
+    async def attempt() -> Outcome[Team]:
+        state = await load(deps, team_id)
+        return await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
+
+    return await with_retries(attempt)
+
+
+async def unassign_role(
+    deps: Dependencies, ctx: CommandContext, team_id: str, assignment_id: str
+) -> Outcome[Team]:
+    async def attempt() -> Outcome[Team]:
+        state = await load(deps, team_id)
+        return await _append(deps, ctx, state, model.unassign_role(state, assignment_id))
+
+    return await with_retries(attempt)

@@ -1,0 +1,1 @@
+"""The access-token aggregate: issue, rename, rotate, revoke, delete; and the secret format."""

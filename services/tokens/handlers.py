@@ -1,0 +1,152 @@
+"""Command handlers for access tokens.
+
+Issuing appends ``token.issued`` to the new token's stream, claims the token's name within its
+account and, in the same append, checks that the account stream has not moved since it was read:
+a token can never be issued to an account whose deletion committed first. The secret is generated
+here, returned once to the caller and never stored: the event carries only its keyed hash.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from events import Event
+from events.tokens import TokenIssued
+from services.accounts import handlers as accounts
+from services.authorization import Actor, check_scopes, check_token_scopes
+from services.commands import CommandContext, Conflict, Outcome, with_retries
+from services.dependencies import Dependencies
+from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
+from services.tokens import model
+from services.tokens.model import Token
+from services.tokens.secrets import generate_secret, secret_hash
+
+
+class IssuedToken(msgspec.Struct, frozen=True):
+    """A token as just issued or rotated, with its secret: the only time the secret is seen."""
+
+    token: Token
+    secret: str
+
+
+async def load(deps: Dependencies, account_id: str, token_id: str) -> Token:
+    """The token's write model; NotFound unless it is visible and belongs to ``account_id``."""
+    state = model.fold(token_id, await deps.store.read_stream(model.stream_of(token_id)))
+    return model.require_visible(state, account_id)
+
+
+async def _append(
+    deps: Dependencies,
+    ctx: CommandContext,
+    state: Token,
+    events: Sequence[Event],
+    claims: Sequence[Claim] = (),
+    releases: Sequence[str] = (),
+) -> Outcome[Token]:
+    if not events:
+        return Outcome(state, None)
+    stream = model.stream_of(state.token_id)
+    try:
+        result = await deps.store.append(
+            stream, ctx.new_events(stream, events), state.version, claims=claims, releases=releases
+        )
+    except UniquenessViolation:
+        raise Conflict("the system account already has an access token with this name") from None
+    new_state = state
+    for event, appended in zip(events, result.events, strict=True):
+        new_state = model.evolve(new_state, event, appended.stream_version, ctx.now)
+    return Outcome(new_state, result.cursor)
+
+
+async def issue_token(
+    deps: Dependencies,
+    ctx: CommandContext,
+    actor: Actor,
+    account_id: str,
+    name: str,
+    expires_at: datetime | None,
+    scopes: list[str] | None = None,
+    auto_extend_seconds: int | None = None,
+    max_expires_at: datetime | None = None,
+) -> Outcome[IssuedToken]:
+    check_scopes(scopes)
+    check_token_scopes(actor, account_id, scopes)
+    ceiling = model.check_expiry(deps.token_policy, ctx.now, expires_at, auto_extend_seconds, max_expires_at)
+    token_id = ctx.new_id("token")
+    stream = model.stream_of(token_id)
+
+    async def attempt() -> Outcome[IssuedToken]:
+        account = accounts.model.require_live(await accounts.load(deps, account_id))
+        secret = generate_secret()
+        issued = TokenIssued(
+            token_id=token_id,
+            account_id=account_id,
+            name=name,
+            secret_hash=secret_hash(secret, deps.pepper),
+            expires_at=expires_at,
+            scopes=scopes,
+            auto_extend_seconds=auto_extend_seconds,
+            max_expires_at=ceiling,
+        )
+        appends = [
+            StreamAppend(stream, ctx.new_events(stream, [issued]), StreamState.NO_STREAM),
+            StreamAppend(accounts.model.stream_of(account_id), [], account.version),
+        ]
+        try:
+            result = await deps.store.append_many(
+                appends, claims=[Claim(model.name_claim(account_id, name), stream)]
+            )
+        except UniquenessViolation:
+            raise Conflict("the system account already has an access token with this name") from None
+        token = model.evolve(Token(token_id=token_id), issued, 1, ctx.now)
+        return Outcome(IssuedToken(token, secret), result.cursor)
+
+    return await with_retries(attempt)
+
+
+async def rename_token(
+    deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str, name: str
+) -> Outcome[Token]:
+    async def attempt() -> Outcome[Token]:
+        state = await load(deps, account_id, token_id)
+        events = model.rename(state, name)
+        claims = [Claim(model.name_claim(account_id, name), model.stream_of(token_id))] if events else []
+        releases = [model.name_claim(account_id, state.name)] if events else []
+        return await _append(deps, ctx, state, events, claims, releases)
+
+    return await with_retries(attempt)
+
+
+async def revoke_token(
+    deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str, reason: str = "revoked"
+) -> Outcome[Token]:
+    async def attempt() -> Outcome[Token]:
+        state = await load(deps, account_id, token_id)
+        return await _append(deps, ctx, state, model.revoke(state, reason))
+
+    return await with_retries(attempt)
+
+
+async def rotate_token(
+    deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str, grace_period_seconds: int
+) -> Outcome[IssuedToken]:
+    async def attempt() -> Outcome[IssuedToken]:
+        state = await load(deps, account_id, token_id)
+        secret = generate_secret()
+        events = model.rotate(state, ctx.now, secret_hash(secret, deps.pepper), grace_period_seconds)
+        outcome = await _append(deps, ctx, state, events)
+        return Outcome(IssuedToken(outcome.state, secret), outcome.cursor)
+
+    return await with_retries(attempt)
+
+
+async def delete_token(
+    deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str
+) -> Outcome[Token]:
+    async def attempt() -> Outcome[Token]:
+        state = await load(deps, account_id, token_id)
+        releases = [model.name_claim(account_id, state.name)]
+        return await _append(deps, ctx, state, model.delete(state), releases=releases)
+
+    return await with_retries(attempt)

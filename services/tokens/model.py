@@ -1,0 +1,185 @@
+"""The token write model (folded from ``token-<id>``) and its pure decisions.
+
+Policy lives here too: the maximum lifetime, whether a token may never expire, and the bounds of
+sliding expiry and rotation grace periods.
+"""
+
+from datetime import datetime, timedelta
+
+import msgspec
+
+from events import Event, RecordedEvent
+from events.tokens import (
+    TokenDeleted,
+    TokenExpired,
+    TokenExtended,
+    TokenIssued,
+    TokenRenamed,
+    TokenRevoked,
+    TokenRotated,
+)
+from services.commands import Conflict, Invalid, NotFound
+
+ACTIVE, REVOKED, EXPIRED = "ACTIVE", "REVOKED", "EXPIRED"
+MAX_GRACE_PERIOD = timedelta(days=7)
+
+
+def stream_of(token_id: str) -> str:
+    return f"token-{token_id}"
+
+
+def name_claim(account_id: str, name: str) -> str:
+    return f"token-name:{account_id}:{name}"
+
+
+def account_claims_prefix(account_id: str) -> str:
+    return f"token-name:{account_id}:"
+
+
+class TokenPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    max_lifetime: timedelta
+    allow_non_expiring: bool
+
+
+class Token(msgspec.Struct, frozen=True, kw_only=True):
+    token_id: str
+    version: int = 0
+    exists: bool = False
+    deleted: bool = False
+    account_id: str = ""
+    name: str = ""
+    state: str = ACTIVE
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
+    max_expires_at: datetime | None = None
+    auto_extend_seconds: int | None = None
+    scopes: list[str] | None = None
+    secret_version: int = 1
+    revoked_at: datetime | None = None
+
+    @property
+    def visible(self) -> bool:
+        return self.exists and not self.deleted
+
+    def state_at(self, now: datetime) -> str:
+        """The state a reader sees: an ACTIVE token past its expiry is EXPIRED even before the
+        scheduler has written ``token.expired``."""
+        if self.state == ACTIVE and self.expires_at is not None and self.expires_at <= now:
+            return EXPIRED
+        return self.state
+
+
+def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
+    """The state after ``event``, the stream's ``version``-th, which occurred ``at``."""
+    base = msgspec.structs.replace(state, version=version)
+    match event:
+        case TokenIssued():
+            return msgspec.structs.replace(
+                base,
+                exists=True,
+                account_id=event.account_id,
+                name=event.name,
+                created_at=at,
+                updated_at=at,
+                expires_at=event.expires_at,
+                max_expires_at=event.max_expires_at,
+                auto_extend_seconds=event.auto_extend_seconds,
+                scopes=event.scopes,
+            )
+        case TokenRenamed():
+            return msgspec.structs.replace(base, name=event.name, updated_at=at)
+        case TokenRotated():
+            return msgspec.structs.replace(base, secret_version=event.secret_version, updated_at=at)
+        case TokenExtended():
+            return msgspec.structs.replace(base, expires_at=event.expires_at)
+        case TokenRevoked():
+            return msgspec.structs.replace(base, state=REVOKED, revoked_at=at, updated_at=at)
+        case TokenExpired():
+            if state.state == ACTIVE:
+                return msgspec.structs.replace(base, state=EXPIRED)
+        case TokenDeleted():
+            return msgspec.structs.replace(base, deleted=True)
+    return base
+
+
+def fold(token_id: str, history: list[RecordedEvent]) -> Token:
+    state = Token(token_id=token_id)
+    for recorded in history:
+        state = evolve(state, recorded.event, recorded.stream_version, recorded.metadata.occurred_at)
+    return state
+
+
+def require_visible(state: Token, account_id: str) -> Token:
+    if not state.visible or state.account_id != account_id:
+        raise NotFound("access token not found")
+    return state
+
+
+def check_expiry(
+    policy: TokenPolicy,
+    now: datetime,
+    expires_at: datetime | None,
+    auto_extend_seconds: int | None,
+    max_expires_at: datetime | None,
+) -> datetime | None:
+    """Validates the expiry fields; returns the effective ``max_expires_at`` for sliding expiry."""
+    limit = now + policy.max_lifetime
+    days = policy.max_lifetime.days
+    if expires_at is None:
+        if not policy.allow_non_expiring:
+            raise Invalid(
+                "expires_at",
+                "is required: this deployment does not allow tokens that never expire",
+                "required",
+            )
+    elif expires_at <= now:
+        raise Invalid("expires_at", "must be in the future")
+    elif expires_at > limit:
+        raise Invalid("expires_at", f"must be at most {days} days from now")
+    if auto_extend_seconds is None:
+        if max_expires_at is not None:
+            raise Invalid("max_expires_at", "is only allowed with auto_extend_seconds", "dependent_fields")
+        return None
+    if auto_extend_seconds <= 0 or timedelta(seconds=auto_extend_seconds) > policy.max_lifetime:
+        raise Invalid("auto_extend_seconds", f"must be between 1 second and {days} days")
+    ceiling = max_expires_at or limit
+    if ceiling > limit:
+        raise Invalid("max_expires_at", f"must be at most {days} days from now")
+    if expires_at is not None and ceiling < expires_at:
+        raise Invalid("max_expires_at", "must not be before expires_at")
+    return ceiling
+
+
+def rename(state: Token, name: str) -> list[Event]:
+    if name == state.name:
+        return []
+    return [TokenRenamed(token_id=state.token_id, account_id=state.account_id, name=name)]
+
+
+def revoke(state: Token, reason: str) -> list[Event]:
+    if state.state == REVOKED:
+        return []
+    return [TokenRevoked(token_id=state.token_id, account_id=state.account_id, reason=reason)]
+
+
+def rotate(state: Token, now: datetime, secret_hash: str, grace_period_seconds: int) -> list[Event]:
+    if state.state_at(now) != ACTIVE:
+        raise Conflict(f"only an active token can be rotated; this one is {state.state_at(now)}")
+    if grace_period_seconds < 0 or timedelta(seconds=grace_period_seconds) > MAX_GRACE_PERIOD:
+        limit = int(MAX_GRACE_PERIOD.total_seconds())
+        raise Invalid("grace_period_seconds", f"must be between 0 and {limit}")
+    valid_until = now + timedelta(seconds=grace_period_seconds) if grace_period_seconds else None
+    return [
+        TokenRotated(
+            token_id=state.token_id,
+            account_id=state.account_id,
+            secret_hash=secret_hash,
+            secret_version=state.secret_version + 1,
+            previous_valid_until=valid_until,
+        )
+    ]
+
+
+def delete(state: Token) -> list[Event]:
+    return [*revoke(state, "deleted"), TokenDeleted(token_id=state.token_id, account_id=state.account_id)]
