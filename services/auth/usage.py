@@ -1,0 +1,310 @@
+"""Recording token use (``token.used``) and sliding expiry (``token.extended``) off the hot path.
+
+``UsageRecorder.record`` is synchronous and never touches the database: it throttles ``token.used``
+to one event per token per ``throttle_seconds`` (per process), buffers it in a bounded queue (full:
+the event is dropped and counted), and a background task appends everything buffered with ONE
+``append_many`` every ``flush_interval`` seconds, and once more on ``stop``.
+
+Each event id is derived from its content (uuid5 of the token id and the use time, or of the token
+id and the new expiry), and a failed flush retries exactly the same batch before taking anything
+new, so a flush whose commit succeeded but whose answer was lost is recognised by the event store
+as a retry and never duplicates.
+
+Sliding expiry: for a token with ``auto_extend_seconds``, a use moves ``expires_at`` to
+``min(now + auto_extend_seconds, max_expires_at)`` when that gains more than
+``min(1% of auto_extend_seconds, 60 s)``. The verifier's cache takes the new expiry at once
+(``extend_cached``), and the flusher is woken so other nodes learn of it within milliseconds.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from events import Metadata, NewEvent
+from events.tokens import TokenExtended, TokenUsed
+from services.auth.principal import Principal
+from services.eventstore import (
+    AppendResult,
+    DuplicateEventId,
+    EventStore,
+    InvalidAppend,
+    StreamAppend,
+    StreamState,
+)
+
+_log = logging.getLogger(__name__)
+
+USAGE_EVENT_IDS = uuid.UUID("0b6a4f0e-2c1d-4c55-9a53-3f0f5d7c9e21")
+"""Namespace of the uuid5 event ids of ``token.used`` and ``token.extended`` appended here."""
+
+MAX_USER_AGENT = 256
+MAX_CLIENT_ADDRESS = 64
+
+
+class ExpiryCache(Protocol):
+    """What the recorder tells the verifier (``TokenVerifier`` implements it)."""
+
+    def extend_cached(self, token_id: str, expires_at: datetime) -> None: ...
+
+    def abandon_extension(self, token_id: str, expires_at: datetime) -> None: ...
+
+    def note_appended(self, appends: Sequence[StreamAppend], result: AppendResult) -> None: ...
+
+
+def usage_stream(token_id: str) -> str:
+    return f"token-usage-{token_id}"
+
+
+def token_stream(token_id: str) -> str:
+    return f"token-{token_id}"
+
+
+def used_event_id(token_id: str, used_at: datetime) -> uuid.UUID:
+    return uuid.uuid5(USAGE_EVENT_IDS, f"token.used\x00{token_id}\x00{used_at.isoformat()}")
+
+
+def extended_event_id(token_id: str, expires_at: datetime) -> uuid.UUID:
+    return uuid.uuid5(USAGE_EVENT_IDS, f"token.extended\x00{token_id}\x00{expires_at.isoformat()}")
+
+
+@dataclass
+class UsageMetrics:
+    recorded: int = 0
+    throttled: int = 0
+    dropped: int = 0
+    extensions: int = 0
+    flushes: int = 0
+    flushed_events: int = 0
+    flush_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Extension:
+    account_id: str
+    expires_at: datetime
+    decided_at: datetime
+
+
+class UsageRecorder:
+    """Buffers and appends ``token.used`` / ``token.extended``. ``start()`` before use, ``stop()``
+    (which flushes) at the end."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        expiry: ExpiryCache | None = None,
+        throttle_seconds: float = 60.0,
+        flush_interval: float = 1.0,
+        max_pending: int = 10_000,
+    ) -> None:
+        self._store = store
+        self._expiry = expiry
+        self._throttle = timedelta(seconds=throttle_seconds)
+        self._flush_interval = flush_interval
+        self._max_pending = max_pending
+        self.metrics = UsageMetrics()
+        self._used: list[NewEvent] = []
+        self._extensions: dict[str, _Extension] = {}
+        self._last_recorded: dict[str, datetime] = {}
+        self._latest: datetime | None = None
+        self._batch: list[StreamAppend] | None = None
+        """The batch being appended; after a failure, retried as it is before anything new."""
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- recording (synchronous, never blocks) ---------------------------------------------------
+
+    def record(
+        self,
+        principal: Principal,
+        now: datetime,
+        operation: str,
+        client_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Notes an accepted use of ``principal``'s token at ``now`` (timezone-aware)."""
+        self._maybe_extend(principal, now)
+        token_id = principal.token_id
+        last = self._last_recorded.get(token_id)
+        if last is not None and now - last < self._throttle:
+            self.metrics.throttled += 1
+            return
+        if len(self._used) >= self._max_pending:
+            self.metrics.dropped += 1
+            return
+        self._last_recorded[token_id] = now
+        self._latest = now if self._latest is None else max(self._latest, now)
+        event = TokenUsed(
+            token_id=token_id,
+            account_id=principal.account_id,
+            used_at=now,
+            operation=operation,
+            client_address=client_address[:MAX_CLIENT_ADDRESS] if client_address else None,
+            user_agent=user_agent[:MAX_USER_AGENT] if user_agent else None,
+        )
+        self._used.append(
+            NewEvent(
+                event=event,
+                metadata=_metadata(principal.account_id, token_id, now),
+                event_id=used_event_id(token_id, now),
+            )
+        )
+        self.metrics.recorded += 1
+
+    def _maybe_extend(self, principal: Principal, now: datetime) -> None:
+        seconds = principal.auto_extend_seconds
+        if not seconds or principal.expires_at is None:
+            return
+        target = now + timedelta(seconds=seconds)
+        if principal.max_expires_at is not None:
+            target = min(target, principal.max_expires_at)
+        current = principal.expires_at
+        pending = self._extensions.get(principal.token_id)
+        if pending is not None:
+            current = max(current, pending.expires_at)
+        if target - current <= timedelta(seconds=min(seconds / 100, 60.0)):
+            return
+        if pending is None and len(self._extensions) >= self._max_pending:
+            self.metrics.dropped += 1
+            return
+        self._extensions[principal.token_id] = _Extension(principal.account_id, target, now)
+        self.metrics.extensions += 1
+        if self._expiry is not None:
+            self._expiry.extend_cached(principal.token_id, target)
+        self._wake.set()  # other nodes should learn of a new expiry promptly
+
+    # -- flushing --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("the usage recorder is already started")
+        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    async def stop(self, *, attempts: int = 3) -> None:
+        """Stops the background task and flushes what is buffered (a few attempts)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for _ in range(attempts):
+            if not (self._batch or self._used or self._extensions):
+                return
+            await self.flush()
+        lost = len(self._used) + len(self._extensions) + sum(len(a.events) for a in self._batch or ())
+        if lost:
+            _log.warning("stopping with %d usage event(s) not recorded", lost)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Appends the retained batch, or else everything buffered, in one ``append_many``.
+        True when nothing is left over from this call."""
+        async with self._lock:
+            if self._batch is None:
+                self._batch = self._take()
+            if not self._batch:
+                self._batch = None
+                return True
+            batch = self._batch
+            try:
+                result = await self._store.append_many(batch)
+            except DuplicateEventId:
+                # Some of these events are stored already (a lost answer, or a twin from another
+                # node with the same id): record stream by stream, skipping what is there.
+                return await self._append_one_by_one(batch)
+            except InvalidAppend:
+                _log.exception("usage events refused by the event store; dropping %d", _count(batch))
+                self._abandon(batch)
+                self._batch = None
+                return False
+            except Exception as error:
+                self.metrics.flush_errors += 1
+                _log.warning("could not record token usage (%s); retrying", error)
+                return False
+            self._done(batch, result)
+            self._batch = None
+            return True
+
+    async def _append_one_by_one(self, batch: list[StreamAppend]) -> bool:
+        remaining: list[StreamAppend] = []
+        for append in batch:
+            try:
+                result = await self._store.append_many([append])
+            except DuplicateEventId:
+                continue
+            except InvalidAppend:
+                _log.exception("usage events refused by the event store; dropping %d", len(append.events))
+                self._abandon([append])
+            except Exception as error:
+                self.metrics.flush_errors += 1
+                _log.warning("could not record token usage (%s); retrying", error)
+                remaining.append(append)
+            else:
+                self._done([append], result)
+        self._batch = remaining or None
+        return not remaining
+
+    def _take(self) -> list[StreamAppend]:
+        """Turns the buffers into one batch (one StreamAppend per stream) and empties them."""
+        by_stream: dict[str, list[NewEvent]] = {}
+        for new_event in self._used:
+            assert isinstance(new_event.event, TokenUsed)
+            by_stream.setdefault(usage_stream(new_event.event.token_id), []).append(new_event)
+        for token_id, extension in self._extensions.items():
+            event = TokenExtended(
+                token_id=token_id, account_id=extension.account_id, expires_at=extension.expires_at
+            )
+            by_stream[token_stream(token_id)] = [
+                NewEvent(
+                    event=event,
+                    metadata=_metadata(extension.account_id, token_id, extension.decided_at),
+                    event_id=extended_event_id(token_id, extension.expires_at),
+                )
+            ]
+        self._used = []
+        self._extensions = {}
+        self._forget_old_throttles()
+        return [StreamAppend(stream, events, StreamState.ANY) for stream, events in by_stream.items()]
+
+    def _forget_old_throttles(self) -> None:
+        if self._latest is None:
+            return
+        horizon = self._latest - self._throttle
+        old = [token for token, at in self._last_recorded.items() if at <= horizon]
+        for token in old:
+            del self._last_recorded[token]
+
+    def _done(self, batch: Sequence[StreamAppend], result: AppendResult) -> None:
+        self.metrics.flushes += 1
+        self.metrics.flushed_events += len(result.events)
+        if self._expiry is not None:
+            self._expiry.note_appended(batch, result)
+
+    def _abandon(self, batch: Sequence[StreamAppend]) -> None:
+        if self._expiry is None:
+            return
+        for append in batch:
+            for new_event in append.events:
+                if isinstance(new_event.event, TokenExtended):
+                    self._expiry.abandon_extension(new_event.event.token_id, new_event.event.expires_at)
+
+
+def _metadata(account_id: str, token_id: str, now: datetime) -> Metadata:
+    return Metadata(occurred_at=now, actor=account_id, actor_token_id=token_id)
+
+
+def _count(batch: Sequence[StreamAppend]) -> int:
+    return sum(len(append.events) for append in batch)
