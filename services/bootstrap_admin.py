@@ -13,6 +13,8 @@ import msgspec
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
 from services.commands import CommandContext, Conflict
+from services.composition import open_runtime
+from services.config import Settings
 from services.dependencies import Dependencies
 from services.roles.assignment import RoleAssignment
 from services.roles.catalogue import IDENTITY_ENTITY_TYPE, IDENTITY_ROLES
@@ -46,9 +48,7 @@ async def bootstrap(deps: Dependencies, name: str, now: datetime) -> str:
     account = await _admin_account(deps, ctx, name)
     held = {(g.role_name, g.entity_type_name, g.entity_id) for g in account.roles.values()}
     missing = [
-        role
-        for role in IDENTITY_ROLES
-        if (role, IDENTITY_ENTITY_TYPE, deps.organization_id) not in held
+        role for role in IDENTITY_ROLES if (role, IDENTITY_ENTITY_TYPE, deps.organization_id) not in held
     ]
     if missing:
         events = []
@@ -67,3 +67,11 @@ async def bootstrap(deps: Dependencies, name: str, now: datetime) -> str:
     expires_at = now + deps.token_policy.max_lifetime
     issued = await tokens.issue_token(deps, ctx, _SystemActor(), account.account_id, token_name, expires_at)
     return issued.state.secret
+
+
+async def run_bootstrap(settings: Settings, name: str) -> str:
+    """``tokenledger bootstrap``: the same database configuration as ``serve``; no workers."""
+    alone = msgspec.structs.replace(settings, workers=frozenset())
+    async with open_runtime(alone, pool_size=2) as runtime:
+        secret = await bootstrap(runtime.deps, name, runtime.clock())
+        return secret

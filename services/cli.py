@@ -6,7 +6,6 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from services.config import ConfigError, load_settings
 
@@ -41,17 +40,48 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from services.workers import run_worker
+
+    return asyncio.run(run_worker(load_settings(), args.command))
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    from services.bootstrap_admin import run_bootstrap
+
+    print(asyncio.run(run_bootstrap(load_settings(), args.name)))
+    return 0
+
+
+def _projections(args: argparse.Namespace) -> int:
+    from services.projections_admin import rebuild, status
+
+    settings = load_settings()
+    if args.action == "status":
+        return asyncio.run(status(settings))
+    return asyncio.run(rebuild(settings, args.names, every=args.all))
+
+
 def _kafka_local(args: argparse.Namespace) -> int:
     from services.kafka_local import run_kafka_local
 
     return run_kafka_local(args.port, args.data_dir)
 
 
+WORKER_COMMANDS = {
+    "projector": "run the projection runners alone",
+    "scheduler": "run the scheduler alone (time-driven token events)",
+    "relay": "run the Kafka relay alone",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenledger", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP service (and the workers, see TOKENLEDGER_WORKERS)")
+    serve = commands.add_parser(
+        "serve", help="run the HTTP service (and the workers, see TOKENLEDGER_WORKERS)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(handler=_serve)
@@ -59,9 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
     migrate.set_defaults(handler=_migrate)
 
+    bootstrap = commands.add_parser(
+        "bootstrap", help="create the managed admin account if missing; print a new token for it"
+    )
+    bootstrap.add_argument("--name", required=True, help="the admin account's name")
+    bootstrap.set_defaults(handler=_bootstrap)
+
+    for name, about in WORKER_COMMANDS.items():
+        commands.add_parser(name, help=about).set_defaults(handler=_worker)
+
+    projections = commands.add_parser("projections", help="read-model status and rebuilds")
+    actions = projections.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", help="checkpoint and lag of each projection").set_defaults(
+        handler=_projections
+    )
+    rebuild = actions.add_parser("rebuild", help="rebuild from the start of the log, then switch")
+    rebuild.add_argument("names", nargs="*", help="projections to rebuild")
+    rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
+    rebuild.set_defaults(handler=_projections)
+
+    from services.kafka_local import add_cli_arguments
+
     kafka = commands.add_parser("kafka-local", help="run a single-node Kafka broker fetched with Maven")
-    kafka.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
-    kafka.add_argument("--data-dir", type=Path, default=None, help="broker data directory")
+    add_cli_arguments(kafka)
     kafka.set_defaults(handler=_kafka_local)
     return parser
 

@@ -1,19 +1,43 @@
 """The composition root: the one place that picks adapters and wires them to the code that uses them.
 
-``open_runtime`` turns settings into live resources (database, pool, store, log notifications) and
-closes them in reverse order. Every process (``serve``, the workers, the CLI commands) goes through it.
+``open_runtime`` turns settings into live resources and closes them in reverse order. Every process
+(``serve``, the workers, the CLI commands) goes through it; what runs in a process is chosen by
+``Settings.workers`` (``projector``: the projection runners; the scheduler and the Kafka relay are
+started by ``services.workers``). The runtime always has the read side's barrier (``projections``),
+the verifier and the usage recorder, because every process that serves HTTP needs them; a process
+without the ``projector`` worker waits on the checkpoints another process advances.
 """
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
 
+from events import LogCursor
+from projections.catalogue import ALL_PROJECTIONS
+from projections.runtime import Projections
+from projections.source import CombinedLogSource
 from services import database
+from services.api.idempotency import IdempotencyStore
+from services.auth.usage import UsageRecorder
+from services.auth.verifier import TokenVerifier
 from services.config import Settings
+from services.dependencies import Dependencies
 from services.eventstore import EventStore
 from services.eventstore.notifications import LogNotifications
+from services.eventstore.tail import LogTail
+from services.organization import Organization, ensure_organization
+from services.pepper import load_pepper
+from services.roles.catalogue import load_catalogue
+from services.tokens.model import TokenPolicy
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Runtime(msgspec.Struct, kw_only=True):
@@ -22,22 +46,74 @@ class Runtime(msgspec.Struct, kw_only=True):
     pool: asyncpg.Pool
     store: EventStore
     notifications: LogNotifications
+    organization: Organization
+    deps: Dependencies
+    projections: Projections
+    verifier: TokenVerifier
+    usage: UsageRecorder
+    idempotency: IdempotencyStore
+    clock: Clock = utc_now
+
+    async def caught_up(self, cursor: LogCursor, timeout: float) -> bool:  # noqa: ASYNC109
+        """Read-your-writes after a command: this node's read models and verifier hold ``cursor``."""
+        reached = await self.projections.wait_for(cursor, timeout)
+        return await self.verifier.wait_for(cursor, timeout) and reached
+
+
+async def open_database(settings: Settings) -> str:
+    """The DSN of the configured database (starting the embedded one if needed), migrated."""
+    dsn = await database.resolve_dsn(settings.database_url, settings.data_dir)
+    await database.migrate(dsn)
+    return dsn
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings, *, pool_size: int = 20) -> AsyncIterator[Runtime]:
-    dsn = await database.resolve_dsn(settings.database_url, settings.data_dir)
-    await database.migrate(dsn)
+async def open_runtime(
+    settings: Settings, *, pool_size: int = 20, clock: Clock = utc_now
+) -> AsyncIterator[Runtime]:
+    pepper = load_pepper(settings)
+    catalogue = load_catalogue(settings.role_catalogue)
+    dsn = await open_database(settings)
     async with contextlib.AsyncExitStack() as stack:
         pool = await database.create_pool(dsn, max_size=pool_size)
         stack.push_async_callback(pool.close)
         notifications = LogNotifications(lambda: database.connect(dsn))
         await notifications.start()
         stack.push_async_callback(notifications.stop)
+        store = EventStore(pool)
+        organization = await ensure_organization(store)
+        deps = Dependencies(
+            store=store,
+            catalogue=catalogue,
+            token_policy=TokenPolicy(
+                max_lifetime=settings.max_token_lifetime,
+                allow_non_expiring=settings.allow_non_expiring_tokens,
+            ),
+            pepper=pepper,
+            organization_id=organization.organization_id,
+        )
+        source = CombinedLogSource(LogTail(store, notifications.waiter()), store)
+        projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
+        if "projector" in settings.workers:
+            await projections.start()
+            stack.push_async_callback(projections.stop)
+        verifier = TokenVerifier(pool, notifications, pepper)
+        await verifier.start()
+        stack.push_async_callback(verifier.stop)
+        usage = UsageRecorder(store, expiry=verifier)
+        await usage.start()
+        stack.push_async_callback(usage.stop)  # runs before the verifier and pool close: flushes
         yield Runtime(
             settings=settings,
             dsn=dsn,
             pool=pool,
-            store=EventStore(pool),
+            store=store,
             notifications=notifications,
+            organization=organization,
+            deps=deps,
+            projections=projections,
+            verifier=verifier,
+            usage=usage,
+            idempotency=IdempotencyStore(pool, pepper),
+            clock=clock,
         )

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from events import Event
 from services.accounts import handlers as accounts
+from services.accounts import model as account_model
 from services.authorization import Actor, check_can_grant, check_not_self_membership
 from services.commands import CommandContext, Outcome, with_retries
 from services.dependencies import Dependencies
@@ -84,8 +85,8 @@ async def add_member(
 
     async def attempt() -> Outcome[Team]:
         state = model.require_live(await load(deps, team_id))
-        account = accounts.model.require_live(await accounts.load(deps, account_id))
-        condition = StreamAppend(accounts.model.stream_of(account_id), [], account.version)
+        account = account_model.require_live(await accounts.load(deps, account_id))
+        condition = StreamAppend(account_model.stream_of(account_id), [], account.version)
         claim = Claim(model.membership_claim(account_id, team_id), model.stream_of(team_id))
         events = model.add_member(state, account_id)
         return await _append(deps, ctx, state, events, conditions=[condition], claims=[claim])

@@ -14,6 +14,7 @@ import msgspec
 from events import Event
 from events.tokens import TokenIssued
 from services.accounts import handlers as accounts
+from services.accounts import model as account_model
 from services.authorization import Actor, check_scopes, check_token_scopes
 from services.commands import CommandContext, Conflict, Outcome, with_retries
 from services.dependencies import Dependencies
@@ -77,7 +78,7 @@ async def issue_token(
     stream = model.stream_of(token_id)
 
     async def attempt() -> Outcome[IssuedToken]:
-        account = accounts.model.require_live(await accounts.load(deps, account_id))
+        account = account_model.require_live(await accounts.load(deps, account_id))
         secret = generate_secret()
         issued = TokenIssued(
             token_id=token_id,
@@ -91,7 +92,7 @@ async def issue_token(
         )
         appends = [
             StreamAppend(stream, ctx.new_events(stream, [issued]), StreamState.NO_STREAM),
-            StreamAppend(accounts.model.stream_of(account_id), [], account.version),
+            StreamAppend(account_model.stream_of(account_id), [], account.version),
         ]
         try:
             result = await deps.store.append_many(

@@ -1,0 +1,67 @@
+"""What a route handler needs from the request: the runtime, the authenticated principal, the
+command context, authorisation, and read-your-writes waits.
+
+Consistency contract: a command's response is sent only after the read models and this node's
+token verifier have caught up with the events it wrote (bounded), so the caller's next request on
+any endpoint of this node sees its own write, and a revocation is effective here before its
+response leaves. GETs first wait until the read models have caught up with everything committed
+before the GET arrived, so a GET right after a command, on any node, sees that command.
+"""
+
+import logging
+
+from aiohttp import web
+
+from events import LogCursor
+from services.api.idempotency import idempotency_key
+from services.api.problems import REQUEST_ID, ServiceUnavailable
+from services.api.state import RUNTIME
+from services.auth.principal import Principal
+from services.authorization import Right, require
+from services.commands import CommandContext
+from services.composition import Runtime
+
+PRINCIPAL = web.RequestKey("tokenledger.principal", Principal)
+SETTLE_SECONDS = 5.0
+_log = logging.getLogger(__name__)
+
+
+def runtime(request: web.Request) -> Runtime:
+    current = request.app[RUNTIME].runtime
+    if current is None:
+        raise ServiceUnavailable("the service is starting")
+    return current
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def authorize(request: web.Request, right: Right) -> Principal:
+    actor = principal(request)
+    require(actor, runtime(request).organization.organization_id, right)
+    return actor
+
+
+def command_context(request: web.Request) -> CommandContext:
+    actor = principal(request)
+    return CommandContext(
+        now=runtime(request).clock(),
+        actor=actor.account_id,
+        actor_token_id=actor.token_id,
+        correlation_id=request.get(REQUEST_ID),
+        idempotency_key=idempotency_key(request),
+    )
+
+
+async def settle(request: web.Request, cursor: LogCursor | None) -> None:
+    """Waits until this node's read models and verifier have applied ``cursor``."""
+    if cursor is not None and not await runtime(request).caught_up(cursor, SETTLE_SECONDS):
+        _log.warning("read models or verifier still behind %s after %.0fs", cursor, SETTLE_SECONDS)
+
+
+async def consistent_read(request: web.Request) -> None:
+    """Waits until the read models hold everything committed before this request; 503 when they
+    cannot within ``SETTLE_SECONDS`` (a stale answer would hide the caller's own write)."""
+    if not await runtime(request).projections.wait_until_current(SETTLE_SECONDS):
+        raise ServiceUnavailable("the read models are behind the log; retry shortly", retry_after_seconds=1)

@@ -1,0 +1,51 @@
+"""Domain errors (``services.commands``) as problems: the one mapping from the command side's
+vocabulary to HTTP, used by the error middleware and by the idempotency middleware (which stores the
+answer to a failed command so that a retry gets the same answer)."""
+
+from typing import cast
+
+from aiohttp import web
+
+from services.api.problems import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    InvalidRule,
+    NotFound,
+    ProblemError,
+)
+from services.api.problems import Handler as Handler
+from services.commands import Conflict as DomainConflict
+from services.commands import Forbidden as DomainForbidden
+from services.commands import Invalid
+from services.commands import NotFound as DomainNotFound
+
+
+def domain_problem(error: Exception) -> ProblemError | None:
+    match error:
+        case ProblemError():
+            return error
+        case DomainNotFound():
+            return NotFound(str(error))
+        case DomainConflict():
+            return Conflict(str(error))
+        case DomainForbidden():
+            return Forbidden(str(error))
+        case Invalid():
+            rule = cast(InvalidRule, error.rule)
+            return BadRequest(
+                [InvalidParameter(field=error.field, reason=error.reason, rule=rule, source="body")]
+            )
+    return None
+
+
+@web.middleware
+async def domain_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Install inside ``problem_middleware``: a domain error raised by a handler becomes its problem."""
+    try:
+        return await handler(request)
+    except (DomainNotFound, DomainConflict, DomainForbidden, Invalid) as error:
+        problem = domain_problem(error)
+        assert problem is not None
+        raise problem from None

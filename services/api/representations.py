@@ -1,0 +1,137 @@
+"""Write models and read-model rows as Konnect v3 JSON objects.
+
+Konnect declares none of these fields nullable (except a team's description), so a value that is
+absent (a token that never expires or was never used) is left out rather than sent as null.
+Extensions beyond Konnect (``enabled``, ``state``, ``scopes``...) are extra fields: Konnect's schemas
+allow additional properties, so existing clients ignore them.
+"""
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from services.accounts.model import Account
+from services.roles.assignment import RoleAssignment
+from services.teams.model import Team
+from services.tokens.model import Token
+
+
+def timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _without_none(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def account(state: Account) -> dict[str, Any]:
+    assert state.created_at is not None and state.updated_at is not None
+    return {
+        "id": state.account_id,
+        "name": state.name,
+        "description": state.description,
+        "created_at": timestamp(state.created_at),
+        "updated_at": timestamp(state.updated_at),
+        "konnect_managed": state.konnect_managed,
+        "enabled": state.enabled,
+    }
+
+
+def account_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["account_id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "created_at": timestamp(row["created_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+        "konnect_managed": row["konnect_managed"],
+        "enabled": row["enabled"],
+    }
+
+
+def token(state: Token, now: datetime, last_used_at: datetime | None = None) -> dict[str, Any]:
+    assert state.created_at is not None and state.updated_at is not None
+    return _without_none(
+        {
+            "id": state.token_id,
+            "name": state.name,
+            "created_at": timestamp(state.created_at),
+            "updated_at": timestamp(state.updated_at),
+            "expires_at": timestamp(state.expires_at) if state.expires_at else None,
+            "last_used_at": timestamp(last_used_at) if last_used_at else None,
+            "state": state.state_at(now),
+            "revoked_at": timestamp(state.revoked_at) if state.revoked_at else None,
+            "scopes": state.scopes,
+            "auto_extend_seconds": state.auto_extend_seconds,
+            "max_expires_at": timestamp(state.max_expires_at) if state.max_expires_at else None,
+        }
+    )
+
+
+def token_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    state = row["state"]
+    expires_at = row["expires_at"]
+    if state == "ACTIVE" and expires_at is not None and expires_at <= now:
+        state = "EXPIRED"
+    return _without_none(
+        {
+            "id": str(row["token_id"]),
+            "name": row["name"],
+            "created_at": timestamp(row["created_at"]),
+            "updated_at": timestamp(row["updated_at"]),
+            "expires_at": timestamp(expires_at) if expires_at else None,
+            "last_used_at": timestamp(row["last_used_at"]) if row["last_used_at"] else None,
+            "state": state,
+            "revoked_at": timestamp(row["revoked_at"]) if row["revoked_at"] else None,
+            "scopes": list(row["scopes"]) if row["scopes"] is not None else None,
+            "auto_extend_seconds": row["auto_extend_seconds"],
+            "max_expires_at": timestamp(row["max_expires_at"]) if row["max_expires_at"] else None,
+        }
+    )
+
+
+def assigned_role(grant: RoleAssignment) -> dict[str, Any]:
+    return {
+        "id": grant.assignment_id,
+        "role_name": grant.role_name,
+        "entity_id": grant.entity_id,
+        "entity_type_name": grant.entity_type_name,
+        "entity_region": grant.entity_region,
+    }
+
+
+def assigned_role_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["assignment_id"]),
+        "role_name": row["role_name"],
+        "entity_id": str(row["entity_id"]),
+        "entity_type_name": row["entity_type_name"],
+        "entity_region": row["entity_region"],
+    }
+
+
+def team(state: Team) -> dict[str, Any]:
+    assert state.created_at is not None and state.updated_at is not None
+    return {
+        "id": state.team_id,
+        "name": state.name,
+        "description": state.description,
+        "system_team": False,
+        "labels": state.labels,
+        "created_at": timestamp(state.created_at),
+        "updated_at": timestamp(state.updated_at),
+    }
+
+
+def team_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    labels = row["labels"]
+    return {
+        "id": str(row["team_id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "system_team": row["system_team"],
+        "labels": labels if isinstance(labels, dict) else json.loads(labels),
+        "created_at": timestamp(row["created_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+    }

@@ -1,0 +1,1 @@
+"""The /v3 routes, one module per resource family."""

@@ -1,0 +1,96 @@
+"""/v3/system-accounts: create, list, get, update (incl. the ``enabled`` extension), delete."""
+
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from services.accounts import handlers
+from services.api import representations as show
+from services.api.context import authorize, command_context, consistent_read, runtime, settle
+from services.api.listing import BoolFilter, FilterSpec, StringFilter, collection, list_query
+from services.api.parsing import read_body
+from services.api.problems import NotFound
+from services.api.queries import accounts as queries
+from services.api.routes.common import account_id, json, no_content
+from services.authorization import Right
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Description = Annotated[str, msgspec.Meta(max_length=1000)]
+
+LIST_FILTERS: dict[str, FilterSpec] = {
+    "name": StringFilter(ops=("eq", "contains")),
+    "description": StringFilter(ops=("eq", "contains")),
+    "konnect_managed": BoolFilter(),
+}
+
+
+class CreateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Name
+    description: Description
+    konnect_managed: bool = False
+
+
+class UpdateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Name | None = None
+    description: Description | None = None
+    enabled: bool | None = None
+
+
+async def create(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    body = await read_body(request, CreateSystemAccount)
+    outcome = await handlers.create_account(
+        runtime(request).deps, command_context(request), body.name, body.description, body.konnect_managed
+    )
+    await settle(request, outcome.cursor)
+    return json(show.account(outcome.state), 201)
+
+
+async def list_accounts(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    query = list_query(request, LIST_FILTERS)
+    await consistent_read(request)
+    rows, total = await queries.list_accounts(runtime(request).pool, query)
+    return json(collection([show.account_row(r) for r in rows], query, total))
+
+
+async def get(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    await consistent_read(request)
+    row = await queries.get_account(runtime(request).pool, account_id(request))
+    if row is None:
+        raise NotFound("The requested system account was not found")
+    return json(show.account_row(row))
+
+
+async def update(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    body = await read_body(request, UpdateSystemAccount)
+    outcome = await handlers.update_account(
+        runtime(request).deps,
+        command_context(request),
+        account_id(request),
+        body.name,
+        body.description,
+        body.enabled,
+    )
+    await settle(request, outcome.cursor)
+    return json(show.account(outcome.state))
+
+
+async def delete(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    outcome = await handlers.delete_account(
+        runtime(request).deps, command_context(request), account_id(request)
+    )
+    await settle(request, outcome.cursor)
+    return no_content()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v3/system-accounts", list_accounts)
+    app.router.add_post("/v3/system-accounts", create)
+    app.router.add_get("/v3/system-accounts/{accountId}", get)
+    app.router.add_patch("/v3/system-accounts/{accountId}", update)
+    app.router.add_delete("/v3/system-accounts/{accountId}", delete)

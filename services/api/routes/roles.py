@@ -1,0 +1,171 @@
+"""Role assignments of system accounts and teams, the role catalogue (/v3/roles) and the
+organization (/v3/organizations/me) whose id Identity roles are granted on."""
+
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+from aiohttp import web
+
+from services.accounts import handlers as accounts
+from services.api import representations as show
+from services.api.context import authorize, command_context, consistent_read, runtime, settle
+from services.api.listing import StringFilter, collection, list_query
+from services.api.parsing import read_body
+from services.api.problems import NotFound
+from services.api.queries import accounts as account_queries
+from services.api.queries import roles as queries
+from services.api.queries import teams as team_queries
+from services.api.routes.common import account_id, account_role_id, json, no_content, team_id, team_role_id
+from services.authorization import Right
+from services.roles.assignment import RoleAssignment
+from services.teams import handlers as teams
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Region = Literal["us", "eu", "au", "me", "in", "sg", "*"]
+
+ACCOUNT_ROLE_FILTERS = {
+    "role_name": StringFilter(ops=("eq",), bare=True),
+    "entity_type_name": StringFilter(ops=("eq",), bare=True),
+    "entity_id": StringFilter(ops=("eq",), bare=True),
+}
+TEAM_ROLE_FILTERS = {
+    "role_name": StringFilter(ops=("eq",), bare=True),
+    "entity_type_name": StringFilter(ops=("eq",), bare=True),
+}
+
+
+class AssignRole(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    role_name: Text
+    entity_id: uuid.UUID
+    entity_type_name: Text
+    entity_region: Region
+
+
+def _grant(request: web.Request, body: AssignRole) -> RoleAssignment:
+    return RoleAssignment(
+        assignment_id=command_context(request).new_id("assignment"),
+        role_name=body.role_name,
+        entity_id=str(body.entity_id),
+        entity_type_name=body.entity_type_name,
+        entity_region=body.entity_region,
+    )
+
+
+async def assign_to_account(request: web.Request) -> web.Response:
+    actor = authorize(request, Right.WRITE)
+    body = await read_body(request, AssignRole)
+    grant = _grant(request, body)
+    outcome = await accounts.assign_role(
+        runtime(request).deps, command_context(request), actor, account_id(request), grant
+    )
+    await settle(request, outcome.cursor)
+    return json(show.assigned_role(grant), 201)
+
+
+async def list_account_roles(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    owner = account_id(request)
+    query = list_query(request, ACCOUNT_ROLE_FILTERS)
+    await consistent_read(request)
+    pool = runtime(request).pool
+    if await account_queries.get_account(pool, owner) is None:
+        raise NotFound("The requested system account was not found")
+    rows, total = await queries.list_assignments(pool, "account", owner, query)
+    return json(collection([show.assigned_role_row(r) for r in rows], query, total))
+
+
+async def get_account_role(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    await consistent_read(request)
+    row = await queries.get_assignment(
+        runtime(request).pool, "account", account_id(request), account_role_id(request)
+    )
+    if row is None:
+        raise NotFound("The assigned role was not found")
+    return json(show.assigned_role_row(row))
+
+
+async def unassign_from_account(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    outcome = await accounts.unassign_role(
+        runtime(request).deps, command_context(request), account_id(request), account_role_id(request)
+    )
+    await settle(request, outcome.cursor)
+    return no_content()
+
+
+async def assign_to_team(request: web.Request) -> web.Response:
+    actor = authorize(request, Right.WRITE)
+    body = await read_body(request, AssignRole)
+    grant = _grant(request, body)
+    outcome = await teams.assign_role(
+        runtime(request).deps, command_context(request), actor, team_id(request), grant
+    )
+    await settle(request, outcome.cursor)
+    return json(show.assigned_role(grant), 201)
+
+
+async def list_team_roles(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    owner = team_id(request)
+    query = list_query(request, TEAM_ROLE_FILTERS)
+    await consistent_read(request)
+    pool = runtime(request).pool
+    if await team_queries.get_team(pool, owner) is None:
+        raise NotFound("The requested team was not found")
+    rows, total = await queries.list_assignments(pool, "team", owner, query)
+    return json(collection([show.assigned_role_row(r) for r in rows], query, total))
+
+
+async def get_team_role(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    await consistent_read(request)
+    row = await queries.get_assignment(runtime(request).pool, "team", team_id(request), team_role_id(request))
+    if row is None:
+        raise NotFound("The assigned role was not found")
+    return json(show.assigned_role_row(row))
+
+
+async def unassign_from_team(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    outcome = await teams.unassign_role(
+        runtime(request).deps, command_context(request), team_id(request), team_role_id(request)
+    )
+    await settle(request, outcome.cursor)
+    return no_content()
+
+
+async def catalogue(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    return json(runtime(request).deps.catalogue.document)
+
+
+async def organization(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    org = runtime(request).organization
+    created = show.timestamp(org.created_at)
+    return json(
+        {
+            "id": org.organization_id,
+            "name": org.name,
+            "created_at": created,
+            "updated_at": created,
+            "state": "active",
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    account_roles = "/v3/system-accounts/{accountId}/assigned-roles"
+    app.router.add_get(account_roles, list_account_roles)
+    app.router.add_post(account_roles, assign_to_account)
+    app.router.add_get(account_roles + "/{roleId}", get_account_role)
+    app.router.add_delete(account_roles + "/{roleId}", unassign_from_account)
+    team_roles = "/v3/teams/{teamId}/assigned-roles"
+    app.router.add_get(team_roles, list_team_roles)
+    app.router.add_post(team_roles, assign_to_team)
+    app.router.add_get(team_roles + "/{roleId}", get_team_role)
+    app.router.add_delete(team_roles + "/{roleId}", unassign_from_team)
+    app.router.add_get("/v3/roles", catalogue)
+    app.router.add_get("/v3/organizations/me", organization)

@@ -1,0 +1,150 @@
+"""/v3/teams and team membership of system accounts (both directions)."""
+
+import uuid
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from services.api import representations as show
+from services.api.context import authorize, command_context, consistent_read, runtime, settle
+from services.api.listing import StringFilter, collection, list_query
+from services.api.parsing import read_body
+from services.api.problems import NotFound
+from services.api.queries import accounts as account_queries
+from services.api.queries import teams as queries
+from services.api.routes.common import account_id, json, no_content, team_id
+from services.authorization import Right
+from services.teams import handlers
+
+TeamName = Annotated[str, msgspec.Meta(min_length=1, max_length=250)]
+TeamDescription = Annotated[str, msgspec.Meta(min_length=1, max_length=250)]
+LabelValue = Annotated[str, msgspec.Meta(min_length=1, max_length=63)]
+Labels = Annotated[dict[str, LabelValue], msgspec.Meta(max_length=50)]
+LabelsUpdate = Annotated[dict[str, LabelValue | None], msgspec.Meta(max_length=50)]
+
+TEAM_FILTERS = {"name": StringFilter(ops=("eq", "contains"))}
+MEMBER_FILTERS = {"name": StringFilter(ops=("eq", "contains"))}
+
+
+class CreateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: TeamName
+    description: TeamDescription | None = None
+    labels: Labels = {}
+
+
+class UpdateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: TeamName | None = None
+    description: TeamDescription | None = None
+    labels: LabelsUpdate | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class AddSystemAccountToTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: uuid.UUID
+
+
+async def create(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    body = await read_body(request, CreateTeam)
+    outcome = await handlers.create_team(
+        runtime(request).deps, command_context(request), body.name, body.description, dict(body.labels)
+    )
+    await settle(request, outcome.cursor)
+    return json(show.team(outcome.state), 201)
+
+
+async def list_teams(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    query = list_query(request, TEAM_FILTERS)
+    await consistent_read(request)
+    rows, total = await queries.list_teams(runtime(request).pool, query)
+    return json(collection([show.team_row(r) for r in rows], query, total))
+
+
+async def get(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    await consistent_read(request)
+    row = await queries.get_team(runtime(request).pool, team_id(request))
+    if row is None:
+        raise NotFound("The requested team was not found")
+    return json(show.team_row(row))
+
+
+async def update(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    body = await read_body(request, UpdateTeam)
+    labels_given = body.labels is not msgspec.UNSET
+    labels = None if isinstance(body.labels, msgspec.UnsetType) else body.labels
+    outcome = await handlers.update_team(
+        runtime(request).deps,
+        command_context(request),
+        team_id(request),
+        body.name,
+        body.description,
+        labels,
+        labels_given,
+    )
+    await settle(request, outcome.cursor)
+    return json(show.team(outcome.state))
+
+
+async def delete(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    outcome = await handlers.delete_team(runtime(request).deps, command_context(request), team_id(request))
+    await settle(request, outcome.cursor)
+    return no_content()
+
+
+async def add_member(request: web.Request) -> web.Response:
+    actor = authorize(request, Right.WRITE)
+    body = await read_body(request, AddSystemAccountToTeam)
+    outcome = await handlers.add_member(
+        runtime(request).deps, command_context(request), actor, team_id(request), str(body.id)
+    )
+    await settle(request, outcome.cursor)
+    return no_content(201)
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    actor = authorize(request, Right.WRITE)
+    outcome = await handlers.remove_member(
+        runtime(request).deps, command_context(request), actor, team_id(request), account_id(request)
+    )
+    await settle(request, outcome.cursor)
+    return no_content()
+
+
+async def list_members(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    team = team_id(request)
+    query = list_query(request, MEMBER_FILTERS)
+    await consistent_read(request)
+    pool = runtime(request).pool
+    if await queries.get_team(pool, team) is None:
+        raise NotFound("The requested team was not found")
+    rows, total = await account_queries.list_team_members(pool, team, query)
+    return json(collection([show.account_row(r) for r in rows], query, total))
+
+
+async def list_account_teams(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    owner = account_id(request)
+    query = list_query(request, TEAM_FILTERS)
+    await consistent_read(request)
+    pool = runtime(request).pool
+    if await account_queries.get_account(pool, owner) is None:
+        raise NotFound("The requested system account was not found")
+    rows, total = await queries.list_account_teams(pool, owner, query)
+    return json(collection([show.team_row(r) for r in rows], query, total))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v3/teams", list_teams)
+    app.router.add_post("/v3/teams", create)
+    app.router.add_get("/v3/teams/{teamId}", get)
+    app.router.add_patch("/v3/teams/{teamId}", update)
+    app.router.add_delete("/v3/teams/{teamId}", delete)
+    app.router.add_get("/v3/teams/{teamId}/system-accounts", list_members)
+    app.router.add_post("/v3/teams/{teamId}/system-accounts", add_member)
+    app.router.add_delete("/v3/teams/{teamId}/system-accounts/{accountId}", remove_member)
+    app.router.add_get("/v3/system-accounts/{accountId}/teams", list_account_teams)

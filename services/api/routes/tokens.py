@@ -1,0 +1,136 @@
+"""/v3/system-accounts/{accountId}/access-tokens: Konnect's issue, list, get, rename, delete, plus our
+``/revoke`` (as Konnect does for personal tokens) and ``/rotate``."""
+
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from services.api import representations as show
+from services.api.context import authorize, command_context, consistent_read, runtime, settle
+from services.api.listing import StringFilter, collection, list_query
+from services.api.parsing import AwareDateTime, read_body
+from services.api.problems import NotFound
+from services.api.queries import accounts as account_queries
+from services.api.queries import tokens as queries
+from services.api.routes.common import account_id, json, no_content, token_id
+from services.authorization import Right
+from services.tokens import handlers
+from services.tokens.handlers import IssuedToken
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Scope = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+LIST_FILTERS = {"name": StringFilter(ops=("eq", "contains"))}
+
+
+class CreateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Name
+    expires_at: AwareDateTime | None = None
+    scopes: Annotated[list[Scope], msgspec.Meta(max_length=16)] | None = None
+    auto_extend_seconds: int | None = None
+    max_expires_at: AwareDateTime | None = None
+
+
+class UpdateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Name
+
+
+class RotateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    grace_period_seconds: int = 0
+
+
+def _with_secret(issued: IssuedToken, request: web.Request) -> dict[str, object]:
+    return {**show.token(issued.token, runtime(request).clock()), "token": issued.secret}
+
+
+async def create(request: web.Request) -> web.Response:
+    actor = authorize(request, Right.WRITE)
+    body = await read_body(request, CreateAccessToken)
+    outcome = await handlers.issue_token(
+        runtime(request).deps,
+        command_context(request),
+        actor,
+        account_id(request),
+        body.name,
+        body.expires_at,
+        body.scopes,
+        body.auto_extend_seconds,
+        body.max_expires_at,
+    )
+    await settle(request, outcome.cursor)
+    return json(_with_secret(outcome.state, request), 201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    owner = account_id(request)
+    query = list_query(request, LIST_FILTERS)
+    await consistent_read(request)
+    pool = runtime(request).pool
+    if await account_queries.get_account(pool, owner) is None:
+        raise NotFound("The requested system account was not found")
+    rows, total = await queries.list_tokens(pool, owner, query)
+    now = runtime(request).clock()
+    return json(collection([show.token_row(r, now) for r in rows], query, total))
+
+
+async def get(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    await consistent_read(request)
+    row = await queries.get_token(runtime(request).pool, account_id(request), token_id(request))
+    if row is None:
+        raise NotFound("The requested access token was not found")
+    return json(show.token_row(row, runtime(request).clock()))
+
+
+async def rename(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    body = await read_body(request, UpdateAccessToken)
+    outcome = await handlers.rename_token(
+        runtime(request).deps, command_context(request), account_id(request), token_id(request), body.name
+    )
+    await settle(request, outcome.cursor)
+    return await get(request)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    outcome = await handlers.revoke_token(
+        runtime(request).deps, command_context(request), account_id(request), token_id(request)
+    )
+    await settle(request, outcome.cursor)
+    return await get(request)
+
+
+async def rotate(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    body = await read_body(request, RotateAccessToken)
+    outcome = await handlers.rotate_token(
+        runtime(request).deps,
+        command_context(request),
+        account_id(request),
+        token_id(request),
+        body.grace_period_seconds,
+    )
+    await settle(request, outcome.cursor)
+    return json(_with_secret(outcome.state, request))
+
+
+async def delete(request: web.Request) -> web.Response:
+    authorize(request, Right.WRITE)
+    outcome = await handlers.delete_token(
+        runtime(request).deps, command_context(request), account_id(request), token_id(request)
+    )
+    await settle(request, outcome.cursor)
+    return no_content()
+
+
+def add_routes(app: web.Application) -> None:
+    base = "/v3/system-accounts/{accountId}/access-tokens"
+    app.router.add_get(base, list_tokens)
+    app.router.add_post(base, create)
+    app.router.add_get(base + "/{tokenId}", get)
+    app.router.add_patch(base + "/{tokenId}", rename)
+    app.router.add_delete(base + "/{tokenId}", delete)
+    app.router.add_patch(base + "/{tokenId}/revoke", revoke)
+    app.router.add_post(base + "/{tokenId}/rotate", rotate)

@@ -1,0 +1,46 @@
+"""``tokenledger projections status|rebuild``: what operators ask of the read side.
+
+Both run against the live database while the service keeps serving: ``status`` reads the
+checkpoints; ``rebuild`` builds new versioned tables from position 0 and switches the views
+atomically once they have caught up (the old tables serve until then). A rebuild only writes read
+models: nothing is sent to Kafka (the relay has its own checkpoint, untouched by rebuilds).
+"""
+
+import msgspec
+
+from services.composition import open_runtime
+from services.config import Settings
+
+
+async def status(settings: Settings) -> int:
+    """Prints one line per projection; exits 1 when one has failed (so monitoring can alert)."""
+    alone = msgspec.structs.replace(settings, workers=frozenset())
+    async with open_runtime(alone, pool_size=2) as runtime:
+        rows = await runtime.projections.status()
+    print(f"{'projection':<18} {'live':>5} {'position':>12} {'lag':>9} {'lag_s':>9}  state")
+    failed = False
+    for row in rows:
+        failed = failed or row.failed_event is not None
+        line = (
+            f"{row.name:<18} {row.live_version or '-':>5} {row.position or 0:>12}"
+            f" {row.lag_events:>9} {row.lag_seconds:>8.1f}s  {row.state}"
+        )
+        if row.failed_event is not None:
+            line += f" at position {row.failed_event.position}: {row.failed_event.error}"
+        print(line)
+    return 1 if failed else 0
+
+
+async def rebuild(settings: Settings, names: list[str], *, every: bool) -> int:
+    alone = msgspec.structs.replace(settings, workers=frozenset())
+    async with open_runtime(alone, pool_size=4) as runtime:
+        known = runtime.projections.names
+        chosen = known if every else names
+        unknown = sorted(set(chosen) - set(known))
+        if unknown or not chosen:
+            print(f"name the projections to rebuild (or --all); known: {', '.join(known)}")
+            return 2
+        switched = await runtime.projections.rebuild(*chosen)
+    for name, cursor in switched.items():
+        print(f"{name}: rebuilt and switched at position {cursor.position}")
+    return 0
