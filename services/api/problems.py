@@ -122,7 +122,8 @@ class BadRequest(ProblemError):
     def __init__(self, invalid_parameters: Sequence[InvalidParameter], detail: str = "") -> None:
         if not invalid_parameters:
             raise ValueError("a 400 problem needs at least one invalid parameter")
-        super().__init__(400, "Bad Request", detail, invalid_parameters)
+        named = ", ".join(dict.fromkeys(item.field for item in invalid_parameters))
+        super().__init__(400, "Bad Request", detail or f"Invalid parameters: {named}", invalid_parameters)
 
 
 class Unauthenticated(ProblemError):

@@ -113,7 +113,7 @@ async def test_400_carries_invalid_parameters(client: TestClient[web.Request, we
     body = await _problem(response)
     assert response.status == 400
     assert body["title"] == "Bad Request"
-    assert body["detail"] == ""
+    assert body["detail"] == "Invalid parameters: name"
     assert body["invalid_parameters"] == [
         {"field": "name", "reason": "is a required field", "rule": "required", "source": "body"}
     ]
