@@ -9,6 +9,7 @@ without the ``projector`` worker waits on the checkpoints another process advanc
 """
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -34,6 +35,7 @@ from services.roles.catalogue import load_catalogue
 from services.tokens.model import TokenPolicy
 
 Clock = Callable[[], datetime]
+_log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -53,6 +55,12 @@ class Runtime(msgspec.Struct, kw_only=True):
     usage: UsageRecorder
     idempotency: IdempotencyStore
     clock: Clock = utc_now
+
+    async def until_read_models_current(self) -> None:
+        """Waits (as long as it takes: a first build of a long log takes a while) until the read
+        models hold the whole log, so that the service is ready to answer reads and verify tokens."""
+        while not await self.projections.wait_until_current(5.0):
+            _log.info("waiting for the read models to catch up with the log")
 
     async def caught_up(self, cursor: LogCursor, timeout: float) -> bool:  # noqa: ASYNC109
         """Read-your-writes after a command: this node's read models and verifier hold ``cursor``."""

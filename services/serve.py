@@ -1,7 +1,8 @@
 """``tokenledger serve``: the HTTP service and, by default, the background workers in one process.
 
 Start-up order: listen first (so liveness answers at once), then open the runtime (embedded
-PostgreSQL, migrations, pool) and mark the service ready. On SIGTERM or SIGINT: stop accepting
+PostgreSQL, migrations, pool, projection runners), start the workers, wait until the read models hold
+the whole log (a first start on a long log builds them), and only then mark the service ready. On SIGTERM or SIGINT: stop accepting
 connections, let in-flight requests finish (each command is one database transaction, so nothing is
 ever half-written), then stop the workers and close the pool.
 """
@@ -17,13 +18,15 @@ from services.api.app import create_app
 from services.api.state import AppState
 from services.composition import open_runtime
 from services.config import Settings
+from services.workers import running_workers
 
 _log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30.0
 
 
 async def _run_runtime(settings: Settings, state: AppState, stop: asyncio.Event) -> None:
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings) as runtime, running_workers(runtime):
+        await runtime.until_read_models_current()
         state.runtime = runtime
         _log.info("ready")
         await stop.wait()

@@ -17,7 +17,7 @@ import pytest
 from services import database
 from services.eventstore import EventStore
 
-pytest_plugins = ["tests.kafka_fixture"]
+pytest_plugins = ["tests.kafka_fixture", "tests.api_fixture"]
 
 TEMPLATE = "tokenledger_template"
 
