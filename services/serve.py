@@ -2,9 +2,9 @@
 
 Start-up order: listen first (so liveness answers at once), then open the runtime (embedded
 PostgreSQL, migrations, pool, projection runners), start the workers, wait until the read models hold
-the whole log (a first start on a long log builds them), and only then mark the service ready. On SIGTERM or SIGINT: stop accepting
-connections, let in-flight requests finish (each command is one database transaction, so nothing is
-ever half-written), then stop the workers and close the pool.
+the whole log (a first start on a long log builds them), and only then mark the service ready.
+On SIGTERM or SIGINT: stop accepting connections, let in-flight requests finish (each command is one
+database transaction, so nothing is ever half-written), then stop the workers and close the pool.
 """
 
 import asyncio
@@ -14,6 +14,7 @@ import signal
 
 from aiohttp import web
 
+from services.api.access_log import PathOnlyAccessLogger
 from services.api.app import create_app
 from services.api.state import AppState
 from services.composition import open_runtime
@@ -36,7 +37,12 @@ async def _run_runtime(settings: Settings, state: AppState, stop: asyncio.Event)
 async def serve(settings: Settings, host: str, port: int) -> int:
     state = AppState()
     app = create_app(state)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        access_log_class=PathOnlyAccessLogger,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await site.start()

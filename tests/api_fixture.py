@@ -21,6 +21,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
+from services.api.access_log import PathOnlyAccessLogger
 from services.api.app import create_app
 from services.api.state import AppState
 from services.bootstrap_admin import bootstrap
@@ -115,7 +116,7 @@ async def api_runtime(api_database: str, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="session")
 async def api_url(api_runtime: Runtime) -> AsyncIterator[str]:
     server = TestServer(create_app(AppState(api_runtime)), host="127.0.0.1")
-    await server.start_server()
+    await server.start_server(access_log_class=PathOnlyAccessLogger)
     yield str(server.make_url("")).rstrip("/")
     await server.close()
 

@@ -74,13 +74,17 @@ async def list_tokens(request: web.Request) -> web.Response:
     return json(collection([show.token_row(r, now) for r in rows], query, total))
 
 
-async def get(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
-    await consistent_read(request)
+async def _token_response(request: web.Request) -> web.Response:
     row = await queries.get_token(runtime(request).pool, account_id(request), token_id(request))
     if row is None:
         raise NotFound("The requested access token was not found")
     return json(show.token_row(row, runtime(request).clock()))
+
+
+async def get(request: web.Request) -> web.Response:
+    authorize(request, Right.READ)
+    await consistent_read(request)
+    return await _token_response(request)
 
 
 async def rename(request: web.Request) -> web.Response:
@@ -90,7 +94,7 @@ async def rename(request: web.Request) -> web.Response:
         runtime(request).deps, command_context(request), account_id(request), token_id(request), body.name
     )
     await settle(request, outcome.cursor)
-    return await get(request)
+    return await _token_response(request)
 
 
 async def revoke(request: web.Request) -> web.Response:
@@ -99,7 +103,7 @@ async def revoke(request: web.Request) -> web.Response:
         runtime(request).deps, command_context(request), account_id(request), token_id(request)
     )
     await settle(request, outcome.cursor)
-    return await get(request)
+    return await _token_response(request)
 
 
 async def rotate(request: web.Request) -> web.Response:

@@ -1,0 +1,65 @@
+"""Small scenario steps the API tests share: make an account, give it a role, issue it a token."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.composition import Runtime
+from tests.api_fixture import ApiClient, unique
+
+
+def in_days(days: float) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+
+async def new_account(api: ApiClient, prefix: str = "acct") -> dict[str, Any]:
+    reply = await api.post("/v3/system-accounts", {"name": unique(prefix), "description": "test"})
+    assert reply.status == 201, reply.body
+    body: dict[str, Any] = reply.body
+    return body
+
+
+async def issue_token(api: ApiClient, account_id: str, **fields: Any) -> dict[str, Any]:
+    body = {"name": unique("token"), "expires_at": in_days(30), **fields}
+    reply = await api.post(f"/v3/system-accounts/{account_id}/access-tokens", body)
+    assert reply.status == 201, reply.body
+    issued: dict[str, Any] = reply.body
+    return issued
+
+
+async def grant_identity_role(api: ApiClient, runtime: Runtime, account_id: str, role: str) -> None:
+    reply = await api.post(
+        f"/v3/system-accounts/{account_id}/assigned-roles",
+        {
+            "role_name": role,
+            "entity_id": runtime.organization.organization_id,
+            "entity_type_name": "Identity",
+            "entity_region": "*",
+        },
+    )
+    assert reply.status == 201, reply.body
+
+
+async def account_with_token(
+    api: ApiClient, runtime: Runtime, role: str | None, **token_fields: Any
+) -> tuple[dict[str, Any], str]:
+    """A new account holding ``role`` on the organization (or none), and a secret of a new token."""
+    account = await new_account(api, (role or "norole").lower())
+    if role is not None:
+        await grant_identity_role(api, runtime, account["id"], role)
+    issued = await issue_token(api, account["id"], **token_fields)
+    return account, issued["token"]
+
+
+async def log_head(runtime: Runtime) -> int:
+    head: int | None = await runtime.pool.fetchval("SELECT max(global_position) FROM events")
+    return head or 0
+
+
+def assert_problem(reply: Any, status: int, field: str | None = None) -> None:
+    assert reply.status == status, reply.body
+    assert reply.content_type == "application/problem+json"
+    assert {"status", "title", "instance", "detail"} <= set(reply.body)
+    assert reply.body["status"] == status
+    if field is not None:
+        fields = [item["field"] for item in reply.body["invalid_parameters"]]
+        assert field in fields, reply.body
