@@ -37,9 +37,16 @@ async def resolve_dsn(database_url: str | None, data_dir: Path) -> str:
     return await asyncio.to_thread(start_embedded_postgres, data_dir)
 
 
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Pool connections never hold session state (LISTEN, session advisory locks, SET, cursors: those
+    live on dedicated ``connect`` connections), so releasing one needs no server round trip; asyncpg
+    still rolls back a transaction left open. Its default reset query cost a fifth of a command's
+    time on the issue-token benchmark."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, server_settings=SERVER_SETTINGS
+        dsn, min_size=min_size, max_size=max_size, server_settings=SERVER_SETTINGS, reset=_keep_session
     )
     assert pool is not None
     return pool
