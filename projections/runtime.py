@@ -190,7 +190,8 @@ class ProjectionRunner:
                 return False
             progress = self._progress
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(progress.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await progress.wait()
         return True
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -496,14 +497,19 @@ class Projections:
     def runner(self, name: str) -> ProjectionRunner:
         return self._runners[name]
 
-    async def start(self) -> None:
-        """Creates the bookkeeping tables and starts every runner; returns without waiting for builds
-        or catching up (``wait_until_current`` does that)."""
+    async def prepare(self) -> None:
+        """Creates the bookkeeping tables if needed: enough for a process that runs no runner
+        itself but waits on the checkpoints that another process advances."""
         connection = await self._connections.open()
         try:
             await bookkeeping.ensure_schema(connection)
         finally:
             await self._connections.close(connection)
+
+    async def start(self) -> None:
+        """Creates the bookkeeping tables and starts every runner; returns without waiting for builds
+        or catching up (``wait_until_current`` does that)."""
+        await self.prepare()
         self._startup_waiting = set(self._runners)
         for runner in self._runners.values():
             runner.start()
@@ -596,7 +602,8 @@ class Projections:
             return False
         progress = self._progress
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(progress.wait(), min(delay, remaining))
+            async with asyncio.timeout(min(delay, remaining)):
+                await progress.wait()
         return True
 
     def _wake(self) -> None:

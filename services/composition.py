@@ -105,6 +105,8 @@ async def open_runtime(
         if "projector" in settings.workers:
             await projections.start()
             stack.push_async_callback(projections.stop)
+        else:
+            await projections.prepare()
         verifier = TokenVerifier(pool, notifications, pepper)
         await verifier.start()
         stack.push_async_callback(verifier.stop)

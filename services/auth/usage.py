@@ -205,7 +205,8 @@ class UsageRecorder:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+                async with asyncio.timeout(self._flush_interval):
+                    await self._wake.wait()
             self._wake.clear()
             await self.flush()
 

@@ -329,7 +329,8 @@ class TokenVerifier:
                 return False
             self._tail_progress.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._tail_progress.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._tail_progress.wait()
         return True
 
     # -- verification ----------------------------------------------------------------------------
@@ -572,7 +573,8 @@ class TokenVerifier:
             if remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(asyncio.shield(self._next_tick()), remaining)
+                async with asyncio.timeout(remaining):
+                    await asyncio.shield(self._next_tick())
             except TimeoutError:
                 return False
             if self._polled >= target:

@@ -33,8 +33,11 @@ class Waiter:
         self._event.set()
 
     async def wait(self, at_most: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives as the event is set, and a reader stopped at that moment then waited for ever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), at_most)
+            async with asyncio.timeout(at_most):
+                await self._event.wait()
         self._event.clear()
 
 
