@@ -8,14 +8,17 @@ class AccountCreated(Event, frozen=True, tag="account.created"):
     name: str
     description: str = ""
     konnect_managed: bool = False
+    rotation_period_seconds: int | None = None
+    """How old a token's secret may get before ``token.rotation_due`` (None: the deployment's period)."""
 
 
 class AccountUpdated(Event, frozen=True, tag="account.updated"):
-    """Carries the full new name and description, so readers need no earlier state."""
+    """Carries the full new name, description and rotation period, so readers need no earlier state."""
 
     account_id: str
     name: str
     description: str
+    rotation_period_seconds: int | None = None
 
 
 class AccountDisabled(Event, frozen=True, tag="account.disabled"):

@@ -2,6 +2,7 @@
 
 from projections.accounts import AccountsProjection
 from projections.base import Projection
+from projections.deadlines import DeadlinesProjection
 from projections.role_assignments import RoleAssignmentsProjection
 from projections.teams import TeamsProjection
 from projections.token_secrets import TokenSecretsProjection
@@ -13,4 +14,5 @@ ALL_PROJECTIONS: list[Projection] = [
     TokenSecretsProjection(),
     RoleAssignmentsProjection(),
     TeamsProjection(),
+    DeadlinesProjection(),
 ]

@@ -23,6 +23,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     allow_non_expiring_tokens: bool
     deployment_uri: str
     role_catalogue: Path | None
+    rotation_period: timedelta | None = None
+    """Age of a secret after which the scheduler records ``token.rotation_due`` (None: never),
+    unless the token's account sets its own period."""
+    expiry_warning_leads: tuple[timedelta, ...] = (timedelta(days=7), timedelta(days=1))
+    """How long before ``expires_at`` the scheduler records ``token.expiring_soon``, longest first."""
+    kafka_tokens_topic: str = "tokenledger.tokens"
+    kafka_accounts_topic: str = "tokenledger.accounts"
+    kafka_topic_partitions: int = 6
+    kafka_replication_factor: int | None = None
+    """For the topics the relay creates; None: 3, or the number of brokers when there are fewer."""
 
 
 WORKERS = frozenset({"projector", "scheduler", "relay"})
@@ -61,6 +71,22 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _durations(name: str, value: str) -> tuple[timedelta, ...]:
+    """A comma-separated list such as ``7d,1d,12h`` (units s, m, h, d), longest first."""
+    durations: set[timedelta] = set()
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        unit = _DURATION_UNITS.get(part[-1])
+        if unit is None or not part[:-1].isdigit() or int(part[:-1]) == 0:
+            raise ConfigError(f"{name}: expected positive durations such as 7d,1d,12h; got {part!r}")
+        durations.add(timedelta(seconds=int(part[:-1]) * unit))
+    return tuple(sorted(durations, reverse=True))
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     data_dir = Path(environ.get("TOKENLEDGER_DATA_DIR") or platformdirs.user_data_path("tokenledger"))
     return Settings(
@@ -82,5 +108,25 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         deployment_uri=environ.get("TOKENLEDGER_DEPLOYMENT_URI", "urn:tokenledger:local"),
         role_catalogue=Path(environ["TOKENLEDGER_ROLE_CATALOGUE"])
         if environ.get("TOKENLEDGER_ROLE_CATALOGUE")
+        else None,
+        rotation_period=timedelta(
+            days=_positive_int(
+                "TOKENLEDGER_ROTATION_PERIOD_DAYS", environ["TOKENLEDGER_ROTATION_PERIOD_DAYS"]
+            )
+        )
+        if environ.get("TOKENLEDGER_ROTATION_PERIOD_DAYS")
+        else None,
+        expiry_warning_leads=_durations(
+            "TOKENLEDGER_EXPIRY_WARNING_LEADS", environ.get("TOKENLEDGER_EXPIRY_WARNING_LEADS", "7d,1d")
+        ),
+        kafka_tokens_topic=environ.get("TOKENLEDGER_KAFKA_TOKENS_TOPIC") or "tokenledger.tokens",
+        kafka_accounts_topic=environ.get("TOKENLEDGER_KAFKA_ACCOUNTS_TOPIC") or "tokenledger.accounts",
+        kafka_topic_partitions=_positive_int(
+            "TOKENLEDGER_KAFKA_TOPIC_PARTITIONS", environ.get("TOKENLEDGER_KAFKA_TOPIC_PARTITIONS") or "6"
+        ),
+        kafka_replication_factor=_positive_int(
+            "TOKENLEDGER_KAFKA_REPLICATION_FACTOR", environ["TOKENLEDGER_KAFKA_REPLICATION_FACTOR"]
+        )
+        if environ.get("TOKENLEDGER_KAFKA_REPLICATION_FACTOR")
         else None,
     )

@@ -15,6 +15,8 @@ import msgspec
 
 from services.composition import Runtime, open_runtime
 from services.config import Settings
+from services.relay.relay import relay_from
+from services.scheduler import scheduler_from
 
 
 class Worker(Protocol):
@@ -26,6 +28,10 @@ class Worker(Protocol):
 def workers_for(runtime: Runtime) -> list[Worker]:
     """The workers besides the projector that ``runtime.settings.workers`` asks for."""
     chosen: list[Worker] = []
+    if "scheduler" in runtime.settings.workers:
+        chosen.append(scheduler_from(runtime))
+    if "relay" in runtime.settings.workers and (relay := relay_from(runtime)) is not None:
+        chosen.append(relay)
     return chosen
 
 

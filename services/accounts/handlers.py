@@ -52,11 +52,17 @@ async def _append(
 
 
 async def create_account(
-    deps: Dependencies, ctx: CommandContext, name: str, description: str, konnect_managed: bool
+    deps: Dependencies,
+    ctx: CommandContext,
+    name: str,
+    description: str,
+    konnect_managed: bool,
+    *,
+    rotation_period_seconds: int | None = None,
 ) -> Outcome[Account]:
     account_id = ctx.new_id("account")
     state = Account(account_id=account_id)
-    events = model.create(account_id, name, description, konnect_managed)
+    events = model.create(account_id, name, description, konnect_managed, rotation_period_seconds)
     claim = Claim(model.name_claim(name), model.stream_of(account_id))
     return await _append(deps, ctx, state, events, claims=[claim])
 
@@ -68,10 +74,14 @@ async def update_account(
     name: str | None,
     description: str | None,
     enabled: bool | None,
+    *,
+    rotation_period_seconds: int | None = None,
 ) -> Outcome[Account]:
+    """``rotation_period_seconds``: None keeps the account's period, 0 clears it."""
+
     async def attempt() -> Outcome[Account]:
         state = await load(deps, account_id)
-        events = model.update(state, name, description, enabled)
+        events = model.update(state, name, description, enabled, rotation_period_seconds)
         renamed = name is not None and name != state.name
         claims = [Claim(model.name_claim(name), model.stream_of(account_id))] if renamed and name else []
         releases = [model.name_claim(state.name)] if renamed else []

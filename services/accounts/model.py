@@ -15,7 +15,7 @@ from events.accounts import (
     AccountRoleUnassigned,
     AccountUpdated,
 )
-from services.commands import Forbidden, NotFound
+from services.commands import Forbidden, Invalid, NotFound
 from services.roles.assignment import RoleAssignment, check_new_assignment
 from services.roles.catalogue import RoleCatalogue
 
@@ -37,6 +37,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     description: str = ""
     konnect_managed: bool = False
     enabled: bool = True
+    rotation_period_seconds: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     roles: dict[str, RoleAssignment] = {}
@@ -57,12 +58,17 @@ def evolve(state: Account, event: Event, version: int, at: datetime) -> Account:
                 name=event.name,
                 description=event.description,
                 konnect_managed=event.konnect_managed,
+                rotation_period_seconds=event.rotation_period_seconds,
                 created_at=at,
                 updated_at=at,
             )
         case AccountUpdated():
             return msgspec.structs.replace(
-                base, name=event.name, description=event.description, updated_at=at
+                base,
+                name=event.name,
+                description=event.description,
+                rotation_period_seconds=event.rotation_period_seconds,
+                updated_at=at,
             )
         case AccountDisabled():
             return msgspec.structs.replace(base, enabled=False, updated_at=at)
@@ -103,23 +109,60 @@ def require_unmanaged(state: Account) -> None:
         raise Forbidden("konnect-managed system accounts cannot be changed through the API")
 
 
-def create(account_id: str, name: str, description: str, konnect_managed: bool) -> list[Event]:
+def check_rotation_period(seconds: int | None, *, clearing_allowed: bool) -> None:
+    """A rotation period is a positive number of seconds; on update, 0 clears it."""
+    if seconds is None or seconds > 0 or (seconds == 0 and clearing_allowed):
+        return
+    lowest = "0 (clears it)" if clearing_allowed else "1"
+    raise Invalid("rotation_period_seconds", f"must be at least {lowest}")
+
+
+def create(
+    account_id: str,
+    name: str,
+    description: str,
+    konnect_managed: bool,
+    rotation_period_seconds: int | None = None,
+) -> list[Event]:
+    check_rotation_period(rotation_period_seconds, clearing_allowed=False)
     return [
         AccountCreated(
-            account_id=account_id, name=name, description=description, konnect_managed=konnect_managed
+            account_id=account_id,
+            name=name,
+            description=description,
+            konnect_managed=konnect_managed,
+            rotation_period_seconds=rotation_period_seconds,
         )
     ]
 
 
-def update(state: Account, name: str | None, description: str | None, enabled: bool | None) -> list[Event]:
+def update(
+    state: Account,
+    name: str | None,
+    description: str | None,
+    enabled: bool | None,
+    rotation_period_seconds: int | None = None,
+) -> list[Event]:
+    """``None`` leaves a field as it is; ``rotation_period_seconds=0`` clears the account's own
+    rotation period (its tokens then follow the deployment's)."""
     require_live(state)
     require_unmanaged(state)
+    check_rotation_period(rotation_period_seconds, clearing_allowed=True)
     changes: list[Event] = []
     new_name = state.name if name is None else name
     new_description = state.description if description is None else description
-    if (new_name, new_description) != (state.name, state.description):
+    new_period = state.rotation_period_seconds
+    if rotation_period_seconds is not None:
+        new_period = rotation_period_seconds or None
+    current = (state.name, state.description, state.rotation_period_seconds)
+    if (new_name, new_description, new_period) != current:
         changes.append(
-            AccountUpdated(account_id=state.account_id, name=new_name, description=new_description)
+            AccountUpdated(
+                account_id=state.account_id,
+                name=new_name,
+                description=new_description,
+                rotation_period_seconds=new_period,
+            )
         )
     if enabled is not None and enabled != state.enabled:
         changes.append(

@@ -4,10 +4,15 @@ Issuing appends ``token.issued`` to the new token's stream, claims the token's n
 account and, in the same append, checks that the account stream has not moved since it was read:
 a token can never be issued to an account whose deletion committed first. The secret is generated
 here, returned once to the caller and never stored: the event carries only its keyed hash.
+
+The time-driven handlers (``expire_token``, ``warn_token_expiring``, ``flag_token_rotation_due``,
+``retire_token_secret``) are the scheduler's commands: each folds the token, decides at ``ctx.now``
+and appends under an idempotency key naming the deadline, so two schedulers, or a retry after a
+lost answer, append the event once.
 """
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -151,3 +156,61 @@ async def delete_token(
         return await _append(deps, ctx, state, model.delete(state), releases=releases)
 
     return await with_retries(attempt)
+
+
+async def _append_scheduled(
+    deps: Dependencies,
+    ctx: CommandContext,
+    token_id: str,
+    decide: Callable[[Token], Awaitable[Sequence[Event]]],
+) -> Outcome[Token]:
+    async def attempt() -> Outcome[Token]:
+        state = model.fold(token_id, await deps.store.read_stream(model.stream_of(token_id)))
+        events = await decide(state)
+        if not events:
+            return Outcome(state, None)
+        keyed = msgspec.structs.replace(ctx, idempotency_key=model.deadline_key(state, events[0]))
+        return await _append(deps, keyed, state, events)
+
+    return await with_retries(attempt)
+
+
+async def expire_token(deps: Dependencies, ctx: CommandContext, token_id: str) -> Outcome[Token]:
+    async def decide(state: Token) -> Sequence[Event]:
+        return model.expire(state, ctx.now)
+
+    return await _append_scheduled(deps, ctx, token_id, decide)
+
+
+async def warn_token_expiring(
+    deps: Dependencies, ctx: CommandContext, token_id: str, leads: Sequence[timedelta]
+) -> Outcome[Token]:
+    async def decide(state: Token) -> Sequence[Event]:
+        return model.warn_expiring_soon(state, ctx.now, leads)
+
+    return await _append_scheduled(deps, ctx, token_id, decide)
+
+
+async def flag_token_rotation_due(
+    deps: Dependencies, ctx: CommandContext, token_id: str, deployment_period: timedelta | None
+) -> Outcome[Token]:
+    """The period is the token's account's own, else ``deployment_period``."""
+
+    async def decide(state: Token) -> Sequence[Event]:
+        if not state.exists:
+            return []
+        account = await accounts.load(deps, state.account_id)
+        seconds = account.rotation_period_seconds
+        period = deployment_period if seconds is None else timedelta(seconds=seconds)
+        return model.flag_rotation_due(state, ctx.now, period)
+
+    return await _append_scheduled(deps, ctx, token_id, decide)
+
+
+async def retire_token_secret(
+    deps: Dependencies, ctx: CommandContext, token_id: str, secret_version: int
+) -> Outcome[Token]:
+    async def decide(state: Token) -> Sequence[Event]:
+        return model.retire_secret(state, ctx.now, secret_version)
+
+    return await _append_scheduled(deps, ctx, token_id, decide)

@@ -2,9 +2,15 @@
 
 Policy lives here too: the maximum lifetime, whether a token may never expire, and the bounds of
 sliding expiry and rotation grace periods.
+
+Time-driven decisions (``expire``, ``warn_expiring_soon``, ``flag_rotation_due``, ``retire_secret``)
+are taken by the scheduler. Each returns nothing when its deadline is moot (the token was revoked,
+its expiry moved, the event is already in the stream), and ``deadline_key`` names the deadline an
+event answers, so that every attempt at one deadline carries the same event id.
 """
 
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -12,11 +18,14 @@ from events import Event, RecordedEvent
 from events.tokens import (
     TokenDeleted,
     TokenExpired,
+    TokenExpiringSoon,
     TokenExtended,
     TokenIssued,
     TokenRenamed,
     TokenRevoked,
     TokenRotated,
+    TokenRotationDue,
+    TokenSecretRetired,
 )
 from services.commands import Conflict, Invalid, NotFound
 
@@ -57,6 +66,14 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
     scopes: list[str] | None = None
     secret_version: int = 1
     revoked_at: datetime | None = None
+    secret_set_at: datetime | None = None
+    """When the current secret was issued (the token's issue or its latest rotation)."""
+    rotation_flagged: bool = False
+    """``token.rotation_due`` was recorded for the current secret."""
+    warned_lead_seconds: int | None = None
+    """The shortest lead of the ``token.expiring_soon`` recorded for the current ``expires_at``."""
+    retiring: dict[int, datetime] = {}
+    """Previous secret versions still in their grace period: version -> end of the grace period."""
 
     @property
     def visible(self) -> bool:
@@ -86,13 +103,34 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
                 max_expires_at=event.max_expires_at,
                 auto_extend_seconds=event.auto_extend_seconds,
                 scopes=event.scopes,
+                secret_set_at=at,
             )
         case TokenRenamed():
             return msgspec.structs.replace(base, name=event.name, updated_at=at)
         case TokenRotated():
-            return msgspec.structs.replace(base, secret_version=event.secret_version, updated_at=at)
+            retiring = state.retiring
+            if event.previous_valid_until is not None:
+                retiring = {**retiring, event.secret_version - 1: event.previous_valid_until}
+            return msgspec.structs.replace(
+                base,
+                secret_version=event.secret_version,
+                updated_at=at,
+                secret_set_at=at,
+                rotation_flagged=False,
+                retiring=retiring,
+            )
         case TokenExtended():
-            return msgspec.structs.replace(base, expires_at=event.expires_at)
+            return msgspec.structs.replace(base, expires_at=event.expires_at, warned_lead_seconds=None)
+        case TokenExpiringSoon():
+            if event.expires_at == state.expires_at:
+                warned = state.warned_lead_seconds
+                lead = event.lead_seconds if warned is None else min(warned, event.lead_seconds)
+                return msgspec.structs.replace(base, warned_lead_seconds=lead)
+        case TokenRotationDue():
+            return msgspec.structs.replace(base, rotation_flagged=True)
+        case TokenSecretRetired():
+            retiring = {v: t for v, t in state.retiring.items() if v != event.secret_version}
+            return msgspec.structs.replace(base, retiring=retiring)
         case TokenRevoked():
             return msgspec.structs.replace(base, state=REVOKED, revoked_at=at, updated_at=at)
         case TokenExpired():
@@ -183,3 +221,87 @@ def rotate(state: Token, now: datetime, secret_hash: str, grace_period_seconds: 
 
 def delete(state: Token) -> list[Event]:
     return [*revoke(state, "deleted"), TokenDeleted(token_id=state.token_id, account_id=state.account_id)]
+
+
+# -- time-driven decisions (the scheduler's) ----------------------------------------------------
+
+
+def _live(state: Token) -> bool:
+    return state.exists and state.state == ACTIVE
+
+
+def expire(state: Token, now: datetime) -> list[Event]:
+    """``token.expired`` once an active token's ``expires_at`` has passed (moved by an extension:
+    the new one counts)."""
+    if not _live(state) or state.expires_at is None or state.expires_at > now:
+        return []
+    return [TokenExpired(token_id=state.token_id, account_id=state.account_id, expires_at=state.expires_at)]
+
+
+def warn_expiring_soon(state: Token, now: datetime, leads: Sequence[timedelta]) -> list[Event]:
+    """``token.expiring_soon`` for the shortest of ``leads`` already reached, unless a warning with
+    that lead or a shorter one was recorded for the current ``expires_at`` (longer leads that were
+    overtaken, e.g. by a token issued for less than them, are skipped)."""
+    if not _live(state) or state.expires_at is None or state.expires_at <= now:
+        return []
+    reached = [lead for lead in leads if state.expires_at - lead <= now]
+    if not reached:
+        return []
+    lead_seconds = int(min(reached).total_seconds())
+    if state.warned_lead_seconds is not None and state.warned_lead_seconds <= lead_seconds:
+        return []
+    return [
+        TokenExpiringSoon(
+            token_id=state.token_id,
+            account_id=state.account_id,
+            expires_at=state.expires_at,
+            lead_seconds=lead_seconds,
+        )
+    ]
+
+
+def rotation_due_at(state: Token, period: timedelta | None) -> datetime | None:
+    if period is None or state.secret_set_at is None:
+        return None
+    return state.secret_set_at + period
+
+
+def flag_rotation_due(state: Token, now: datetime, period: timedelta | None) -> list[Event]:
+    """``token.rotation_due`` once the current secret is older than ``period`` (the account's or
+    the deployment's; None: never), once per secret, while the token is usable."""
+    due_at = rotation_due_at(state, period)
+    if due_at is None or due_at > now or state.rotation_flagged or state.state_at(now) != ACTIVE:
+        return []
+    return [TokenRotationDue(token_id=state.token_id, account_id=state.account_id, due_at=due_at)]
+
+
+def retire_secret(state: Token, now: datetime, secret_version: int) -> list[Event]:
+    """``token.secret_retired`` once the grace period of ``secret_version`` has ended (moot for a
+    token that is no longer active: none of its secrets work)."""
+    valid_until = state.retiring.get(secret_version)
+    if not _live(state) or valid_until is None or valid_until > now:
+        return []
+    retired = TokenSecretRetired(
+        token_id=state.token_id, account_id=state.account_id, secret_version=secret_version
+    )
+    return [retired]
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def deadline_key(state: Token, event: Event) -> str:
+    """The deadline a time-driven ``event`` answers: token (through its stream), kind and instant.
+    Used as the idempotency key of the scheduler's append, so its event id is deterministic."""
+    match event:
+        case TokenExpired():
+            return f"{event.tag()}@{_instant(event.expires_at)}"
+        case TokenExpiringSoon():
+            return f"{event.tag()}@{_instant(event.expires_at)}-{event.lead_seconds}s"
+        case TokenRotationDue():
+            return f"{event.tag()}@{_instant(event.due_at)}"
+        case TokenSecretRetired():
+            valid_until = state.retiring[event.secret_version]
+            return f"{event.tag()}@{_instant(valid_until)}-v{event.secret_version}"
+    raise ValueError(f"{event.tag()} is not a time-driven event")

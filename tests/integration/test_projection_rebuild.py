@@ -112,6 +112,7 @@ async def test_rebuild_of_one_projection_leaves_the_others_alone(empty_database:
             "token_secrets": 0,
             "role_assignments": 0,
             "teams": 0,
+            "token_deadlines": 0,
         }
         await world.projections.rebuild("tokens")
         async with world.pool.acquire() as c:

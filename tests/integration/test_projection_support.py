@@ -30,6 +30,8 @@ PRIMARY_KEYS = {
     "role_assignments": "assignment_id",
     "teams": "team_id",
     "team_members": "team_id, account_id",
+    "token_deadlines": "token_id, kind, ref",
+    "rotation_periods": "account_id",
 }
 
 

@@ -79,7 +79,16 @@ def test_catalogue_names_tables_and_versions_are_sound() -> None:
     tables = [t for p in ALL_PROJECTIONS for t in p.tables]
     assert len(set(names)) == len(names)
     assert sorted(tables) == sorted(
-        ["accounts", "tokens", "token_secrets", "role_assignments", "teams", "team_members"]
+        [
+            "accounts",
+            "tokens",
+            "token_secrets",
+            "role_assignments",
+            "teams",
+            "team_members",
+            "token_deadlines",
+            "rotation_periods",
+        ]
     )
     for projection in ALL_PROJECTIONS:
         assert projection.version >= 1
