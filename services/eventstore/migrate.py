@@ -1,8 +1,10 @@
 """Versioned schema migrations, applied at start-up.
 
 Migrations are the numbered ``migrations/NNNN_name.sql`` files, applied in order, each in its own
-transaction together with its row in ``schema_migrations``. A transaction-scoped advisory lock makes
-concurrent start-ups safe: the second process waits, then finds nothing left to do.
+transaction together with its row in ``schema_migrations``. A session advisory lock held over the
+whole run makes concurrent start-ups safe: the second process waits until the first has applied
+every migration, then finds nothing left to do (a lock per migration let two processes split the
+list between them, and one could return before the schema it needs was complete).
 """
 
 from importlib import resources
@@ -29,25 +31,34 @@ def _migrations() -> list[tuple[int, str, str]]:
 async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
     """Applies what is missing; returns the names applied now (empty when up to date)."""
     applied_now: list[str] = []
-    for number, name, sql in _migrations():
-        async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-            await connection.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version int PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            done = await connection.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", number
-            )
-            if done:
-                continue
-            await connection.execute(sql)
-            await connection.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", number, name
-            )
-            applied_now.append(name)
+    await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    try:
+        for number, name, sql in _migrations():
+            if await _apply(connection, number, name, sql):
+                applied_now.append(name)
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
+
+
+async def _apply(connection: asyncpg.Connection, number: int, name: str, sql: str) -> bool:
+    """Applies one migration with its ``schema_migrations`` row; False when it was applied before."""
+    async with connection.transaction():
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", number
+        )
+        if done:
+            return False
+        await connection.execute(sql)
+        await connection.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", number, name
+        )
+        return True
 
 
 async def is_up_to_date(connection: asyncpg.Connection) -> bool:
