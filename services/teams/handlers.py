@@ -1,6 +1,8 @@
 """Command handlers for teams, their members and their roles.
 
-Adding a member checks, in the same append, that the account stream has not moved (so no member
+Joining a team confers the team's roles, so adding a member is granting them: the actor must be
+able to grant each of them (``check_can_grant``), as when assigning them directly. Adding a member
+also checks, in the same append, that the account stream has not moved (so no member
 joins a deleted account's teams) and claims ``team-member:<account>:<team>``, which is how an
 account's deletion finds the teams to leave.
 """
@@ -85,6 +87,8 @@ async def add_member(
 
     async def attempt() -> Outcome[Team]:
         state = model.require_live(await load(deps, team_id))
+        for grant in state.roles.values():
+            check_can_grant(actor, deps.organization_id, grant)
         account = account_model.require_live(await accounts.load(deps, account_id))
         condition = StreamAppend(account_model.stream_of(account_id), [], account.version)
         claim = Claim(model.membership_claim(account_id, team_id), model.stream_of(team_id))

@@ -4,7 +4,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.composition import Runtime
+from tests.api.identity_support import assert_problem, log_head
 from tests.api_fixture import ApiClient, unique
+
+__all__ = [
+    "account_with_token",
+    "assert_problem",
+    "grant_identity_role",
+    "in_days",
+    "issue_token",
+    "log_head",
+    "new_account",
+]
 
 
 def in_days(days: float) -> str:
@@ -48,18 +59,3 @@ async def account_with_token(
         await grant_identity_role(api, runtime, account["id"], role)
     issued = await issue_token(api, account["id"], **token_fields)
     return account, issued["token"]
-
-
-async def log_head(runtime: Runtime) -> int:
-    head: int | None = await runtime.pool.fetchval("SELECT max(global_position) FROM events")
-    return head or 0
-
-
-def assert_problem(reply: Any, status: int, field: str | None = None) -> None:
-    assert reply.status == status, reply.body
-    assert reply.content_type == "application/problem+json"
-    assert {"status", "title", "instance", "detail"} <= set(reply.body)
-    assert reply.body["status"] == status
-    if field is not None:
-        fields = [item["field"] for item in reply.body["invalid_parameters"]]
-        assert field in fields, reply.body

@@ -1,6 +1,7 @@
 """Role assignments of system accounts and teams, the role catalogue (/v3/roles) and the
 organization (/v3/organizations/me) whose id Identity roles are granted on."""
 
+import contextlib
 import uuid
 from typing import Annotated, Literal
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from services.accounts import handlers as accounts
 from services.api import representations as show
 from services.api.context import authorize, command_context, consistent_read, runtime, settle
-from services.api.listing import StringFilter, collection, list_query
+from services.api.listing import ListQuery, StringFilter, collection, list_query, parse_list_query
 from services.api.parsing import read_body
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
@@ -42,6 +43,18 @@ class AssignRole(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     entity_region: Region
 
 
+def _with_canonical_entity_id(query: ListQuery) -> ListQuery:
+    """``entity_id`` is a UUID (stored and shown in lower case): a filter value that is one, in any
+    case, matches it; any other value matches nothing."""
+    filters = []
+    for item in query.filters:
+        if item.field == "entity_id" and isinstance(item.value, str):
+            with contextlib.suppress(ValueError):
+                item = msgspec.structs.replace(item, value=str(uuid.UUID(item.value)))
+        filters.append(item)
+    return msgspec.structs.replace(query, filters=tuple(filters))
+
+
 def _grant(request: web.Request, body: AssignRole) -> RoleAssignment:
     return RoleAssignment(
         assignment_id=command_context(request).new_id("assignment"),
@@ -66,7 +79,7 @@ async def assign_to_account(request: web.Request) -> web.Response:
 async def list_account_roles(request: web.Request) -> web.Response:
     authorize(request, Right.READ)
     owner = account_id(request)
-    query = list_query(request, ACCOUNT_ROLE_FILTERS)
+    query = _with_canonical_entity_id(list_query(request, ACCOUNT_ROLE_FILTERS, paginated=False))
     await consistent_read(request)
     pool = runtime(request).pool
     if await account_queries.get_account(pool, owner) is None:
@@ -109,7 +122,7 @@ async def assign_to_team(request: web.Request) -> web.Response:
 async def list_team_roles(request: web.Request) -> web.Response:
     authorize(request, Right.READ)
     owner = team_id(request)
-    query = list_query(request, TEAM_ROLE_FILTERS)
+    query = list_query(request, TEAM_ROLE_FILTERS, paginated=False)
     await consistent_read(request)
     pool = runtime(request).pool
     if await team_queries.get_team(pool, owner) is None:
@@ -137,12 +150,14 @@ async def unassign_from_team(request: web.Request) -> web.Response:
 
 
 async def catalogue(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    """Any authenticated caller (Konnect documents no 403 here); no query parameter is accepted."""
+    parse_list_query(request.query, {}, paginated=False)
     return json(runtime(request).deps.catalogue.document)
 
 
 async def organization(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    """Any authenticated caller: Konnect documents only 200 and 401, and the id is what every
+    caller needs to name Identity roles."""
     org = runtime(request).organization
     created = show.timestamp(org.created_at)
     return json(

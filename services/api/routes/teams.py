@@ -8,8 +8,8 @@ from aiohttp import web
 
 from services.api import representations as show
 from services.api.context import authorize, command_context, consistent_read, runtime, settle
-from services.api.listing import StringFilter, collection, list_query
-from services.api.parsing import read_body
+from services.api.listing import FilterSpec, LabelFilter, StringFilter, collection, list_query
+from services.api.parsing import read_body, uuid_path_param
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries import teams as queries
@@ -23,8 +23,19 @@ LabelValue = Annotated[str, msgspec.Meta(min_length=1, max_length=63)]
 Labels = Annotated[dict[str, LabelValue], msgspec.Meta(max_length=50)]
 LabelsUpdate = Annotated[dict[str, LabelValue | None], msgspec.Meta(max_length=50)]
 
-TEAM_FILTERS = {"name": StringFilter(ops=("eq", "contains"))}
-MEMBER_FILTERS = {"name": StringFilter(ops=("eq", "contains"))}
+# GET /v3/teams filters by name and by label; the membership lists (both directions) by name only.
+TEAM_FILTERS: dict[str, FilterSpec] = {"name": StringFilter(ops=("eq", "contains")), "labels": LabelFilter()}
+NAME_FILTER: dict[str, FilterSpec] = {"name": StringFilter(ops=("eq", "contains"))}
+
+
+def membership_team_id(request: web.Request) -> str:
+    """The System Accounts - Team Membership family types ``teamId`` as a plain string (not
+    ``format: uuid``) and documents no 400, so there a malformed team id is a 404."""
+    return str(
+        uuid_path_param(
+            request, "teamId", malformed="not_found", not_found_detail="The requested team was not found"
+        )
+    )
 
 
 class CreateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -34,8 +45,10 @@ class CreateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class UpdateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: TeamName | None = None
-    description: TeamDescription | None = None
+    """Only ``labels`` is nullable in Konnect's UpdateTeam; a null name or description is a 400."""
+
+    name: TeamName | msgspec.UnsetType = msgspec.UNSET
+    description: TeamDescription | msgspec.UnsetType = msgspec.UNSET
     labels: LabelsUpdate | msgspec.UnsetType | None = msgspec.UNSET
 
 
@@ -79,8 +92,8 @@ async def update(request: web.Request) -> web.Response:
         runtime(request).deps,
         command_context(request),
         team_id(request),
-        body.name,
-        body.description,
+        None if isinstance(body.name, msgspec.UnsetType) else body.name,
+        None if isinstance(body.description, msgspec.UnsetType) else body.description,
         labels,
         labels_given,
     )
@@ -99,7 +112,7 @@ async def add_member(request: web.Request) -> web.Response:
     actor = authorize(request, Right.WRITE)
     body = await read_body(request, AddSystemAccountToTeam)
     outcome = await handlers.add_member(
-        runtime(request).deps, command_context(request), actor, team_id(request), str(body.id)
+        runtime(request).deps, command_context(request), actor, membership_team_id(request), str(body.id)
     )
     await settle(request, outcome.cursor)
     return no_content(201)
@@ -108,7 +121,11 @@ async def add_member(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     actor = authorize(request, Right.WRITE)
     outcome = await handlers.remove_member(
-        runtime(request).deps, command_context(request), actor, team_id(request), account_id(request)
+        runtime(request).deps,
+        command_context(request),
+        actor,
+        membership_team_id(request),
+        account_id(request),
     )
     await settle(request, outcome.cursor)
     return no_content()
@@ -116,8 +133,8 @@ async def remove_member(request: web.Request) -> web.Response:
 
 async def list_members(request: web.Request) -> web.Response:
     authorize(request, Right.READ)
-    team = team_id(request)
-    query = list_query(request, MEMBER_FILTERS)
+    team = membership_team_id(request)
+    query = list_query(request, NAME_FILTER)
     await consistent_read(request)
     pool = runtime(request).pool
     if await queries.get_team(pool, team) is None:
@@ -129,7 +146,7 @@ async def list_members(request: web.Request) -> web.Response:
 async def list_account_teams(request: web.Request) -> web.Response:
     authorize(request, Right.READ)
     owner = account_id(request)
-    query = list_query(request, TEAM_FILTERS)
+    query = list_query(request, NAME_FILTER)
     await consistent_read(request)
     pool = runtime(request).pool
     if await account_queries.get_account(pool, owner) is None:
