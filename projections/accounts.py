@@ -27,20 +27,25 @@ COLUMNS = (
     "enabled",
     "created_at",
     "updated_at",
+    "rotation_period_seconds",
 )
 
 _INSERT = (
     "INSERT INTO {accounts} (account_id, name, description, konnect_managed, enabled, created_at,"
-    " updated_at) VALUES ($1, $2, $3, $4, true, $5, $5) ON CONFLICT (account_id) DO NOTHING"
+    " updated_at, rotation_period_seconds) VALUES ($1, $2, $3, $4, true, $5, $5, $6)"
+    " ON CONFLICT (account_id) DO NOTHING"
 )
-_UPDATE = "UPDATE {accounts} SET name = $2, description = $3, updated_at = $4 WHERE account_id = $1"
+_UPDATE = (
+    "UPDATE {accounts} SET name = $2, description = $3, updated_at = $4, rotation_period_seconds = $5"
+    " WHERE account_id = $1"
+)
 _SET_ENABLED = "UPDATE {accounts} SET enabled = $2, updated_at = $3 WHERE account_id = $1"
 _DELETE = "DELETE FROM {accounts} WHERE account_id = $1"
 
 
 class AccountsProjection:
     name: str = "accounts"
-    version: int = 1
+    version: int = 2  # 2: rotation_period_seconds
     tables: Sequence[str] = ("accounts",)
 
     def ddl(self) -> Sequence[str]:
@@ -52,7 +57,8 @@ class AccountsProjection:
             " konnect_managed bool NOT NULL,"
             " enabled bool NOT NULL,"
             " created_at timestamptz NOT NULL,"
-            " updated_at timestamptz NOT NULL)",
+            " updated_at timestamptz NOT NULL,"
+            " rotation_period_seconds bigint)",
             "CREATE INDEX {accounts}_name ON {accounts} (name)",
             "CREATE INDEX {accounts}_lower_name ON {accounts} (lower(name))",
             "CREATE INDEX {accounts}_created ON {accounts} (created_at, account_id)",
@@ -63,10 +69,18 @@ class AccountsProjection:
         at = event.metadata.occurred_at
         match body:
             case AccountCreated():
-                args = (uid(body.account_id), body.name, body.description, body.konnect_managed, at)
+                args = (
+                    uid(body.account_id),
+                    body.name,
+                    body.description,
+                    body.konnect_managed,
+                    at,
+                    body.rotation_period_seconds,
+                )
                 return (Statement(_INSERT, args),)
             case AccountUpdated():
-                return (Statement(_UPDATE, (uid(body.account_id), body.name, body.description, at)),)
+                update = (uid(body.account_id), body.name, body.description, at, body.rotation_period_seconds)
+                return (Statement(_UPDATE, update),)
             case AccountDisabled():
                 return (Statement(_SET_ENABLED, (uid(body.account_id), False, at)),)
             case AccountEnabled():
@@ -115,6 +129,7 @@ class AccountsFold:
                 True,
                 at,
                 at,
+                body.rotation_period_seconds,
             ]
 
     def _updated(self, body: AccountUpdated, event: RecordedEvent) -> None:
@@ -123,6 +138,7 @@ class AccountsFold:
             row[1] = body.name
             row[2] = body.description
             row[6] = event.metadata.occurred_at
+            row[7] = body.rotation_period_seconds
 
     def _set_enabled(self, account_id: str, enabled: bool, event: RecordedEvent) -> None:
         row = self._rows.get(uid(account_id))

@@ -35,6 +35,7 @@ def account(state: Account) -> dict[str, Any]:
         "updated_at": timestamp(state.updated_at),
         "konnect_managed": state.konnect_managed,
         "enabled": state.enabled,
+        "rotation_period_seconds": state.rotation_period_seconds,
     }
 
 
@@ -47,6 +48,7 @@ def account_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "updated_at": timestamp(row["updated_at"]),
         "konnect_managed": row["konnect_managed"],
         "enabled": row["enabled"],
+        "rotation_period_seconds": row["rotation_period_seconds"],
     }
 
 
@@ -129,7 +131,7 @@ def team_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["team_id"]),
         "name": row["name"],
-        "description": row["description"],
+        "description": row["description"] or None,  # team.created/updated carry "" for none
         "system_team": row["system_team"],
         "labels": labels if isinstance(labels, dict) else json.loads(labels),
         "created_at": timestamp(row["created_at"]),

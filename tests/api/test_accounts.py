@@ -158,3 +158,26 @@ async def test_disable_stops_tokens_and_enable_restores_them(api: ApiClient, api
     enabled = await api.patch(f"/v3/system-accounts/{account['id']}", {"enabled": True})
     assert enabled.status == 200 and enabled.body["enabled"] is True
     assert (await api.get("/v3/system-accounts", token=secret)).status == 200
+
+
+async def test_rotation_period_is_set_shown_and_cleared(api: ApiClient) -> None:
+    reply = await api.post(
+        "/v3/system-accounts",
+        {"name": unique("rotating"), "description": "", "rotation_period_seconds": 86400},
+    )
+    assert reply.status == 201 and reply.body["rotation_period_seconds"] == 86400
+    path = f"/v3/system-accounts/{reply.body['id']}"
+    assert (await api.get(path)).body["rotation_period_seconds"] == 86400
+    renamed = await api.patch(path, {"description": "kept period"})
+    assert renamed.body["rotation_period_seconds"] == 86400
+    cleared = await api.patch(path, {"rotation_period_seconds": None})
+    assert cleared.status == 200 and cleared.body["rotation_period_seconds"] is None
+    assert (await api.get(path)).body["rotation_period_seconds"] is None
+
+
+@pytest.mark.parametrize("field", ["name", "description", "enabled"])
+async def test_null_for_a_non_nullable_field_is_400(api: ApiClient, api_runtime: Runtime, field: str) -> None:
+    account = await new_account(api)
+    head = await log_head(api_runtime)
+    assert_problem(await api.patch(f"/v3/system-accounts/{account['id']}", {field: None}), 400, field)
+    assert await log_head(api_runtime) == head

@@ -89,7 +89,7 @@ async def test_runner_follows_the_log_into_every_read_model(empty_database: str)
             )
             # The views point at the versioned tables, and every checkpoint is at the log's end.
             assert await c.fetchval(
-                "SELECT definition LIKE '%rm_accounts_v1%' FROM pg_views WHERE viewname = 'rm_accounts'"
+                "SELECT definition LIKE '%rm_accounts_v2%' FROM pg_views WHERE viewname = 'rm_accounts'"
             )
             head = await c.fetchval("SELECT max(global_position) FROM events")
             positions = await c.fetch("SELECT position FROM projection_checkpoints")
@@ -236,8 +236,10 @@ async def test_one_active_runner_per_projection_across_processes(empty_database:
 
 
 async def test_a_new_version_is_built_from_the_start_and_switched_in(empty_database: str) -> None:
-    class AccountsV2(AccountsProjection):
-        version = 2
+    current = AccountsProjection.version
+
+    class AccountsNext(AccountsProjection):
+        version = current + 1
 
     async with running(empty_database, [AccountsProjection()]) as world:
         for n in range(30):
@@ -246,7 +248,7 @@ async def test_a_new_version_is_built_from_the_start_and_switched_in(empty_datab
         await world.current()
         async with world.pool.acquire() as c:
             before = await c.fetch("SELECT * FROM rm_accounts ORDER BY account_id")
-    async with running(empty_database, [AccountsV2()]) as world:
+    async with running(empty_database, [AccountsNext()]) as world:
         # The barrier is about what the views hold, whatever their version: wait for the switch.
         runner = world.projections.runner("accounts")
         await wait_until(lambda: runner.state is RunnerState.RUNNING)
@@ -254,8 +256,9 @@ async def test_a_new_version_is_built_from_the_start_and_switched_in(empty_datab
         async with world.pool.acquire() as c:
             assert await c.fetch("SELECT * FROM rm_accounts ORDER BY account_id") == before
             tables = await c.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE 'rm_accounts%'")
-            assert [r["tablename"] for r in tables] == ["rm_accounts_v2"]
-            assert await c.fetchval("SELECT version FROM projection_checkpoints WHERE name = 'accounts'") == 2
+            assert [r["tablename"] for r in tables] == [f"rm_accounts_v{current + 1}"]
+            version = await c.fetchval("SELECT version FROM projection_checkpoints WHERE name = 'accounts'")
+            assert version == current + 1
     # Old code meeting a newer live version stands by instead of downgrading it.
     async with running(empty_database, [AccountsProjection()]) as world:
         runner = world.projections.runner("accounts")
@@ -275,7 +278,7 @@ async def test_status_reports_lag_in_events_and_seconds(empty_database: str) -> 
         for s in status:
             assert s.lag_events == 7
             assert s.lag_seconds >= 0.3
-            assert s.state == "stopped" and s.live_version == 1 and s.error is None
+            assert s.state == "stopped" and s.live_version == s.version and s.error is None
         await world.projections.start()
         await world.current()
         for s in await world.projections.status():

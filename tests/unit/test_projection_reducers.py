@@ -110,7 +110,7 @@ def test_account_created_uses_the_event_time_not_now() -> None:
     )
     assert "INSERT INTO {accounts}" in statement.sql
     assert "ON CONFLICT (account_id) DO NOTHING" in statement.sql
-    assert statement.args == (ACCOUNT, "bot", "d", True, T0)
+    assert statement.args == (ACCOUNT, "bot", "d", True, T0, None)
 
 
 def test_ids_are_normalised_and_non_uuids_are_refused() -> None:
@@ -128,7 +128,7 @@ def test_account_fold_follows_updates_and_removes_deleted_accounts() -> None:
         recorded(AccountDisabled(account_id=ACCOUNT), later + timedelta(hours=1)),
     ]
     assert rows(AccountsProjection(), history, "accounts") == [
-        (ACCOUNT, "bot2", "x", False, False, T0, later + timedelta(hours=1))
+        (ACCOUNT, "bot2", "x", False, False, T0, later + timedelta(hours=1), None)
     ]
     history.append(recorded(AccountDeleted(account_id=ACCOUNT)))
     assert rows(AccountsProjection(), history, "accounts") == []

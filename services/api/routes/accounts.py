@@ -1,6 +1,6 @@
 """/v3/system-accounts: create, list, get, update (incl. the ``enabled`` extension), delete."""
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -15,6 +15,7 @@ from services.api.queries import accounts as queries
 from services.api.routes.common import account_id, json, no_content
 from services.authorization import Right
 
+T = TypeVar("T")
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Description = Annotated[str, msgspec.Meta(max_length=1000)]
 
@@ -25,23 +26,41 @@ LIST_FILTERS: dict[str, FilterSpec] = {
 }
 
 
+RotationPeriod = Annotated[int, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
+
+
 class CreateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Name
     description: Description
     konnect_managed: bool = False
+    rotation_period_seconds: RotationPeriod | None = None
+    """Extension: tokens older than this get ``token.rotation_due`` (default: the deployment's)."""
 
 
 class UpdateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Name | None = None
-    description: Description | None = None
-    enabled: bool | None = None
+    """A field left out keeps its value; null is refused (Konnect's fields are not nullable), except
+    ``rotation_period_seconds``, where null (like 0) returns the account to the deployment's period."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    rotation_period_seconds: RotationPeriod | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def _given(value: T | msgspec.UnsetType) -> T | None:
+    return None if value is msgspec.UNSET else value
 
 
 async def create(request: web.Request) -> web.Response:
     authorize(request, Right.WRITE)
     body = await read_body(request, CreateSystemAccount)
     outcome = await handlers.create_account(
-        runtime(request).deps, command_context(request), body.name, body.description, body.konnect_managed
+        runtime(request).deps,
+        command_context(request),
+        body.name,
+        body.description,
+        body.konnect_managed,
+        rotation_period_seconds=body.rotation_period_seconds,
     )
     await settle(request, outcome.cursor)
     return json(show.account(outcome.state), 201)
@@ -71,9 +90,12 @@ async def update(request: web.Request) -> web.Response:
         runtime(request).deps,
         command_context(request),
         account_id(request),
-        body.name,
-        body.description,
-        body.enabled,
+        _given(body.name),
+        _given(body.description),
+        _given(body.enabled),
+        rotation_period_seconds=0
+        if body.rotation_period_seconds is None
+        else _given(body.rotation_period_seconds),
     )
     await settle(request, outcome.cursor)
     return json(show.account(outcome.state))
