@@ -42,11 +42,13 @@ class Forbidden(DomainError):
 class Invalid(DomainError):
     """A request value breaks a rule that only the domain knows (policy, catalogue, state)."""
 
-    def __init__(self, field: str, reason: str, rule: str = "invalid") -> None:
+    def __init__(self, field: str, reason: str, rule: str = "invalid", choices: Sequence[str] = ()) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
         self.rule = rule
+        self.choices = tuple(choices)
+        """The allowed values, for ``rule="enum"``."""
 
 
 class CommandContext(msgspec.Struct, frozen=True, kw_only=True):

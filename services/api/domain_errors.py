@@ -33,9 +33,15 @@ def domain_problem(error: Exception) -> ProblemError | None:
         case DomainForbidden():
             return Forbidden(str(error))
         case Invalid():
-            rule = cast(InvalidRule, error.rule)
+            # Konnect's "enum" item requires its choices; without them the rule is plain "invalid".
+            rule = cast(InvalidRule, error.rule if error.rule != "enum" or error.choices else "invalid")
+            choices = error.choices if rule == "enum" else None
             return BadRequest(
-                [InvalidParameter(field=error.field, reason=error.reason, rule=rule, source="body")]
+                [
+                    InvalidParameter(
+                        field=error.field, reason=error.reason, rule=rule, source="body", choices=choices
+                    )
+                ]
             )
     return None
 

@@ -153,6 +153,9 @@ def _parse_filter(name: str, raw: str, specs: Mapping[str, FilterSpec], problems
     if match is None:
         problems.add(name, "is not a supported query parameter", "unknown_property")
         return None
+    if "\x00" in name or "\x00" in raw:  # PostgreSQL cannot compare text holding U+0000
+        problems.add(name, "must not contain the NUL character (U+0000)", "invalid")
+        return None
     field, *parts = _BRACKETS.findall(match[1])
     field, label_key, parts = _split_label(field, parts, specs)
     spec = specs.get(field)

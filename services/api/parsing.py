@@ -17,7 +17,7 @@ This module owns:
 Decisions where the spec is silent: an empty body is read as ``{}`` (no in-scope body is
 ``required: true``, and this gives precise ``required`` errors); a non-empty body must be
 ``application/json`` (or ``application/*+json``), otherwise 415; an explicit charset other than UTF-8
-is 415 too.
+is 415 too; a string (or key) holding U+0000 is a 400 naming it (PostgreSQL cannot store it).
 """
 
 import datetime
@@ -43,6 +43,7 @@ AwareDateTime = Annotated[datetime.datetime, msgspec.Meta(tz=True)]
 
 T = TypeVar("T")
 
+NUL_REASON = "must not contain the NUL character (U+0000)"
 _MALFORMED = InvalidParameter(field="body", reason="request format is invalid", source="body")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -92,7 +93,28 @@ def decode_body(raw: bytes, type_: type[T]) -> T:
         raise BadRequest([invalid_parameter_for(str(error), type_, raw)]) from None
     except msgspec.DecodeError:
         raise BadRequest([_MALFORMED]) from None
+    if b"\\u0000" in raw and (field := _field_with_nul(msgspec.json.decode(raw), "")) is not None:
+        raise BadRequest([InvalidParameter(field=field, reason=NUL_REASON, rule="invalid", source="body")])
     return value
+
+
+def _field_with_nul(node: Any, path: str) -> str | None:
+    """The first string (value or key) of a decoded JSON document holding U+0000, which PostgreSQL
+    cannot store in text or jsonb, named as the client wrote it (``labels.env``, ``scopes[1]``)."""
+    if isinstance(node, str):
+        return path if "\x00" in node else None
+    children: list[tuple[str, Any]] = []
+    if isinstance(node, dict):
+        children = [(f"{path}.{key}" if path else key, value) for key, value in node.items()]
+    elif isinstance(node, list):
+        children = [(f"{path}[{index}]", value) for index, value in enumerate(node)]
+    for child_path, child in children:
+        if "\x00" in child_path:
+            return child_path
+        found = _field_with_nul(child, child_path)
+        if found is not None:
+            return found
+    return None
 
 
 async def read_body(request: web.Request, type_: type[T], *, max_bytes: int = MAX_BODY_BYTES) -> T:

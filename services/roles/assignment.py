@@ -29,10 +29,13 @@ def check_new_assignment(
 ) -> None:
     """Refuses roles outside the catalogue and duplicates of an assignment already held."""
     if wanted.entity_region not in REGIONS:
-        raise Invalid("entity_region", f"must be one of {', '.join(REGIONS)}", "enum")
+        raise Invalid("entity_region", f"must be one of {', '.join(REGIONS)}", "enum", REGIONS)
     if not catalogue.allows(wanted.entity_type_name, wanted.role_name):
-        if wanted.entity_type_name not in catalogue.entity_types():
-            raise Invalid("entity_type_name", "is not an entity type of the role catalogue", "enum")
-        raise Invalid("role_name", f"is not a role of {wanted.entity_type_name!r}", "enum")
+        entity_types = catalogue.entity_types()
+        if wanted.entity_type_name not in entity_types:
+            reason = "is not an entity type of the role catalogue"
+            raise Invalid("entity_type_name", reason, "enum", entity_types)
+        roles = [name for name in catalogue.role_names() if catalogue.allows(wanted.entity_type_name, name)]
+        raise Invalid("role_name", f"is not a role of {wanted.entity_type_name!r}", "enum", roles)
     if any(existing.same_grant(wanted) for existing in held.values()):
         raise Conflict("role is already assigned")

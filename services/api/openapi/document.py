@@ -1,0 +1,153 @@
+"""The service's OpenAPI 3.1 document, assembled from parts.
+
+1. Konnect's in-scope operations and the components they use (``reference.in_scope_reference``),
+   converted to OpenAPI 3.1 (``convert``);
+2. our extension fields merged into Konnect's schemas (``parts/konnect-additions.yaml``);
+3. our own parts (``PARTS``: ``parts/<name>.yaml``, each with ``paths``, ``components`` and ``tags``
+   in Konnect's style). Adding an endpoint family is one YAML file and one entry in ``PARTS``;
+4. the responses every operation of this service can give that Konnect does not list on each
+   (``_complete``): 400 where the operation validates input, 401/403 everywhere but public paths,
+   413/415 with a body, the ``Idempotency-Key`` header and its 409/422 on POST, 503 while starting.
+
+Paths are relative to the one server, ``/v3``, as Konnect's are to its ``.../v3`` server.
+"""
+
+import copy
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from typing import Any
+
+from services.api.openapi.convert import to_openapi_31
+from services.api.openapi.reference import HTTP_METHODS, Document, in_scope_reference, load_yaml
+
+PARTS = (
+    "service-responses",
+    "token-lifecycle",
+    "token-usage",
+    "audit-events",
+    "introspection",
+    "openapi-document",
+)
+ADDITIONS = "konnect-additions"
+SERVER_URL = "/v3"
+SECURITY_SCHEME = "systemAccountAccessToken"
+TITLE = "tokenledger"
+VERSION = "0.1.0"
+DESCRIPTION = (
+    "System accounts, their access tokens, roles and teams. The operations Kong Konnect's Identity API "
+    "v3 has are served with its paths, fields, status codes and problem+json errors; what Konnect "
+    "lacks (revocation, rotation, introspection...) is marked Extension."
+)
+
+
+def load_part(name: str) -> Document:
+    text = resources.files(__package__).joinpath("parts", f"{name}.yaml").read_text(encoding="utf-8")
+    return load_yaml(text)
+
+
+def _resolve_pointer(document: Document, pointer: str) -> Any:
+    node: Any = document
+    for token in pointer.lstrip("/").split("/"):
+        node = node[token.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def _add_properties(document: Document, additions: Document) -> None:
+    for pointer, properties in additions.items():
+        schema = _resolve_pointer(document, pointer)
+        clash = set(schema.setdefault("properties", {})) & set(properties)
+        if clash:
+            raise ValueError(f"{pointer} already has {sorted(clash)}")
+        schema["properties"].update(copy.deepcopy(properties))
+
+
+def merge(document: Document, part: Document) -> None:
+    """Adds ``part``'s paths, components and tags to ``document``; a clash is an error, except an
+    identical component (parts may repeat Konnect's)."""
+    for path, item in part.get("paths", {}).items():
+        target = document["paths"].setdefault(path, {})
+        clash = set(target) & {key for key in item if key in HTTP_METHODS}
+        if clash:
+            raise ValueError(f"{path}: {sorted(clash)} defined twice")
+        target.update(copy.deepcopy(item))
+    for section, items in part.get("components", {}).items():
+        target = document["components"].setdefault(section, {})
+        for name, value in items.items():
+            if name in target and target[name] != value:
+                raise ValueError(f"components/{section}/{name} defined twice, differently")
+            target[name] = copy.deepcopy(value)
+    known = {tag["name"] for tag in document["tags"]}
+    document["tags"].extend(tag for tag in part.get("tags", []) if tag["name"] not in known)
+
+
+def operations(document: Document) -> Iterator[tuple[str, str, Document, list[Document]]]:
+    """(path, method, operation, path-level parameters) of every operation."""
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation, item.get("parameters", [])
+
+
+def _ref(section: str, name: str) -> Document:
+    return {"$ref": f"#/components/{section}/{name}"}
+
+
+def _parameter(document: Document, parameter: Document) -> Document:
+    return _resolve_pointer(document, parameter["$ref"][1:]) if "$ref" in parameter else parameter
+
+
+def _validates_input(document: Document, operation: Document, shared: Iterable[Document]) -> bool:
+    parameters = [_parameter(document, p) for p in [*operation.get("parameters", []), *shared]]
+    return "requestBody" in operation or any(
+        p["in"] == "query" or p.get("schema", {}).get("format") == "uuid" for p in parameters
+    )
+
+
+def _complete(document: Document) -> None:
+    for _path, method, operation, shared in operations(document):
+        if operation.get("security") == []:
+            continue
+        responses = operation["responses"]
+        added = {"401": _ref("responses", "IdentityUnauthenticated")}
+        added["403"] = _ref("responses", "IdentityPermissionDenied")
+        if _validates_input(document, operation, shared):
+            added["400"] = _ref("responses", "IdentityBadRequest")
+        if "requestBody" in operation:
+            added["413"] = _ref("responses", "PayloadTooLarge")
+            added["415"] = _ref("responses", "UnsupportedMediaType")
+        if method == "post":
+            operation.setdefault("parameters", []).append(_ref("parameters", "IdempotencyKey"))
+            added["409"] = _ref("responses", "IdentityConflict")
+            added["422"] = _ref("responses", "IdempotencyKeyReused")
+        added["503"] = _ref("responses", "ServiceUnavailable")
+        for status, response in added.items():
+            responses.setdefault(status, response)
+        operation["responses"] = dict(sorted(responses.items()))
+
+
+def build_document(parts: Iterable[str] = PARTS) -> Document:
+    """The whole document: Konnect's operations, our additions and parts, every response completed."""
+    konnect = to_openapi_31(in_scope_reference())
+    schemes = konnect["components"]["securitySchemes"]
+    document: Document = {
+        "openapi": konnect["openapi"],
+        "info": {
+            "title": TITLE,
+            "version": VERSION,
+            "description": DESCRIPTION,
+            "x-konnect-identity-version": konnect["info"]["version"],
+        },
+        "servers": [{"url": SERVER_URL}],
+        "security": [{SECURITY_SCHEME: []}],
+        "tags": konnect["tags"],
+        "paths": konnect["paths"],
+        "components": {
+            **konnect["components"],
+            "securitySchemes": {SECURITY_SCHEME: schemes[SECURITY_SCHEME]},
+        },
+    }
+    _add_properties(document, load_part(ADDITIONS))
+    for name in parts:
+        merge(document, to_openapi_31(load_part(name)))
+    _complete(document)
+    return document
