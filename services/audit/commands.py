@@ -1,0 +1,124 @@
+"""What each ``tokenledger audit`` action does, against the configured database (migrated first).
+
+Reports go to stderr and data (export lines, replay lines) to stdout, so the data can be piped.
+"""
+
+import argparse
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import BinaryIO
+
+import asyncpg
+import msgspec
+
+from services import database
+from services.audit.checkpoints import seal
+from services.audit.export import ExportFilter, export_pages
+from services.audit.importer import ImportRefused, import_lines
+from services.audit.replay import replay
+from services.audit.usage_export import UsageExportFilter, export_usage_pages
+from services.audit.verify import verify
+from services.composition import open_database
+from services.config import Settings
+
+MAX_FINDINGS_SHOWN = 20
+_encoder = msgspec.json.Encoder()
+
+
+@asynccontextmanager
+async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await database.create_pool(await open_database(settings), min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def run_audit(settings: Settings, args: argparse.Namespace) -> int:
+    async with _pool(settings) as pool:
+        match args.action:
+            case "verify":
+                return await _verify(pool)
+            case "checkpoint":
+                return await _checkpoint(pool, args.events)
+            case "export":
+                selection = ExportFilter(
+                    recorded_from=args.recorded_from,
+                    recorded_to=args.recorded_to,
+                    account_id=args.account_id,
+                )
+                return await _export(pool, selection, sys.stdout.buffer)
+            case "export-usage":
+                usage = UsageExportFilter(
+                    after=args.after,
+                    recorded_from=args.recorded_from,
+                    recorded_to=args.recorded_to,
+                    account_id=args.account_id,
+                )
+                return await _write(export_usage_pages(pool, usage), sys.stdout.buffer)
+            case "import":
+                return await _import(pool, args.file)
+            case "replay":
+                return await _replay(pool, args, sys.stdout.buffer)
+    raise ValueError(f"unknown audit action {args.action!r}")
+
+
+async def _verify(pool: asyncpg.Pool) -> int:
+    report = await verify(pool)
+    print(report.summary(), file=sys.stderr)
+    if report.intact:
+        print("intact: no event was altered, deleted or inserted", file=sys.stderr)
+        return 0
+    first = report.first
+    assert first is not None
+    print(f"TAMPERED: first {first.describe()}", file=sys.stderr)
+    for finding in report.findings[1:MAX_FINDINGS_SHOWN]:
+        print(f"  also {finding.describe()}", file=sys.stderr)
+    if len(report.findings) > MAX_FINDINGS_SHOWN:
+        print(f"  ... {len(report.findings) - MAX_FINDINGS_SHOWN} more", file=sys.stderr)
+    return 1
+
+
+async def _checkpoint(pool: asyncpg.Pool, events_per_checkpoint: int) -> int:
+    sealed = await seal(pool, events_per_checkpoint=events_per_checkpoint)
+    if not sealed:
+        print("nothing to seal: every committed event is covered", file=sys.stderr)
+    for checkpoint in sealed:
+        print(
+            f"sealed checkpoint {checkpoint.checkpoint}: {checkpoint.event_count} events"
+            f" up to position {checkpoint.last_position}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _export(pool: asyncpg.Pool, selection: ExportFilter, out: BinaryIO) -> int:
+    async for chunk in export_pages(pool, selection):
+        out.write(chunk)
+    out.flush()
+    return 0
+
+
+async def _write(chunks: AsyncIterator[bytes], out: BinaryIO) -> int:
+    async for chunk in chunks:
+        out.write(chunk)
+    out.flush()
+    return 0
+
+
+async def _import(pool: asyncpg.Pool, source: BinaryIO) -> int:
+    try:
+        count = await import_lines(pool, source)
+    except ImportRefused as refused:
+        print(f"import refused: {refused}", file=sys.stderr)
+        return 1
+    print(f"imported {count} events; rebuild the read models with the projector", file=sys.stderr)
+    return 0
+
+
+async def _replay(pool: asyncpg.Pool, args: argparse.Namespace, out: BinaryIO) -> int:
+    for rights in await replay(pool, args.as_of):
+        out.write(_encoder.encode(rights) + b"\n")
+    out.flush()
+    return 0
