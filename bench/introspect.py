@@ -11,8 +11,9 @@ of them then revoked; the real projections build the read models.
 Servers: each runs in a process of its own (``python -m bench.introspect serve ...``), one event
 loop, access log off. The introspection server is the production wiring reduced to what the route
 needs: pool, LOG notifications, the projection runtime (the projector worker, as in ``serve``), the
-token verifier, the usage recorder, the problem middleware and the introspection route (the caller's
-own authentication, the lead's middleware, is not in the path). The bare server answers the same
+token verifier, the usage recorder (with the usage log; ``introspect-unlogged``: without it, for
+``bench.usage``), the problem middleware and the introspection route (the caller's own
+authentication, the lead's middleware, is not in the path). The bare server answers the same
 path with a fixed body of the same size as an active answer (it reads the request body too).
 
 Client: this process, one ``aiohttp.ClientSession`` with a connector limit of ``--concurrency`` and
@@ -32,6 +33,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -196,7 +198,7 @@ async def _serve_bare(stop: asyncio.Event) -> None:
     await _run_app(app, stop)
 
 
-async def _serve_introspection(dsn: str, stop: asyncio.Event) -> None:
+async def _serve_introspection(dsn: str, stop: asyncio.Event, *, usage_log: bool = True) -> None:
     from projections.catalogue import ALL_PROJECTIONS
     from projections.runtime import Projections
     from projections.source import CombinedLogSource
@@ -204,6 +206,7 @@ async def _serve_introspection(dsn: str, stop: asyncio.Event) -> None:
     from services.api.problems import problem_middleware
     from services.auth.services import StaticAuthServices
     from services.auth.usage import UsageRecorder
+    from services.auth.usage_log import UsageLog
     from services.auth.verifier import TokenVerifier
     from services.eventstore.notifications import LogNotifications
     from services.eventstore.tail import LogTail
@@ -223,12 +226,20 @@ async def _serve_introspection(dsn: str, stop: asyncio.Event) -> None:
         raise RuntimeError("the projections did not catch up")
     verifier = TokenVerifier(pool, notifications, PEPPER)
     await verifier.start()
-    usage = UsageRecorder(store, expiry=verifier)
+    usage = UsageRecorder(store, expiry=verifier, log=UsageLog(pool, PEPPER) if usage_log else None)
     await usage.start()
     services = StaticAuthServices(verifier, usage)
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.json_response({"verifier": verifier.metrics.snapshot(), "usage": vars(usage.metrics)})
+        log = vars(usage.log.metrics) if usage.log is not None else {}
+        return web.json_response(
+            {
+                "verifier": verifier.metrics.snapshot(),
+                "usage": vars(usage.metrics),
+                "usage_log": log,
+                "cpu_seconds": time.process_time(),
+            }
+        )
 
     app = web.Application(middlewares=[problem_middleware])
     add_routes(app, lambda: services)
@@ -264,7 +275,7 @@ async def serve(kind: str, dsn: str) -> None:
     if kind == "bare":
         await _serve_bare(stop)
     else:
-        await _serve_introspection(dsn, stop)
+        await _serve_introspection(dsn, stop, usage_log=kind != "introspect-unlogged")
 
 
 @contextlib.asynccontextmanager
@@ -435,7 +446,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.introspect", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command")
     inner = sub.add_parser("serve", help="internal: run one server process")
-    inner.add_argument("--kind", choices=("bare", "introspect"), required=True)
+    inner.add_argument("--kind", choices=("bare", "introspect", "introspect-unlogged"), required=True)
     inner.add_argument("--dsn", required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)

@@ -23,6 +23,7 @@ from projections.source import CombinedLogSource
 from services import database
 from services.api.idempotency import IdempotencyStore
 from services.auth.usage import UsageRecorder
+from services.auth.usage_log import UsageLog
 from services.auth.verifier import TokenVerifier
 from services.config import Settings
 from services.dependencies import Dependencies
@@ -110,7 +111,12 @@ async def open_runtime(
         verifier = TokenVerifier(pool, notifications, pepper)
         await verifier.start()
         stack.push_async_callback(verifier.stop)
-        usage = UsageRecorder(store, expiry=verifier)
+        usage = UsageRecorder(
+            store,
+            expiry=verifier,
+            log=UsageLog(pool, pepper),
+            flush_interval=settings.usage_flush_seconds,
+        )
         await usage.start()
         stack.push_async_callback(usage.stop)  # runs before the verifier and pool close: flushes
         yield Runtime(

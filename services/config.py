@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka_topic_partitions: int = 6
     kafka_replication_factor: int | None = None
     """For the topics the relay creates; None: 3, or the number of brokers when there are fewer."""
+    usage_flush_seconds: float = 1.0
+    """How often the usage log (every token verification) is stored: what a crash may lose."""
 
 
 WORKERS = frozenset({"projector", "scheduler", "relay"})
@@ -68,6 +70,16 @@ def _positive_int(name: str, value: str) -> int:
         raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
     if number <= 0:
         raise ConfigError(f"{name}: must be positive, got {number}")
+    return number
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise ConfigError(f"{name}: must be a positive finite number, got {value!r}")
     return number
 
 
@@ -129,4 +141,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         )
         if environ.get("TOKENLEDGER_KAFKA_REPLICATION_FACTOR")
         else None,
+        usage_flush_seconds=_positive_float(
+            "TOKENLEDGER_USAGE_FLUSH_SECONDS", environ.get("TOKENLEDGER_USAGE_FLUSH_SECONDS") or "1"
+        ),
     )

@@ -10,13 +10,13 @@ Middleware order (outermost first):
 
 from aiohttp import web
 
-from services.api import health, introspection
+from services.api import health, introspection, openapi
 from services.api.authentication import authentication_middleware
 from services.api.context import PRINCIPAL, authorize
 from services.api.domain_errors import domain_error_middleware, domain_problem
 from services.api.idempotency import IdempotencyStore, idempotency_middleware
 from services.api.problems import Handler, problem_middleware
-from services.api.routes import accounts, roles, teams, tokens
+from services.api.routes import accounts, audit, roles, teams, tokens, usage
 from services.api.state import RUNTIME, AppState
 from services.authorization import Right
 
@@ -58,5 +58,8 @@ def create_app(state: AppState) -> web.Application:
     tokens.add_routes(app)
     roles.add_routes(app)
     teams.add_routes(app)
+    usage.add_routes(app)
+    audit.add_routes(app)
     introspection.add_routes(app, lambda: state.runtime)
+    openapi.add_routes(app)
     return app

@@ -1,11 +1,16 @@
 """Authentication of /v3 requests: ``Authorization: Bearer spat_...`` through the same verifier that
 serves introspection. Every rejection is the same 401: the caller never learns whether a token was
 unknown, revoked, expired, rotated out or belongs to a disabled account.
+
+Every verification is recorded in the usage log (``UsageRecorder.record_verification``, no I/O on
+this path): a rejection before the 401 is raised; an accepted token once the handler is done, as
+``out_of_scope`` when ``authorize`` refused it a right (``OUT_OF_SCOPE``), else ``accepted``. A
+request without a bearer token verifies nothing and is not recorded.
 """
 
 from aiohttp import web
 
-from services.api.context import PRINCIPAL, runtime
+from services.api.context import OUT_OF_SCOPE, PRINCIPAL, runtime
 from services.api.problems import Handler, Unauthenticated
 from services.auth.principal import Principal
 
@@ -20,20 +25,43 @@ def _bearer(request: web.Request) -> str:
     return credentials.strip()
 
 
-async def authenticate(request: web.Request) -> Principal:
-    current = runtime(request)
-    now = current.clock()
-    verdict = await current.verifier.verify(_bearer(request), now)
-    if not isinstance(verdict, Principal):
-        raise Unauthenticated()
+def _operation(request: web.Request) -> str:
     resource = request.match_info.route.resource
-    operation = f"{request.method} {resource.canonical if resource else request.path}"
-    current.usage.record(verdict, now, operation, request.remote, request.headers.get("User-Agent"))
-    return verdict
+    return f"{request.method} {resource.canonical if resource else request.path}"
+
+
+async def _authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
+    current = runtime(request)
+    presented = _bearer(request)
+    now = current.clock()
+    verification = await current.verifier.check(presented, now)
+    client_address, user_agent = request.remote, request.headers.get("User-Agent")
+    if not isinstance(verification.verdict, Principal):
+        current.usage.record_verification(
+            verification,
+            now,
+            _operation(request),
+            presented=presented,
+            client_address=client_address,
+            user_agent=user_agent,
+        )
+        raise Unauthenticated()
+    request[PRINCIPAL] = verification.verdict
+    try:
+        return await handler(request)
+    finally:
+        current.usage.record_verification(
+            verification,
+            now,
+            _operation(request),
+            client_address=client_address,
+            user_agent=user_agent,
+            out_of_scope=request.get(OUT_OF_SCOPE, False),
+        )
 
 
 @web.middleware
 async def authentication_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/v3/") and request.path not in PUBLIC_PATHS:
-        request[PRINCIPAL] = await authenticate(request)
+        return await _authenticated(request, handler)
     return await handler(request)

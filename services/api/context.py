@@ -18,10 +18,13 @@ from services.api.problems import REQUEST_ID, ServiceUnavailable
 from services.api.state import RUNTIME
 from services.auth.principal import Principal
 from services.authorization import Right, require
-from services.commands import CommandContext
+from services.commands import CommandContext, Forbidden
 from services.composition import Runtime
 
 PRINCIPAL = web.RequestKey("tokenledger.principal", Principal)
+OUT_OF_SCOPE = web.RequestKey("tokenledger.out_of_scope", bool)
+"""Set by ``authorize`` when the caller's token lacks the right: its verification is recorded in
+the usage log as rejected, ``out_of_scope``."""
 SETTLE_SECONDS = 5.0
 _log = logging.getLogger(__name__)
 
@@ -39,7 +42,11 @@ def principal(request: web.Request) -> Principal:
 
 def authorize(request: web.Request, right: Right) -> Principal:
     actor = principal(request)
-    require(actor, runtime(request).organization.organization_id, right)
+    try:
+        require(actor, runtime(request).organization.organization_id, right)
+    except Forbidden:
+        request[OUT_OF_SCOPE] = True
+        raise
     return actor
 
 

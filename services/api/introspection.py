@@ -10,8 +10,10 @@ ignored (there is one kind of token). A usable token is answered with who it is 
 (``exp`` and ``iat`` in Unix seconds, ``exp`` null for a token that never expires). Every other
 token, whatever the reason (malformed, unknown, revoked, expired, rotated out, disabled account, or
 the verifier failing closed), gets exactly ``{"active": false}`` with 200, so the answer never tells
-which. A body without a token is the caller's mistake: 400 (415 for another media type). An active
-introspection counts as a use of the token (``token.used``, sliding expiry).
+which. A body without a token is the caller's mistake: 400 (415 for another media type). Every
+introspection is recorded in the usage log (operation ``introspect``, with the caller's address and
+user agent; an unknown token by a keyed hash), and an active one counts as a use of the token
+(``token.used``, sliding expiry).
 
 The caller's own authentication and authorisation (the Introspector role) are the API middleware's
 business; this handler only introspects. Responses carry ``Cache-Control: no-store``.
@@ -30,6 +32,8 @@ from services.auth.principal import Principal, RoleGrant
 from services.auth.services import AuthServices
 
 PATH = "/v3/tokens/introspect"
+OPERATION = "introspect"
+"""The operation recorded in the usage log for the introspected token's verification."""
 MAX_BODY_BYTES = 4096
 FORM = "application/x-www-form-urlencoded"
 
@@ -108,10 +112,18 @@ async def introspect(request: web.Request) -> web.Response:
         raise ServiceUnavailable("the service is starting")
     presented = await _presented_token(request)
     now = services.clock()
-    verdict = await services.verifier.verify(presented, now)
+    verification = await services.verifier.check(presented, now)
+    services.usage.record_verification(
+        verification,
+        now,
+        OPERATION,
+        presented=presented,
+        client_address=request.remote,
+        user_agent=request.headers.get("User-Agent"),
+    )
+    verdict = verification.verdict
     if not isinstance(verdict, Principal):
         return web.Response(body=_INACTIVE, content_type="application/json", headers=_HEADERS)
-    services.usage.record(verdict, now, "introspect", request.remote, request.headers.get("User-Agent"))
     return web.Response(body=active_body(verdict), content_type="application/json", headers=_HEADERS)
 
 

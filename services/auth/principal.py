@@ -63,3 +63,13 @@ class Rejection(enum.Enum):
     """Fail-closed: the verifier has seen an event about this token that the read model has not
     caught up with within the wait bound, or could not reach the database. Not the token's fault;
     answered like every other rejection."""
+
+
+class Verification(msgspec.Struct, frozen=True):
+    """One verification in full, for usage history: the verdict and, when the presented secret
+    belongs to a known token (accepted, or rejected as revoked, expired, disabled or rotated out),
+    that token and its account. Both are None for malformed, unknown and stale rejections."""
+
+    verdict: Principal | Rejection
+    token_id: str | None = None
+    account_id: str | None = None

@@ -1,9 +1,23 @@
-"""Recording token use (``token.used``) and sliding expiry (``token.extended``) off the hot path.
+"""Recording token use off the hot path: every verification in the usage log, ``token.used`` and
+sliding expiry (``token.extended``) in the event log.
 
-``UsageRecorder.record`` is synchronous and never touches the database: it throttles ``token.used``
-to one event per token per ``throttle_seconds`` (per process), buffers it in a bounded queue (full:
-the event is dropped and counted), and a background task appends everything buffered with ONE
-``append_many`` every ``flush_interval`` seconds, and once more on ``stop``.
+``UsageRecorder.record_verification`` (and ``record``, its shortcut for an accepted principal) is
+synchronous and never touches the database. Every verification, accepted or rejected, goes to the
+usage log (``services.auth.usage_log``: a bounded buffer stored with COPY) when the recorder has
+one. A genuine token (accepted, or refused only for lack of a right: ``out_of_scope``) also counts
+as a use: ``token.used`` throttled to one event per token per ``throttle_seconds`` (per process),
+buffered in a bounded queue (full: the event is dropped and counted), and sliding expiry. A
+background task stores the usage log's buffer and then appends the buffered events with ONE
+``append_many`` every ``flush_interval`` seconds (``TOKENLEDGER_USAGE_FLUSH_SECONDS``), and once
+more on ``stop``.
+
+``last_used_at`` (tokens read model) stays derived from ``token.used``, which is now a throttled
+summary of the usage log: both come from the same call, for the same verifications, and the log
+is stored first in each flush. Why not read ``max(occurred_at)`` from the usage log instead: the
+event keeps ``last_used_at`` in the replayable event log (a read-model rebuild or an as-of replay
+needs nothing else), token lists need no per-row lookup into a high-volume table, and the usage
+log may later be given a retention period without losing ``last_used_at``. The price is its
+precision: within ``throttle_seconds`` (one minute); the usage endpoint has the exact timeline.
 
 Each event id is derived from its content (uuid5 of the token id and the use time, or of the token
 id and the new expiry), and a failed flush retries exactly the same batch before taking anything
@@ -27,7 +41,8 @@ from typing import Protocol
 
 from events import Metadata, NewEvent
 from events.tokens import TokenExtended, TokenUsed
-from services.auth.principal import Principal
+from services.auth.principal import Principal, Verification
+from services.auth.usage_log import MAX_CLIENT_ADDRESS, MAX_USER_AGENT, UsageLog
 from services.eventstore import (
     AppendResult,
     DuplicateEventId,
@@ -41,9 +56,6 @@ _log = logging.getLogger(__name__)
 
 USAGE_EVENT_IDS = uuid.UUID("0b6a4f0e-2c1d-4c55-9a53-3f0f5d7c9e21")
 """Namespace of the uuid5 event ids of ``token.used`` and ``token.extended`` appended here."""
-
-MAX_USER_AGENT = 256
-MAX_CLIENT_ADDRESS = 64
 
 
 class ExpiryCache(Protocol):
@@ -91,20 +103,22 @@ class _Extension:
 
 
 class UsageRecorder:
-    """Buffers and appends ``token.used`` / ``token.extended``. ``start()`` before use, ``stop()``
-    (which flushes) at the end."""
+    """Buffers and stores the usage log (when given one) and ``token.used`` / ``token.extended``.
+    ``start()`` before use, ``stop()`` (which flushes) at the end."""
 
     def __init__(
         self,
         store: EventStore,
         *,
         expiry: ExpiryCache | None = None,
+        log: UsageLog | None = None,
         throttle_seconds: float = 60.0,
         flush_interval: float = 1.0,
         max_pending: int = 10_000,
     ) -> None:
         self._store = store
         self._expiry = expiry
+        self._log = log
         self._throttle = timedelta(seconds=throttle_seconds)
         self._flush_interval = flush_interval
         self._max_pending = max_pending
@@ -119,7 +133,37 @@ class UsageRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def log(self) -> UsageLog | None:
+        return self._log
+
     # -- recording (synchronous, never blocks) ---------------------------------------------------
+
+    def record_verification(
+        self,
+        verification: Verification,
+        now: datetime,
+        operation: str,
+        *,
+        presented: str = "",
+        client_address: str | None = None,
+        user_agent: str | None = None,
+        out_of_scope: bool = False,
+    ) -> None:
+        """Notes one verification at ``now``: in the usage log, and as a use of the token when it
+        was genuine. ``presented`` is only hashed, and only when it names no token."""
+        if self._log is not None:
+            self._log.append(
+                verification,
+                now,
+                operation,
+                presented=presented,
+                client_address=client_address,
+                user_agent=user_agent,
+                out_of_scope=out_of_scope,
+            )
+        if isinstance(verification.verdict, Principal):
+            self._note_use(verification.verdict, now, operation, client_address, user_agent)
 
     def record(
         self,
@@ -130,6 +174,22 @@ class UsageRecorder:
         user_agent: str | None = None,
     ) -> None:
         """Notes an accepted use of ``principal``'s token at ``now`` (timezone-aware)."""
+        self.record_verification(
+            Verification(principal, principal.token_id, principal.account_id),
+            now,
+            operation,
+            client_address=client_address,
+            user_agent=user_agent,
+        )
+
+    def _note_use(
+        self,
+        principal: Principal,
+        now: datetime,
+        operation: str,
+        client_address: str | None,
+        user_agent: str | None,
+    ) -> None:
         self._maybe_extend(principal, now)
         token_id = principal.token_id
         last = self._last_recorded.get(token_id)
@@ -194,10 +254,12 @@ class UsageRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._log is not None:
+            await self._log.close(attempts=attempts)
         for _ in range(attempts):
             if not (self._batch or self._used or self._extensions):
                 return
-            await self.flush()
+            await self._flush_events()
         lost = len(self._used) + len(self._extensions) + sum(len(a.events) for a in self._batch or ())
         if lost:
             _log.warning("stopping with %d usage event(s) not recorded", lost)
@@ -211,6 +273,12 @@ class UsageRecorder:
             await self.flush()
 
     async def flush(self) -> bool:
+        """Stores the usage log's buffer, then appends the buffered events. True when nothing is
+        left over from this call."""
+        logged = await self._log.flush() if self._log is not None else True
+        return await self._flush_events() and logged
+
+    async def _flush_events(self) -> bool:
         """Appends the retained batch, or else everything buffered, in one ``append_many``.
         True when nothing is left over from this call."""
         async with self._lock:

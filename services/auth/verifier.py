@@ -52,7 +52,14 @@ from events import teams as team_events
 from events import tokens as token_events
 from events.envelope import LOG_START
 from events.organization import OrganizationCreated
-from services.auth.principal import DIRECT, TEAM_SOURCE_PREFIX, Principal, Rejection, RoleGrant
+from services.auth.principal import (
+    DIRECT,
+    TEAM_SOURCE_PREFIX,
+    Principal,
+    Rejection,
+    RoleGrant,
+    Verification,
+)
 from services.eventstore.notifications import LogNotifications, Waiter
 from services.eventstore.store import AppendResult, EventStore, StreamAppend
 from services.eventstore.tail import LogTail
@@ -131,7 +138,7 @@ HEAD_SQL = """
 SELECT tx_id::text::bigint AS tx_id, global_position
 FROM events
 WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx_id DESC, global_position DESC
+ORDER BY events.tx_id DESC, events.global_position DESC
 LIMIT 1
 """
 
@@ -337,28 +344,35 @@ class TokenVerifier:
 
     async def verify(self, presented: str, now: datetime) -> Principal | Rejection:
         """The principal the presented secret authenticates at ``now`` (timezone-aware), or why not."""
+        return (await self.check(presented, now)).verdict
+
+    async def check(self, presented: str, now: datetime) -> Verification:
+        """``verify``, also naming the token and account a rejected secret belongs to (usage history)."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         if not self._tasks:
             raise RuntimeError("the verifier is not started")
         self.metrics.verifications += 1
         if not is_well_formed(presented):
-            return self._reject(Rejection.MALFORMED)
+            return Verification(self._reject(Rejection.MALFORMED))
         hashed = secret_hash(presented, self._pepper)
         entry = self._lookup(hashed) if self.tail_is_alive() else None
         if entry is None:
             self.metrics.misses += 1
             loaded = await self._load_once(hashed)
             if isinstance(loaded, Rejection):
-                return self._reject(loaded)
+                return Verification(self._reject(loaded))
             entry = loaded
         else:
             self.metrics.hits += 1
         outcome = self._evaluate(entry, hashed, now)
         if isinstance(outcome, Rejection):
-            return self._reject(outcome)
+            known = entry.principal if outcome is not Rejection.UNKNOWN else None
+            if known is None:
+                return Verification(self._reject(outcome))
+            return Verification(self._reject(outcome), known.token_id, known.account_id)
         self.metrics.accepted += 1
-        return outcome
+        return Verification(outcome, outcome.token_id, outcome.account_id)
 
     def _reject(self, reason: Rejection) -> Rejection:
         self.metrics.rejections[reason] += 1

@@ -270,5 +270,5 @@ SAFE_READ_SQL = (
     f"SELECT {_COLUMNS} FROM events"  # noqa: S608 (a constant column list)
     " WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2::bigint)"
     " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
-    " ORDER BY tx_id, global_position LIMIT $3"
+    " ORDER BY events.tx_id, events.global_position LIMIT $3"  # the column, not the bigint alias
 )

@@ -20,7 +20,16 @@ from tests.api.identity_support import (
 )
 from tests.api_fixture import ApiClient, unique
 
-ACCOUNT_FIELDS = {"id", "name", "description", "created_at", "updated_at", "konnect_managed", "enabled"}
+ACCOUNT_FIELDS = {
+    "id",
+    "name",
+    "description",
+    "created_at",
+    "updated_at",
+    "konnect_managed",
+    "enabled",
+    "rotation_period_seconds",
+}
 
 
 def members_path(team_id: str) -> str:

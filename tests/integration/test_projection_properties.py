@@ -87,9 +87,7 @@ def account_stream(draw: Any, account_id: str) -> list[Event]:
         st.lists(st.sampled_from(["update", "disable", "enable", "assign", "unassign"]), max_size=5)
     ):
         if op == "update":
-            events.append(
-                AccountUpdated(account_id=account_id, name=draw(names), description="d")
-            )
+            events.append(AccountUpdated(account_id=account_id, name=draw(names), description="d"))
         elif op == "disable":
             events.append(AccountDisabled(account_id=account_id))
         elif op == "enable":
@@ -132,9 +130,7 @@ def token_stream(draw: Any, token_id: str) -> list[Event]:
     ops = ["rename", "rotate", "retire", "extend", "revoke", "expire", "delete", "soon", "due"]
     for op in draw(st.lists(st.sampled_from(ops), max_size=6)):
         if op == "rename":
-            events.append(
-                TokenRenamed(token_id=token_id, account_id=account_id, name=draw(names))
-            )
+            events.append(TokenRenamed(token_id=token_id, account_id=account_id, name=draw(names)))
         elif op == "rotate":
             version += 1
             events.append(
@@ -191,11 +187,7 @@ def team_stream(draw: Any, team_id: str) -> list[Event]:
     ops = ["update", "add", "remove", "assign", "unassign"]
     for op in draw(st.lists(st.sampled_from(ops), max_size=6)):
         if op == "update":
-            events.append(
-                TeamUpdated(
-                    team_id=team_id, name=draw(names), description="", labels=draw(labels)
-                )
-            )
+            events.append(TeamUpdated(team_id=team_id, name=draw(names), description="", labels=draw(labels)))
         elif op == "add":
             events.append(TeamMemberAdded(team_id=team_id, account_id=draw(st.sampled_from(ACCOUNTS))))
         elif op == "remove":

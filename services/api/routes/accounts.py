@@ -12,6 +12,7 @@ from services.api.listing import BoolFilter, FilterSpec, StringFilter, collectio
 from services.api.parsing import read_body
 from services.api.problems import NotFound
 from services.api.queries import accounts as queries
+from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content
 from services.authorization import Right
 
@@ -75,6 +76,8 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 
 async def get(request: web.Request) -> web.Response:
+    if (at := audit.as_of_param(request)) is not None:
+        return await audit.account_as_of(request, at)
     authorize(request, Right.READ)
     await consistent_read(request)
     row = await queries.get_account(runtime(request).pool, account_id(request))

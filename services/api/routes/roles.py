@@ -17,6 +17,7 @@ from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries import roles as queries
 from services.api.queries import teams as team_queries
+from services.api.routes import audit
 from services.api.routes.common import account_id, account_role_id, json, no_content, team_id, team_role_id
 from services.authorization import Right
 from services.roles.assignment import RoleAssignment
@@ -77,6 +78,8 @@ async def assign_to_account(request: web.Request) -> web.Response:
 
 
 async def list_account_roles(request: web.Request) -> web.Response:
+    if (at := audit.as_of_param(request)) is not None:
+        return await audit.roles_as_of(request, at)
     authorize(request, Right.READ)
     owner = account_id(request)
     query = _with_canonical_entity_id(list_query(request, ACCOUNT_ROLE_FILTERS, paginated=False))

@@ -13,6 +13,7 @@ from services.api.parsing import read_body, uuid_path_param
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries import teams as queries
+from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content, team_id
 from services.authorization import Right
 from services.teams import handlers
@@ -144,6 +145,8 @@ async def list_members(request: web.Request) -> web.Response:
 
 
 async def list_account_teams(request: web.Request) -> web.Response:
+    if (at := audit.as_of_param(request)) is not None:
+        return await audit.teams_as_of(request, at)
     authorize(request, Right.READ)
     owner = account_id(request)
     query = list_query(request, NAME_FILTER)

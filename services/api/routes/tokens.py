@@ -13,6 +13,7 @@ from services.api.parsing import AwareDateTime, read_body
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries import tokens as queries
+from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content, token_id
 from services.authorization import Right
 from services.tokens import handlers
@@ -62,6 +63,8 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_tokens(request: web.Request) -> web.Response:
+    if (at := audit.as_of_param(request)) is not None:
+        return await audit.tokens_as_of(request, at)
     authorize(request, Right.READ)
     owner = account_id(request)
     query = list_query(request, LIST_FILTERS)
@@ -82,6 +85,8 @@ async def _token_response(request: web.Request) -> web.Response:
 
 
 async def get(request: web.Request) -> web.Response:
+    if (at := audit.as_of_param(request)) is not None:
+        return await audit.token_as_of(request, at)
     authorize(request, Right.READ)
     await consistent_read(request)
     return await _token_response(request)

@@ -1,0 +1,192 @@
+"""The audit API (extension, in the Konnect style), readable with the ``audit:read`` right (the
+Auditor and Admin roles):
+
+* ``GET /v3/audit/events``: the log itself, oldest first, with ``filter[account_id]``,
+  ``filter[token_id]``, ``filter[type]``, ``filter[occurred_at][gte]``/``[lt]`` and cursor pagination
+  (``page[size]``, ``page[after]``). The cursor is the log's commit-order cursor
+  ``<tx_id>.<position>`` and a page holds only events of transactions older than every running one
+  (the same gap-safe read as the projections), so paging is stable under concurrent appends: an
+  event that commits later always lands after a cursor already handed out. Items: ``event_id``,
+  ``type``, ``stream_id``, ``stream_version``, ``position``, ``occurred_at``, ``recorded_at``,
+  ``actor`` (``account_id``, ``token_id``), ``correlation_id``, ``data`` (public fields only: never
+  a secret hash).
+* ``?as_of=<RFC 3339>`` on ``GET /v3/system-accounts/{id}``, its ``access-tokens`` (list and one),
+  ``assigned-roles`` and ``teams``: the state at that instant, folded from the log up to it (not
+  from the current projections). Roles as of a time include the team-inherited ones, each with its
+  ``source`` (``direct`` or ``team:<id>``).
+"""
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from events import decode_event, public_data
+from services.api import representations as show
+from services.api.context import authorize, consistent_read, runtime
+from services.api.cursor_query import PAGE_AFTER, PAGE_SIZE, cursor_page, instant, page_size, query_problem
+from services.api.listing import ListQuery, collection
+from services.api.problems import BadRequest, InvalidParameter, NotFound
+from services.api.routes.common import account_id, json, token_id
+from services.audit import as_of as history
+from services.authorization import Right
+
+AS_OF = "as_of"
+WHOLE_LIST = ListQuery(page_size=None, page_number=1)
+_FILTERS = {
+    "filter[account_id]": "(e.data->>'account_id' = ${n} OR e.stream_id = 'account-' || ${n})",
+    "filter[token_id]": "e.data->>'token_id' = ${n}",
+    "filter[type]": "e.type = ${n}",
+    "filter[occurred_at][gte]": "(e.metadata->>'occurred_at')::timestamptz >= ${n}",
+    "filter[occurred_at][lt]": "(e.metadata->>'occurred_at')::timestamptz < ${n}",
+}
+_INSTANTS = frozenset({"filter[occurred_at][gte]", "filter[occurred_at][lt]"})
+_EVENTS_SQL = (
+    "SELECT e.global_position, e.tx_id::text::bigint AS tx, e.stream_id, e.stream_version, e.event_id,"
+    " e.type, e.data::text AS data, e.metadata::text AS metadata, e.recorded_at FROM events e"
+    " WHERE (e.tx_id, e.global_position) > ($1::bigint::text::xid8, $2::bigint)"
+    " AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) AND {conditions}"
+    " ORDER BY e.tx_id, e.global_position LIMIT $3"
+)
+
+
+def _cursor(raw: str, problems: list[InvalidParameter]) -> tuple[int, int]:
+    tx, _, position = raw.partition(".")
+    if not (tx.isdigit() and position.isdigit()):
+        problems.append(query_problem(PAGE_AFTER, "must be a cursor, as given by meta.page.next"))
+        return 0, 0
+    return int(tx), int(position)
+
+
+def _events_query(request: web.Request) -> tuple[int, tuple[int, int], str, list[Any]]:
+    problems: list[InvalidParameter] = []
+    seen: set[str] = set()
+    conditions: list[str] = []
+    args: list[Any] = []
+    size, after = page_size(None, problems), (0, 0)
+    for name, raw in request.query.items():
+        if name in seen:
+            problems.append(query_problem(name, "must not be repeated"))
+            continue
+        seen.add(name)
+        if name == PAGE_SIZE:
+            size = page_size(raw.strip(), problems)
+        elif name == PAGE_AFTER:
+            after = _cursor(raw.strip(), problems)
+        elif name in _FILTERS:
+            value: Any = instant(name, raw, problems) if name in _INSTANTS else raw
+            args.append(value)
+            conditions.append(_FILTERS[name].replace("{n}", str(len(args) + 3)))
+        else:
+            problems.append(query_problem(name, "is not a supported query parameter", "unknown_property"))
+    if problems:
+        raise BadRequest(problems)
+    return size, after, " AND ".join(conditions) or "TRUE", args
+
+
+def _event_item(row: asyncpg.Record) -> dict[str, Any]:
+    recorded = decode_event(row["type"], row["data"])
+    metadata = _metadata(row["metadata"])
+    return {
+        "event_id": str(row["event_id"]),
+        "type": row["type"],
+        "stream_id": row["stream_id"],
+        "stream_version": row["stream_version"],
+        "position": row["global_position"],
+        "occurred_at": metadata.get("occurred_at"),
+        "recorded_at": show.timestamp(row["recorded_at"]),
+        "actor": {"account_id": metadata.get("actor"), "token_id": metadata.get("actor_token_id")},
+        "correlation_id": metadata.get("correlation_id"),
+        "data": public_data(recorded),
+    }
+
+
+_metadata_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _metadata(text: str) -> dict[str, Any]:
+    return _metadata_decoder.decode(text)
+
+
+async def audit_events(request: web.Request) -> web.Response:
+    authorize(request, Right.AUDIT)
+    size, (tx, position), conditions, args = _events_query(request)
+    sql = _EVENTS_SQL.replace("{conditions}", conditions)
+    rows = await runtime(request).pool.fetch(sql, tx, position, size + 1, *args)
+    page = rows[:size]
+    next_after = f"{page[-1]['tx']}.{page[-1]['global_position']}" if len(rows) > size else None
+    return json(cursor_page(request, size, [_event_item(row) for row in page], next_after))
+
+
+# -- as of a past instant -------------------------------------------------------------------------
+
+
+def as_of_param(request: web.Request) -> datetime | None:
+    """The ``as_of`` instant of the request, None without one; a malformed one is a 400."""
+    raw = request.query.get(AS_OF)
+    if raw is None:
+        return None
+    problems: list[InvalidParameter] = []
+    at = instant(AS_OF, raw, problems)
+    if at is None:
+        raise BadRequest(problems)
+    return at
+
+
+def _no_other_parameters(request: web.Request) -> None:
+    others = [name for name in request.query if name != AS_OF]
+    if others:
+        reason = "is not supported together with as_of"
+        raise BadRequest([query_problem(name, reason, "unknown_property") for name in others])
+
+
+async def _account_then(request: web.Request, at: datetime) -> Any:
+    authorize(request, Right.AUDIT)
+    _no_other_parameters(request)
+    await consistent_read(request)
+    account = await history.account_as_of(runtime(request).pool, account_id(request), at)
+    if account is None:
+        raise NotFound("The requested system account did not exist at that time")
+    return account
+
+
+async def account_as_of(request: web.Request, at: datetime) -> web.Response:
+    return json(show.account(await _account_then(request, at)))
+
+
+async def tokens_as_of(request: web.Request, at: datetime) -> web.Response:
+    await _account_then(request, at)
+    tokens = await history.tokens_as_of(runtime(request).pool, account_id(request), at)
+    query = WHOLE_LIST
+    return json(collection([show.token(t, at) for t in tokens], query, len(tokens)))
+
+
+async def token_as_of(request: web.Request, at: datetime) -> web.Response:
+    await _account_then(request, at)
+    wanted = token_id(request)
+    tokens = await history.tokens_as_of(runtime(request).pool, account_id(request), at)
+    found = next((t for t in tokens if t.token_id == wanted), None)
+    if found is None:
+        raise NotFound("The requested access token did not exist at that time")
+    return json(show.token(found, at))
+
+
+async def roles_as_of(request: web.Request, at: datetime) -> web.Response:
+    await _account_then(request, at)
+    roles = await history.roles_as_of(runtime(request).pool, account_id(request), at)
+    items = [{**show.assigned_role(r.role), "source": r.source} for r in roles]
+    query = WHOLE_LIST
+    return json(collection(items, query, len(items)))
+
+
+async def teams_as_of(request: web.Request, at: datetime) -> web.Response:
+    await _account_then(request, at)
+    teams = await history.teams_as_of(runtime(request).pool, account_id(request), at)
+    query = WHOLE_LIST
+    return json(collection([show.team(t) for t in teams], query, len(teams)))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v3/audit/events", audit_events)

@@ -1,0 +1,241 @@
+"""The usage log: one row per token verification, buffered in memory and appended with COPY.
+
+What a row holds (table ``usage_log``, migration 0005): ``position`` (drawn by the database, in
+commit order), ``occurred_at`` (the verification's ``now``), ``outcome`` (``accepted`` or
+``rejected``), ``reason`` (for rejections: a ``Rejection`` value — ``malformed``, ``unknown``,
+``revoked``, ``expired``, ``disabled``, ``rotated_out``, ``stale`` — or ``out_of_scope``: the token
+was genuine but the request needed a right it does not carry), ``token_id`` and ``account_id``
+when the presented secret belongs to a token, ``presented_hash`` otherwise, ``operation`` (route
+or ``introspect``), ``client_address`` and ``user_agent`` (truncated), ``recorded_at``.
+
+Never the presented value: a secret that names no token is kept as ``presented_hash`` =
+HMAC-SHA256 under a key derived from the deployment pepper for this use only
+(``HMAC(pepper, "tokenledger usage_log presented_hash v1")``). Repeated attempts with one value can
+be correlated, the value cannot be recovered without the pepper, and the hash can never be matched
+against the ``secret_hash`` lookup keys of the token read model (a different key).
+
+Off the verification path: ``append`` is synchronous, does no I/O and costs a tuple (and, for
+an unknown secret, one HMAC). ``flush`` (run by ``UsageRecorder``'s background task every flush
+interval, ``TOKENLEDGER_USAGE_FLUSH_SECONDS``, default 1 s, and on stop) takes what is buffered in
+batches of at most ``max_batch`` rows and stores each with ONE ``COPY`` in a transaction that also
+records the batch id in ``usage_log_batches``: a batch whose commit succeeded but whose answer was
+lost is retried as it is and recognised, never stored twice. A failed batch is retried before
+anything newer.
+
+Bounded memory: at most ``max_buffered`` rows wait in the buffer, plus one batch being stored
+(``max_batch`` rows). When the buffer is full the OLDEST row is dropped and counted
+(``metrics.dropped``): during an outage the log keeps the latest activity, the one an incident
+responder looks at first, and an attacker cannot hide new attempts by flooding early.
+
+Durability bound: a row is durable once the flush that took it commits. A crash (kill -9, power
+loss) loses the rows recorded since the last flush took its batch: at most one flush interval of
+verifications, plus the duration of the flush then in progress, while the database accepts writes
+(during an outage, what is buffered, at most ``max_buffered`` rows). A clean stop flushes
+everything.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.auth.principal import Principal, Rejection, Verification
+
+_log = logging.getLogger(__name__)
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+OUT_OF_SCOPE = "out_of_scope"
+REASONS = (*(reason.value for reason in Rejection), OUT_OF_SCOPE)
+"""Every ``reason`` a rejected row may carry."""
+
+MAX_OPERATION = 200
+MAX_USER_AGENT = 256
+MAX_CLIENT_ADDRESS = 64
+
+TABLE = "usage_log"
+COLUMNS = (
+    "occurred_at",
+    "outcome",
+    "reason",
+    "token_id",
+    "account_id",
+    "presented_hash",
+    "operation",
+    "client_address",
+    "user_agent",
+)
+Row = tuple[datetime, str, str | None, str | None, str | None, bytes | None, str, str | None, str | None]
+
+_HASH_KEY_LABEL = b"tokenledger usage_log presented_hash v1"
+# Two-key advisory lock (never the event store's one-key stream locks): writers draw positions in turn.
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(1953264993, 1)"
+_BATCH_SQL = (
+    "INSERT INTO usage_log_batches (batch_id, row_count) VALUES ($1, $2)"
+    " ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id"
+)
+
+
+class PresentedHasher:
+    """The keyed hash of a presented value that names no token (see the module docstring)."""
+
+    def __init__(self, pepper: bytes) -> None:
+        if not pepper:
+            raise ValueError("the pepper must not be empty")
+        key = hmac.new(pepper, _HASH_KEY_LABEL, hashlib.sha256).digest()
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def __call__(self, presented: str) -> bytes:
+        mac = self._keyed.copy()
+        mac.update(presented.encode("utf-8", "surrogatepass"))
+        return mac.digest()
+
+
+@dataclass
+class UsageLogMetrics:
+    appended: int = 0
+    dropped: int = 0
+    """Rows dropped (the oldest) because the buffer was full."""
+    flushes: int = 0
+    flushed_rows: int = 0
+    flush_errors: int = 0
+    retried_batches: int = 0
+    """Batches found already stored on a retry (the answer of their commit was lost)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    batch_id: uuid.UUID
+    rows: list[Row]
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    return text[:limit] if text else None
+
+
+class UsageLog:
+    """Buffers verification rows and stores them in batches. ``flush`` is called by its owner."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        pepper: bytes,
+        *,
+        max_buffered: int = 50_000,
+        max_batch: int = 10_000,
+        flush_timeout: float = 30.0,
+    ) -> None:
+        if max_buffered <= 0 or max_batch <= 0:
+            raise ValueError("max_buffered and max_batch must be positive")
+        self._pool = pool
+        self._hash = PresentedHasher(pepper)
+        self._buffer: deque[Row] = deque(maxlen=max_buffered)
+        self._max_batch = max_batch
+        self._flush_timeout = flush_timeout
+        self._retained: _Batch | None = None
+        """The batch being stored; after a failure, retried as it is before anything newer."""
+        self._lock = asyncio.Lock()
+        self.metrics = UsageLogMetrics()
+
+    def hash_of(self, presented: str) -> bytes:
+        """The ``presented_hash`` a presented value is recorded under (to look up whether a leaked
+        or suspicious value was tried)."""
+        return self._hash(presented)
+
+    @property
+    def pending(self) -> int:
+        """Rows held in memory: buffered, plus the batch being stored."""
+        return len(self._buffer) + (len(self._retained.rows) if self._retained else 0)
+
+    def append(
+        self,
+        verification: Verification,
+        now: datetime,
+        operation: str,
+        *,
+        presented: str = "",
+        client_address: str | None = None,
+        user_agent: str | None = None,
+        out_of_scope: bool = False,
+    ) -> None:
+        """Buffers one verification. ``presented`` is needed (and only hashed) when the
+        verification names no token; ``out_of_scope`` marks a genuine token refused for a right."""
+        verdict = verification.verdict
+        if isinstance(verdict, Principal):
+            outcome, reason = (REJECTED, OUT_OF_SCOPE) if out_of_scope else (ACCEPTED, None)
+        else:
+            outcome, reason = REJECTED, verdict.value
+        token_id = verification.token_id
+        row: Row = (
+            now,
+            outcome,
+            reason,
+            token_id,
+            verification.account_id,
+            None if token_id is not None else self._hash(presented),
+            operation[:MAX_OPERATION],
+            _clip(client_address, MAX_CLIENT_ADDRESS),
+            _clip(user_agent, MAX_USER_AGENT),
+        )
+        if len(self._buffer) == self._buffer.maxlen:
+            self.metrics.dropped += 1  # the deque drops the oldest row
+        self._buffer.append(row)
+        self.metrics.appended += 1
+
+    async def flush(self) -> bool:
+        """Stores the retained batch, then what was buffered when the call began. True when every
+        batch was stored; False after the first failure (its batch is retained for the next call)."""
+        async with self._lock:
+            remaining = len(self._buffer)
+            while True:
+                if self._retained is None:
+                    taken = min(remaining, self._max_batch, len(self._buffer))
+                    if taken == 0:
+                        return True
+                    remaining -= taken
+                    rows = [self._buffer.popleft() for _ in range(taken)]
+                    self._retained = _Batch(uuid.uuid4(), rows)
+                if not await self._store(self._retained):
+                    return False
+                self._retained = None
+
+    async def _store(self, batch: _Batch) -> bool:
+        try:
+            async with asyncio.timeout(self._flush_timeout):
+                stored_before = await self._copy(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.metrics.flush_errors += 1
+            _log.warning("could not store %d usage log row(s) (%s); retrying", len(batch.rows), error)
+            return False
+        if stored_before:
+            self.metrics.retried_batches += 1
+        else:
+            self.metrics.flushes += 1
+            self.metrics.flushed_rows += len(batch.rows)
+        return True
+
+    async def _copy(self, batch: _Batch) -> bool:
+        """Stores the batch in one transaction; True when it was stored already (a retry)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(_LOCK_SQL)
+            if await connection.fetchval(_BATCH_SQL, batch.batch_id, len(batch.rows)) is None:
+                return True
+            await connection.copy_records_to_table(TABLE, records=batch.rows, columns=COLUMNS)
+            return False
+
+    async def close(self, *, attempts: int = 3) -> None:
+        """Flushes what is left (a few attempts); logs what could not be stored."""
+        for _ in range(attempts):
+            if not self.pending:
+                return
+            await self.flush()
+        if self.pending:
+            _log.warning("stopping with %d usage log row(s) not stored", self.pending)
