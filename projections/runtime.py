@@ -29,6 +29,7 @@ At start-up the runners that need a build are built together, from one scan of t
 import asyncio
 import contextlib
 import enum
+import heapq
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -150,7 +151,8 @@ class ProjectionRunner:
         self._checkpoint = LOG_START
         self._generation = -1
         self._render: Callable[[str], str] = renderer({})
-        self._progress = asyncio.Event()
+        self._waiters: list[tuple[LogCursor, int, asyncio.Future[bool]]] = []
+        self._waiter_count = 0
         self._task: asyncio.Task[None] | None = None
 
     # -- what callers see ------------------------------------------------------------------------
@@ -179,20 +181,28 @@ class ProjectionRunner:
 
     async def wait_for(self, cursor: LogCursor, timeout: float) -> bool:  # noqa: ASYNC109
         """Waits until this runner has committed everything up to ``cursor``; False on timeout or
-        when the projection fails or stops."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._checkpoint < cursor:
-            if self._state in (RunnerState.FAILED, RunnerState.STOPPED):
-                return False
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            progress = self._progress
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await progress.wait()
-        return True
+        when the projection fails or stops. Waiters sit in a heap by cursor and a commit resolves
+        only those it reaches: with thousands of commands waiting, waking every waiter on every
+        batch cost more than the batches."""
+        if self._checkpoint >= cursor:
+            return True
+        if self._state in (RunnerState.FAILED, RunnerState.STOPPED):
+            return False
+        reached: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiter_count += 1
+        heapq.heappush(self._waiters, (cursor, self._waiter_count, reached))
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(reached)
+        except TimeoutError:
+            return False
+
+    def _resolve_waiters(self) -> None:
+        ended = self._state in (RunnerState.FAILED, RunnerState.STOPPED)
+        while self._waiters and (ended or self._waiters[0][0] <= self._checkpoint):
+            cursor, _, reached = heapq.heappop(self._waiters)
+            if not reached.done():
+                reached.set_result(cursor <= self._checkpoint)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -285,8 +295,7 @@ class ProjectionRunner:
         self._checkpoint = live.cursor
 
     def _wake(self) -> None:
-        self._progress.set()
-        self._progress = asyncio.Event()
+        self._resolve_waiters()
         self._hub._wake()
 
     # -- following the log -----------------------------------------------------------------------
@@ -583,9 +592,12 @@ class Projections:
         deadline = loop.time() + timeout
         local = [self._runners[name] for name in wanted]
         if all(runner.active for runner in local):
-            reached = await asyncio.gather(*(runner.wait_for(cursor, timeout) for runner in local))
-            if all(reached) or loop.time() >= deadline:
-                return all(reached)
+            reached = True
+            for runner in local:  # one after the other: the total wait is the slowest one's
+                remaining = max(0.0, deadline - loop.time())
+                reached = reached and await runner.wait_for(cursor, remaining)
+            if reached or loop.time() >= deadline:
+                return reached
         delay = 0.001
         while True:
             row = await self._pool.fetchrow(_REACHED_SQL, wanted, cursor.tx_id, cursor.position)

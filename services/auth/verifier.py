@@ -34,6 +34,7 @@ verifications of recently changed tokens fail closed).
 
 import asyncio
 import contextlib
+import heapq
 import hmac
 import logging
 import time
@@ -268,7 +269,8 @@ class TokenVerifier:
         self._checkpoint = LOG_START  # highest projection checkpoint observed
         self._polled = LOG_START  # the checkpoint the latest poll read
         self._tail_cursor = LOG_START
-        self._tail_progress = asyncio.Event()
+        self._tail_waiters: list[tuple[LogCursor, int, asyncio.Future[None]]] = []
+        self._tail_waiter_count = 0
 
         self._inflight: dict[str, asyncio.Task[_Entry | Rejection]] = {}
         self._tick: asyncio.Future[None] | None = None
@@ -329,16 +331,24 @@ class TokenVerifier:
     async def wait_for(self, cursor: LogCursor, at_most: float) -> bool:
         """Waits until this verifier's tail has applied ``cursor`` (read-your-writes for the API);
         False after ``at_most`` seconds. Not needed when the writer called ``note_appended``."""
-        deadline = asyncio.get_running_loop().time() + at_most
-        while self._tail_cursor < cursor:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return False
-            self._tail_progress.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._tail_progress.wait()
+        if self._tail_cursor >= cursor:
+            return True
+        reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tail_waiter_count += 1
+        heapq.heappush(self._tail_waiters, (cursor, self._tail_waiter_count, reached))
+        try:
+            async with asyncio.timeout(at_most):
+                await asyncio.shield(reached)
+        except TimeoutError:
+            return False
         return True
+
+    def _tail_advanced(self) -> None:
+        """Resolves the waiters the tail has reached (a heap by cursor: a batch wakes only those)."""
+        while self._tail_waiters and self._tail_waiters[0][0] <= self._tail_cursor:
+            _, _, reached = heapq.heappop(self._tail_waiters)
+            if not reached.done():
+                reached.set_result(None)
 
     # -- verification ----------------------------------------------------------------------------
 
@@ -629,7 +639,7 @@ class TokenVerifier:
                         self._apply(recorded.event, recorded.cursor)
                     self._tail_cursor = batch[-1].cursor
                     self.metrics.tail_events += len(batch)
-                    self._tail_progress.set()
+                    self._tail_advanced()
                     delay = 0.1
             except asyncio.CancelledError:
                 raise
