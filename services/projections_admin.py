@@ -8,8 +8,18 @@ models: nothing is sent to Kafka (the relay has its own checkpoint, untouched by
 
 import msgspec
 
+from projections.runtime import ProjectionStatus
 from services.composition import open_runtime
 from services.config import Settings
+
+
+def _health(row: ProjectionStatus) -> str:
+    """What the checkpoints say (this process runs no runner, so its runner states say nothing)."""
+    if row.failed_event is not None:
+        return f"failed at position {row.failed_event.position}: {row.failed_event.error}"
+    if row.live_version != row.version:
+        return f"rebuilding to version {row.version} when a projector starts"
+    return "live"
 
 
 async def status(settings: Settings) -> int:
@@ -17,16 +27,14 @@ async def status(settings: Settings) -> int:
     alone = msgspec.structs.replace(settings, workers=frozenset())
     async with open_runtime(alone, pool_size=2) as runtime:
         rows = await runtime.projections.status()
-    print(f"{'projection':<18} {'live':>5} {'position':>12} {'lag':>9} {'lag_s':>9}  state")
+    print(f"{'projection':<18} {'live':>5} {'position':>12} {'lag':>9} {'lag_s':>9}  health")
     failed = False
     for row in rows:
         failed = failed or row.failed_event is not None
         line = (
             f"{row.name:<18} {row.live_version or '-':>5} {row.position or 0:>12}"
-            f" {row.lag_events:>9} {row.lag_seconds:>8.1f}s  {row.state}"
+            f" {row.lag_events:>9} {row.lag_seconds:>8.1f}s  {_health(row)}"
         )
-        if row.failed_event is not None:
-            line += f" at position {row.failed_event.position}: {row.failed_event.error}"
         print(line)
     return 1 if failed else 0
 
