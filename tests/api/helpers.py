@@ -5,6 +5,7 @@ from typing import Any
 
 from services.composition import Runtime
 from tests.api.identity_support import assert_problem, log_head
+from tests.api.identity_support import create_account as new_account
 from tests.api_fixture import ApiClient, unique
 
 __all__ = [
@@ -20,13 +21,6 @@ __all__ = [
 
 def in_days(days: float) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).isoformat().replace("+00:00", "Z")
-
-
-async def new_account(api: ApiClient, prefix: str = "acct") -> dict[str, Any]:
-    reply = await api.post("/v3/system-accounts", {"name": unique(prefix), "description": "test"})
-    assert reply.status == 201, reply.body
-    body: dict[str, Any] = reply.body
-    return body
 
 
 async def issue_token(api: ApiClient, account_id: str, **fields: Any) -> dict[str, Any]:
