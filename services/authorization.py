@@ -1,18 +1,43 @@
 """Who may do what: the rights tokenledger's own Identity roles confer, how token scopes narrow
-them, and the rules that stop anyone from raising rights (their own or others') beyond what they hold.
+them, and the one rule that stops anyone from raising rights (their own or others') beyond what
+they hold.
 
 Rights come only from ``Identity`` roles on the deployment's organization (its fixed id, shown by
-``GET /v3/organizations/me``); roles on other entity types are data for the services that own those
-entities. A token's ``scopes`` are the rights it may use, a subset of its account's.
+``GET /v3/organizations/me``). Roles on other entity types (Control Planes, APIs...) are enforced
+by the services that own those entities, which learn them from introspection: so they are
+capabilities of every token of the account too, and they are guarded by the same rule.
+
+**The rule (cover).** A caller may obtain a credential, or make someone hold a role, only within
+what it can do itself, now:
+
+* a credential's *capabilities* are its account's Identity rights (roles held directly and through
+  teams) narrowed by the token's ``scopes``; the Identity roles it may grant (those held whose
+  rights all survive the scopes); and every role its account holds on other entity types (scopes
+  name only tokenledger's own rights, so they do not narrow those);
+* a caller *covers* a set of capabilities when its own token's capabilities include every one of
+  its Identity rights and grantable Identity roles, and, for each role on another entity type, the
+  caller holds the same role name on the same entity type (aliases folded) for the same entity id
+  or for ``*`` (every entity of the type), in the same region or in region ``*``;
+* issuing or rotating a token of account X needs covering X's capabilities narrowed by that token's
+  scopes (``check_can_obtain``); granting a role to an account or a team, and adding an account to a
+  team (which grants it the team's roles) needs covering those roles: for an Identity role, holding
+  that very role with all its rights in scope (``check_can_grant``).
+
+A refusal is ``Forbidden`` naming what is missing. ``SYSTEM`` is tokenledger itself (bootstrap, the
+scheduler): it is not a caller and is never checked; no HTTP request can act as it.
 """
 
 import enum
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+import msgspec
+
 from services.commands import Forbidden, Invalid
-from services.roles.assignment import RoleAssignment
-from services.roles.catalogue import IDENTITY_ENTITY_TYPE
+from services.roles.catalogue import ENTITY_TYPE_ALIASES, IDENTITY_ENTITY_TYPE
+
+EVERY = "*"
+"""The entity id or region that stands for all of them."""
 
 
 class Right(enum.StrEnum):
@@ -39,6 +64,8 @@ class Grant(Protocol):
     def entity_id(self) -> str: ...
     @property
     def entity_type_name(self) -> str: ...
+    @property
+    def entity_region(self) -> str: ...
 
 
 class Actor(Protocol):
@@ -52,6 +79,53 @@ class Actor(Protocol):
     def roles(self) -> Sequence[Grant]: ...
 
 
+class SystemActor(msgspec.Struct, frozen=True):
+    """tokenledger acting on its own behalf (bootstrap, the scheduler): exempt from the rule."""
+
+    name: str
+
+
+SYSTEM = SystemActor("system")
+
+
+class EntityRole(msgspec.Struct, frozen=True, order=True):
+    """A role on an entity type other than Identity, as a capability (entity type canonicalised)."""
+
+    entity_type_name: str
+    role_name: str
+    entity_id: str
+    entity_region: str
+
+    def covers(self, other: "EntityRole") -> bool:
+        return (
+            self.entity_type_name == other.entity_type_name
+            and self.role_name == other.role_name
+            and self.entity_id in (EVERY, other.entity_id)
+            and self.entity_region in (EVERY, other.entity_region)
+        )
+
+    def describe(self) -> str:
+        return f"{self.role_name} on {self.entity_type_name} {self.entity_id} (region {self.entity_region})"
+
+
+class Capabilities(msgspec.Struct, frozen=True):
+    """What a credential can do: tokenledger's own rights and its roles on other entity types."""
+
+    rights: frozenset[Right]
+    identity_roles: frozenset[str]
+    """The Identity roles held whose rights all survive the scopes: the ones it may grant."""
+    entity_roles: frozenset[EntityRole]
+
+    def missing_from(self, held: "Capabilities") -> list[str]:
+        """What of these capabilities ``held`` does not cover, each named for a person."""
+        missing = [right.value for right in sorted(self.rights - held.rights)]
+        missing += [f"the Identity role {role}" for role in sorted(self.identity_roles - held.identity_roles)]
+        for wanted in sorted(self.entity_roles):
+            if not any(have.covers(wanted) for have in held.entity_roles):
+                missing.append(wanted.describe())
+        return missing
+
+
 def _identity_roles(grants: Iterable[Grant], organization_id: str) -> set[str]:
     return {
         g.role_name
@@ -60,13 +134,31 @@ def _identity_roles(grants: Iterable[Grant], organization_id: str) -> set[str]:
     }
 
 
-def rights_of(actor: Actor, organization_id: str) -> frozenset[Right]:
+def _entity_role(grant: Grant) -> EntityRole:
+    entity_type = ENTITY_TYPE_ALIASES.get(grant.entity_type_name, grant.entity_type_name)
+    return EntityRole(entity_type, grant.role_name, grant.entity_id, grant.entity_region)
+
+
+def capabilities(grants: Iterable[Grant], organization_id: str, scopes: Sequence[str] | None) -> Capabilities:
+    """The capabilities of a token with ``scopes`` (None: unscoped) whose account holds ``grants``."""
+    grants = list(grants)
+    held = _identity_roles(grants, organization_id)
     rights: set[Right] = set()
-    for role in _identity_roles(actor.roles, organization_id):
+    for role in held:
         rights |= ROLE_RIGHTS.get(role, frozenset())
-    if actor.scopes is not None:
-        rights &= {Right(scope) for scope in actor.scopes if scope in SCOPES}
-    return frozenset(rights)
+    if scopes is not None:
+        rights &= {Right(scope) for scope in scopes if scope in SCOPES}
+    grantable = frozenset(role for role in held if ROLE_RIGHTS.get(role, frozenset()) <= rights)
+    entity_roles = frozenset(_entity_role(g) for g in grants if g.entity_type_name != IDENTITY_ENTITY_TYPE)
+    return Capabilities(frozenset(rights), grantable, entity_roles)
+
+
+def capabilities_of(actor: Actor, organization_id: str) -> Capabilities:
+    return capabilities(actor.roles, organization_id, actor.scopes)
+
+
+def rights_of(actor: Actor, organization_id: str) -> frozenset[Right]:
+    return capabilities_of(actor, organization_id).rights
 
 
 def require(actor: Actor, organization_id: str, right: Right) -> None:
@@ -84,28 +176,41 @@ def check_scopes(scopes: Sequence[str] | None) -> None:
         raise Invalid("scopes", "must not repeat a scope")
 
 
-def check_can_grant(actor: Actor, organization_id: str, grant: RoleAssignment) -> None:
-    """Identity roles carry rights here, so granting one needs holding it (Kubernetes' escalation
-    rule): the actor must have that role on the organization and be able to use all it confers."""
-    if grant.entity_type_name != IDENTITY_ENTITY_TYPE:
+def _refuse(what: str, missing: Sequence[str]) -> Forbidden:
+    return Forbidden(f"{what}: it would carry rights you do not hold: {'; '.join(missing)}")
+
+
+def check_can_obtain(
+    actor: Actor | SystemActor,
+    organization_id: str,
+    account_grants: Iterable[Grant],
+    scopes: Sequence[str] | None,
+) -> None:
+    """The caller may obtain a secret of a token with ``scopes`` of an account holding
+    ``account_grants`` (directly and through teams) only if it covers that token's capabilities."""
+    if isinstance(actor, SystemActor):
         return
-    if grant.entity_id != organization_id:
-        raise Invalid("entity_id", f"Identity roles are granted on the organization {organization_id}")
-    conferred = ROLE_RIGHTS.get(grant.role_name, frozenset())
-    held = grant.role_name in _identity_roles(actor.roles, organization_id)
-    if not held or not conferred <= rights_of(actor, organization_id):
-        raise Forbidden(f"you cannot grant the Identity role {grant.role_name!r}: you do not hold it")
+    wanted = capabilities(account_grants, organization_id, scopes)
+    missing = wanted.missing_from(capabilities_of(actor, organization_id))
+    if missing:
+        raise _refuse("you cannot obtain a token of this system account", missing)
 
 
-def check_token_scopes(actor: Actor, account_id: str, scopes: Sequence[str] | None) -> None:
-    """A token may create a token for its own account only within its own scopes, so no token
-    can mint a wider one for itself."""
-    if account_id != actor.account_id or actor.scopes is None:
+def check_can_grant(actor: Actor | SystemActor, organization_id: str, grants: Iterable[Grant]) -> None:
+    """Granting roles (directly, or by adding a member to a team holding them) needs covering them;
+    an Identity role must moreover be held by the caller itself (Kubernetes' escalation rule)."""
+    if isinstance(actor, SystemActor):
         return
-    if scopes is None or not set(scopes) <= set(actor.scopes):
-        raise Forbidden("a scoped token can only create tokens for its own account within its own scopes")
+    grants = list(grants)
+    for grant in grants:
+        if grant.entity_type_name == IDENTITY_ENTITY_TYPE and grant.entity_id != organization_id:
+            raise Invalid("entity_id", f"Identity roles are granted on the organization {organization_id}")
+    wanted = capabilities(grants, organization_id, None)
+    missing = wanted.missing_from(capabilities_of(actor, organization_id))
+    if missing:
+        raise _refuse("you cannot grant these roles", missing)
 
 
-def check_not_self_membership(actor: Actor, account_id: str) -> None:
-    if account_id == actor.account_id:
+def check_not_self_membership(actor: Actor | SystemActor, account_id: str) -> None:
+    if not isinstance(actor, SystemActor) and account_id == actor.account_id:
         raise Forbidden("an account cannot change its own team memberships")

@@ -1,9 +1,13 @@
 """``tokenledger bootstrap --name NAME``: the first way in.
 
-Creates, if missing, a Konnect-managed system account holding every Identity role on the
-organization (so it can grant them), and issues a new token for it. Running it again issues another
-token for the same account: it is also the recovery path when every admin token is lost. It writes
-through the ordinary handlers, so everything it does is in the log, with ``system:bootstrap`` as actor.
+Creates, if missing, a konnect-managed system account holding every role of the catalogue (the
+Identity roles on the organization, every other entity type's roles on every entity, ``*``, in
+every region), so that it can grant every role and obtain a token of any account under the cover
+rule, and issues a new token for it. Running it again issues another token for the same account and
+adds the roles a changed catalogue introduced: it is also the recovery path when every admin token is
+lost. A name that belongs to an ordinary (not managed) account is refused: bootstrap never turns an
+existing account into an administrator. It writes through the ordinary handlers, so everything it
+does is in the log, with ``system:bootstrap`` as actor.
 """
 
 from datetime import datetime
@@ -12,34 +16,48 @@ import msgspec
 
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
+from services.authorization import EVERY, SYSTEM
 from services.commands import CommandContext, Conflict
 from services.composition import open_runtime
 from services.config import Settings
 from services.dependencies import Dependencies
 from services.roles.assignment import RoleAssignment
-from services.roles.catalogue import IDENTITY_ENTITY_TYPE, IDENTITY_ROLES
+from services.roles.catalogue import IDENTITY_ENTITY_TYPE, RoleCatalogue
 from services.tokens import handlers as tokens
 
 ACTOR = "system:bootstrap"
 
 
-class _SystemActor(msgspec.Struct, frozen=True):
-    account_id: str = ACTOR
-    scopes: list[str] | None = None
-    roles: list[RoleAssignment] = []
+class BootstrapRefused(Exception):
+    """The name belongs to an account bootstrap must not touch."""
 
 
 async def _admin_account(deps: Dependencies, ctx: CommandContext, name: str) -> account_model.Account:
     for _ in range(2):
         owner = await deps.store.claim_owner(account_model.name_claim(name))
         if owner is not None:
-            return await accounts.load(deps, owner.removeprefix("account-"))
+            account = await accounts.load(deps, owner.removeprefix("account-"))
+            if not account.konnect_managed:
+                raise BootstrapRefused(
+                    f"the system account {name!r} exists and is not managed by tokenledger: bootstrap "
+                    "does not make an existing account an administrator; choose another name"
+                )
+            return account
         try:
             description = "Administrator created by tokenledger bootstrap"
-            return (await accounts.create_account(deps, ctx, name, description, konnect_managed=True)).state
+            created = await accounts.create_account(deps, ctx, SYSTEM, name, description, True)
+            return created.state
         except Conflict:
             continue  # another bootstrap created it first
     raise RuntimeError(f"could not create or find the account {name!r}")
+
+
+def every_role(catalogue: RoleCatalogue, organization_id: str) -> list[tuple[str, str, str]]:
+    """(role name, entity type, entity id) of every grant the administrator holds."""
+    return sorted(
+        (role, entity_type, organization_id if entity_type == IDENTITY_ENTITY_TYPE else EVERY)
+        for entity_type, role in catalogue.allowed
+    )
 
 
 async def bootstrap(deps: Dependencies, name: str, now: datetime) -> str:
@@ -47,25 +65,23 @@ async def bootstrap(deps: Dependencies, name: str, now: datetime) -> str:
     ctx = CommandContext(now=now, actor=ACTOR)
     account = await _admin_account(deps, ctx, name)
     held = {(g.role_name, g.entity_type_name, g.entity_id) for g in account.roles.values()}
-    missing = [
-        role for role in IDENTITY_ROLES if (role, IDENTITY_ENTITY_TYPE, deps.organization_id) not in held
-    ]
+    missing = [grant for grant in every_role(deps.catalogue, deps.organization_id) if grant not in held]
     if missing:
         events = []
-        for role in missing:
+        for role, entity_type, entity_id in missing:
             grant = RoleAssignment(
-                assignment_id=ctx.new_id(f"role:{role}"),
+                assignment_id=ctx.new_id(f"role:{entity_type}:{role}"),
                 role_name=role,
-                entity_id=deps.organization_id,
-                entity_type_name=IDENTITY_ENTITY_TYPE,
-                entity_region="*",
+                entity_id=entity_id,
+                entity_type_name=entity_type,
+                entity_region=EVERY,
             )
             events += account_model.assign_role(account, deps.catalogue, grant)
         stream = account_model.stream_of(account.account_id)
         await deps.store.append(stream, ctx.new_events(stream, events), account.version)
     token_name = f"bootstrap {now.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
     expires_at = now + deps.token_policy.max_lifetime
-    issued = await tokens.issue_token(deps, ctx, _SystemActor(), account.account_id, token_name, expires_at)
+    issued = await tokens.issue_token(deps, ctx, SYSTEM, account.account_id, token_name, expires_at)
     return issued.state.secret
 
 

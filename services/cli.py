@@ -48,9 +48,13 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from services.bootstrap_admin import run_bootstrap
+    from services.bootstrap_admin import BootstrapRefused, run_bootstrap
 
-    print(asyncio.run(run_bootstrap(load_settings(), args.name)))
+    try:
+        print(asyncio.run(run_bootstrap(load_settings(), args.name)))
+    except BootstrapRefused as refusal:
+        print(f"tokenledger: bootstrap refused: {refusal}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,11 +14,11 @@ from events import Event
 from events.teams import TeamMemberRemoved
 from services.accounts import model
 from services.accounts.model import Account
-from services.authorization import Actor, check_can_grant
-from services.commands import CommandContext, Conflict, Outcome, with_retries
+from services.authorization import Actor, SystemActor, check_can_grant
+from services.commands import CommandContext, Conflict, Invalid, Outcome, with_retries
 from services.dependencies import Dependencies
 from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
-from services.roles.assignment import RoleAssignment
+from services.roles.assignment import RoleAssignment, check_in_catalogue
 from services.teams import model as teams
 from services.tokens import model as tokens
 
@@ -54,12 +54,16 @@ async def _append(
 async def create_account(
     deps: Dependencies,
     ctx: CommandContext,
+    actor: Actor | SystemActor,
     name: str,
     description: str,
     konnect_managed: bool,
     *,
     rotation_period_seconds: int | None = None,
 ) -> Outcome[Account]:
+    """Only tokenledger itself makes konnect-managed accounts (which nobody can change or delete)."""
+    if konnect_managed and not isinstance(actor, SystemActor):
+        raise Invalid("konnect_managed", "only tokenledger bootstrap makes konnect-managed system accounts")
     account_id = ctx.new_id("account")
     state = Account(account_id=account_id)
     events = model.create(account_id, name, description, konnect_managed, rotation_period_seconds)
@@ -93,7 +97,8 @@ async def update_account(
 async def assign_role(
     deps: Dependencies, ctx: CommandContext, actor: Actor, account_id: str, grant: RoleAssignment
 ) -> Outcome[Account]:
-    check_can_grant(actor, deps.organization_id, grant)
+    check_in_catalogue(deps.catalogue, grant)
+    check_can_grant(actor, deps.organization_id, [grant])
 
     async def attempt() -> Outcome[Account]:
         state = await load(deps, account_id)

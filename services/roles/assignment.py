@@ -24,10 +24,9 @@ class RoleAssignment(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-def check_new_assignment(
-    catalogue: RoleCatalogue, held: dict[str, RoleAssignment], wanted: RoleAssignment
-) -> None:
-    """Refuses roles outside the catalogue and duplicates of an assignment already held."""
+def check_in_catalogue(catalogue: RoleCatalogue, wanted: RoleAssignment) -> None:
+    """Refuses roles outside the catalogue and unknown regions (a 400, checked before anything else:
+    an unknown role is bad input, not a right the caller lacks)."""
     if wanted.entity_region not in REGIONS:
         raise Invalid("entity_region", f"must be one of {', '.join(REGIONS)}", "enum", REGIONS)
     if not catalogue.allows(wanted.entity_type_name, wanted.role_name):
@@ -37,5 +36,12 @@ def check_new_assignment(
             raise Invalid("entity_type_name", reason, "enum", entity_types)
         roles = [name for name in catalogue.role_names() if catalogue.allows(wanted.entity_type_name, name)]
         raise Invalid("role_name", f"is not a role of {wanted.entity_type_name!r}", "enum", roles)
+
+
+def check_new_assignment(
+    catalogue: RoleCatalogue, held: dict[str, RoleAssignment], wanted: RoleAssignment
+) -> None:
+    """Refuses roles outside the catalogue and duplicates of an assignment already held."""
+    check_in_catalogue(catalogue, wanted)
     if any(existing.same_grant(wanted) for existing in held.values()):
         raise Conflict("role is already assigned")

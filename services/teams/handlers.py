@@ -1,7 +1,8 @@
 """Command handlers for teams, their members and their roles.
 
 Joining a team confers the team's roles, so adding a member is granting them: the actor must be
-able to grant each of them (``check_can_grant``), as when assigning them directly. Adding a member
+able to grant all of them (``check_can_grant``), as when assigning them directly; and only
+tokenledger's own (bootstrap) may place a konnect-managed account, so none joins a team. Adding a member
 also checks, in the same append, that the account stream has not moved (so no member
 joins a deleted account's teams) and claims ``team-member:<account>:<team>``, which is how an
 account's deletion finds the teams to leave.
@@ -16,7 +17,7 @@ from services.authorization import Actor, check_can_grant, check_not_self_member
 from services.commands import CommandContext, Outcome, with_retries
 from services.dependencies import Dependencies
 from services.eventstore import Claim, StreamAppend, StreamState
-from services.roles.assignment import RoleAssignment
+from services.roles.assignment import RoleAssignment, check_in_catalogue
 from services.teams import model
 from services.teams.model import Team
 
@@ -87,9 +88,9 @@ async def add_member(
 
     async def attempt() -> Outcome[Team]:
         state = model.require_live(await load(deps, team_id))
-        for grant in state.roles.values():
-            check_can_grant(actor, deps.organization_id, grant)
+        check_can_grant(actor, deps.organization_id, state.roles.values())
         account = account_model.require_live(await accounts.load(deps, account_id))
+        account_model.require_unmanaged(account)
         condition = StreamAppend(account_model.stream_of(account_id), [], account.version)
         claim = Claim(model.membership_claim(account_id, team_id), model.stream_of(team_id))
         events = model.add_member(state, account_id)
@@ -114,7 +115,8 @@ async def remove_member(
 async def assign_role(
     deps: Dependencies, ctx: CommandContext, actor: Actor, team_id: str, grant: RoleAssignment
 ) -> Outcome[Team]:
-    check_can_grant(actor, deps.organization_id, grant)
+    check_in_catalogue(deps.catalogue, grant)
+    check_can_grant(actor, deps.organization_id, [grant])
 
     async def attempt() -> Outcome[Team]:
         state = await load(deps, team_id)

@@ -20,10 +20,11 @@ from events import Event
 from events.tokens import TokenIssued
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
-from services.authorization import Actor, check_scopes, check_token_scopes
+from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes
 from services.commands import CommandContext, Conflict, Outcome, with_retries
 from services.dependencies import Dependencies
 from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
+from services.holdings import grants_of, load_grants
 from services.tokens import model
 from services.tokens.model import Token
 from services.tokens.secrets import generate_secret, secret_hash
@@ -68,7 +69,7 @@ async def _append(
 async def issue_token(
     deps: Dependencies,
     ctx: CommandContext,
-    actor: Actor,
+    actor: Actor | SystemActor,
     account_id: str,
     name: str,
     expires_at: datetime | None,
@@ -76,14 +77,15 @@ async def issue_token(
     auto_extend_seconds: int | None = None,
     max_expires_at: datetime | None = None,
 ) -> Outcome[IssuedToken]:
+    """The caller must cover what the new token can do (``check_can_obtain``)."""
     check_scopes(scopes)
-    check_token_scopes(actor, account_id, scopes)
     ceiling = model.check_expiry(deps.token_policy, ctx.now, expires_at, auto_extend_seconds, max_expires_at)
     token_id = ctx.new_id("token")
     stream = model.stream_of(token_id)
 
     async def attempt() -> Outcome[IssuedToken]:
         account = account_model.require_live(await accounts.load(deps, account_id))
+        check_can_obtain(actor, deps.organization_id, await grants_of(deps, account), scopes)
         secret = generate_secret()
         issued = TokenIssued(
             token_id=token_id,
@@ -135,10 +137,18 @@ async def revoke_token(
 
 
 async def rotate_token(
-    deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str, grace_period_seconds: int
+    deps: Dependencies,
+    ctx: CommandContext,
+    actor: Actor,
+    account_id: str,
+    token_id: str,
+    grace_period_seconds: int,
 ) -> Outcome[IssuedToken]:
+    """The new secret can do what the token can: the caller must cover that (``check_can_obtain``)."""
+
     async def attempt() -> Outcome[IssuedToken]:
         state = await load(deps, account_id, token_id)
+        check_can_obtain(actor, deps.organization_id, await load_grants(deps, account_id), state.scopes)
         secret = generate_secret()
         events = model.rotate(state, ctx.now, secret_hash(secret, deps.pepper), grace_period_seconds)
         outcome = await _append(deps, ctx, state, events)

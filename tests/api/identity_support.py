@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.bootstrap_admin import bootstrap
 from services.composition import Runtime
 from tests.api_fixture import ApiClient, Reply, unique
 
@@ -121,3 +122,15 @@ async def account_with_roles(
     for role_name in role_names:
         await grant_identity_role(api, f"/v3/system-accounts/{account['id']}", role_name)
     return account["id"], await issue_token(api, account["id"], scopes)
+
+
+async def managed_account(api: ApiClient, runtime: Runtime) -> dict[str, Any]:
+    """A new konnect-managed account, made the only way there is: ``tokenledger bootstrap``."""
+    name = unique("managed")
+    await bootstrap(runtime.deps, name, runtime.clock())
+    reply = await api.get(f"/v3/system-accounts?filter[name][eq]={name}")
+    assert reply.status == 200, reply.body
+    (account,) = reply.body["data"]
+    assert account["konnect_managed"] is True
+    found: dict[str, Any] = account
+    return found

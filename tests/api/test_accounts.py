@@ -6,6 +6,7 @@ import pytest
 
 from services.composition import Runtime
 from tests.api.helpers import assert_problem, issue_token, log_head, new_account
+from tests.api.identity_support import managed_account
 from tests.api_fixture import ApiClient, unique
 
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -116,14 +117,11 @@ async def test_update_to_a_taken_name_is_409(api: ApiClient) -> None:
 
 
 async def test_managed_accounts_cannot_be_changed(api: ApiClient, api_runtime: Runtime) -> None:
-    reply = await api.post(
-        "/v3/system-accounts", {"name": unique("managed"), "description": "m", "konnect_managed": True}
-    )
-    assert reply.status == 201
+    managed = await managed_account(api, api_runtime)
     head = await log_head(api_runtime)
-    update = await api.patch(f"/v3/system-accounts/{reply.body['id']}", {"description": "changed"})
+    update = await api.patch(f"/v3/system-accounts/{managed['id']}", {"description": "changed"})
     assert update.status in (403, 409) and update.content_type == "application/problem+json"
-    deletion = await api.delete(f"/v3/system-accounts/{reply.body['id']}")
+    deletion = await api.delete(f"/v3/system-accounts/{managed['id']}")
     assert deletion.status in (403, 409) and deletion.content_type == "application/problem+json"
     assert await log_head(api_runtime) == head
 

@@ -18,6 +18,7 @@ from tests.api.identity_support import (
     create_team,
     grant_identity_role,
     issue_token,
+    managed_account,
     nothing_written,
     organization_id,
     role,
@@ -241,15 +242,9 @@ async def test_deleted_holders_lose_their_roles_and_tokens(api: ApiClient, api_r
 
 
 async def test_konnect_managed_accounts_roles_cannot_be_changed(api: ApiClient, api_runtime: Runtime) -> None:
-    created = await api.post(
-        "/v3/system-accounts",
-        {"name": f"managed-{uuid.uuid4().hex[:8]}", "description": "d", "konnect_managed": True},
-    )
-    assert created.status == 201, created.body
+    managed = await managed_account(api, api_runtime)
     async with nothing_written(api_runtime):
-        reply = await api.post(
-            f"/v3/system-accounts/{created.body['id']}/assigned-roles", control_plane_viewer()
-        )
+        reply = await api.post(f"/v3/system-accounts/{managed['id']}/assigned-roles", control_plane_viewer())
     assert_problem(reply, 403)
 
 
@@ -360,7 +355,14 @@ async def test_no_one_grants_an_identity_role_they_do_not_hold(
             reply = await api.post(f"{holder}/assigned-roles", role(role_name, "Identity", org), token=admin)
             assert_problem(reply, 403)
     await assign(api, holder, role("Admin", "Identity", org), token=admin)
-    await assign(api, holder, control_plane_viewer(), token=admin)  # other entity types confer no rights here
+    # A role on another entity type is a right of every token of its holder (downstream services
+    # honour it), so it too is granted only by those who hold it.
+    viewer = control_plane_viewer()
+    async with nothing_written(api_runtime):
+        assert_problem(await api.post(f"{holder}/assigned-roles", viewer, token=admin), 403)
+    admin_id = (await api.post("/v3/tokens/introspect", {"token": admin})).body["account_id"]
+    await assign(api, f"/v3/system-accounts/{admin_id}", viewer)
+    await assign(api, holder, viewer, token=admin)
 
 
 async def test_a_scoped_token_grants_only_what_its_scopes_cover(api: ApiClient, api_runtime: Runtime) -> None:

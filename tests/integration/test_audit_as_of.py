@@ -23,6 +23,7 @@ from services.audit.as_of import (
     tokens_as_of,
 )
 from services.audit.replay import AccountRights, replay
+from services.authorization import SYSTEM
 from services.commands import CommandContext
 from services.dependencies import Dependencies
 from services.roles.assignment import RoleAssignment
@@ -41,12 +42,6 @@ def day(n: int, hours: int = 0) -> datetime:
 
 def at(n: int) -> CommandContext:
     return CommandContext(now=day(n), actor="system:tests")
-
-
-class Operator(msgspec.Struct, frozen=True):
-    account_id: str = "system:tests"
-    scopes: list[str] | None = None
-    roles: list[RoleAssignment] = []
 
 
 def grant(assignment_id: str, role_name: str, entity_id: str) -> RoleAssignment:
@@ -85,9 +80,9 @@ async def history(empty_database: str) -> AsyncIterator[History]:
             pepper=b"as-of-test-pepper",
             organization_id="00000000-0000-0000-0000-0000000000aa",
         )
-        actor = Operator()
-        bot = (await accounts.create_account(deps, at(0), "ci-bot", "", False)).state.account_id
-        deployer = (await accounts.create_account(deps, at(0), "deployer", "", False)).state.account_id
+        actor = SYSTEM
+        bot = (await accounts.create_account(deps, at(0), actor, "ci-bot", "", False)).state.account_id
+        deployer = (await accounts.create_account(deps, at(0), actor, "deployer", "", False)).state.account_id
         team = (await teams.create_team(deps, at(0), "platform", None, {})).state.team_id
         await accounts.assign_role(deps, at(1), actor, bot, grant("direct-1", "Viewer", "cp-1"))
         await accounts.assign_role(deps, at(1), actor, deployer, grant("direct-2", "Admin", "cp-3"))

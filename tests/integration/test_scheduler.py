@@ -11,7 +11,7 @@ import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from events import RecordedEvent
 from events.tokens import TokenExtended
 from projections.deadlines import DeadlinesProjection
 from services.accounts import handlers as accounts
+from services.authorization import SYSTEM
 from services.commands import CommandContext
 from services.dependencies import Dependencies
 from services.eventstore import StreamAppend
@@ -38,13 +39,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class Admin:
-    account_id: str = "00000000-0000-0000-0000-000000000000"
-    scopes: Sequence[str] | None = None
-    roles: Sequence[Any] = field(default_factory=list)
-
-
 @dataclass
 class Setup:
     world: World
@@ -56,14 +50,14 @@ class Setup:
     async def account(self, rotation_period_seconds: int | None = None) -> str:
         name = f"bot-{uuid.uuid4().hex[:12]}"
         outcome = await accounts.create_account(
-            self.deps, self.ctx(), name, "", False, rotation_period_seconds=rotation_period_seconds
+            self.deps, self.ctx(), SYSTEM, name, "", False, rotation_period_seconds=rotation_period_seconds
         )
         return outcome.state.account_id
 
     async def token(self, account_id: str, expires_in: timedelta | None) -> str:
         expires_at = None if expires_in is None else utc_now() + expires_in
         outcome = await tokens.issue_token(
-            self.deps, self.ctx(), Admin(), account_id, f"t-{uuid.uuid4().hex[:12]}", expires_at
+            self.deps, self.ctx(), SYSTEM, account_id, f"t-{uuid.uuid4().hex[:12]}", expires_at
         )
         return outcome.state.token.token_id
 
@@ -204,7 +198,7 @@ async def test_rotation_due_follows_the_account_period_or_the_deployment_period(
     assert {e.type for e in events} == {"token.rotation_due"}
     assert await ten_days_later.tick() == 0, "once per secret"
 
-    await tokens.rotate_token(setup.deps, setup.ctx(), default_period, ruled_by_deployment, 0)
+    await tokens.rotate_token(setup.deps, setup.ctx(), SYSTEM, default_period, ruled_by_deployment, 0)
     await setup.indexed()
     five_days_later = setup.scheduler(ahead=timedelta(days=5), rotation_period=timedelta(days=7))
     assert await five_days_later.tick() == 0, "the new secret is five days old"
@@ -214,7 +208,7 @@ async def test_rotation_due_follows_the_account_period_or_the_deployment_period(
 async def test_the_previous_secret_is_retired_when_its_grace_period_ends(setup: Setup) -> None:
     account = await setup.account()
     token = await setup.token(account, None)
-    await tokens.rotate_token(setup.deps, setup.ctx(), account, token, 3600)
+    await tokens.rotate_token(setup.deps, setup.ctx(), SYSTEM, account, token, 3600)
     await setup.indexed()
 
     assert await setup.scheduler(ahead=timedelta(minutes=30)).tick() == 0
@@ -230,7 +224,7 @@ async def test_deadlines_missed_while_no_scheduler_ran_are_emitted_on_start_in_o
     first = await setup.token(account, timedelta(hours=1))
     second = await setup.token(account, timedelta(hours=3))
     third = await setup.token(account, timedelta(hours=2))
-    await tokens.rotate_token(setup.deps, setup.ctx(), account, second, 1800)
+    await tokens.rotate_token(setup.deps, setup.ctx(), SYSTEM, account, second, 1800)
     await setup.indexed()
 
     scheduler = setup.scheduler(ahead=timedelta(days=1), leads=(timedelta(days=7),))

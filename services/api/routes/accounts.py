@@ -53,11 +53,12 @@ def _given(value: T | msgspec.UnsetType) -> T | None:
 
 
 async def create(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
+    actor = authorize(request, Right.WRITE)
     body = await read_body(request, CreateSystemAccount)
     outcome = await handlers.create_account(
         runtime(request).deps,
         command_context(request),
+        actor,
         body.name,
         body.description,
         body.konnect_managed,

@@ -112,11 +112,12 @@ async def revoke(request: web.Request) -> web.Response:
 
 
 async def rotate(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
+    actor = authorize(request, Right.WRITE)
     body = await read_body(request, RotateAccessToken)
     outcome = await handlers.rotate_token(
         runtime(request).deps,
         command_context(request),
+        actor,
         account_id(request),
         token_id(request),
         body.grace_period_seconds,

@@ -1,0 +1,34 @@
+"""What a system account holds right now, folded from the log: its own role assignments and those of
+the teams it is a member of (found through the membership claims, which commit with the membership).
+
+This is what the cover rule (``services.authorization``) compares a caller against when the caller
+would obtain one of the account's credentials. It reads the streams, never a read model, so a grant
+that committed a moment ago is already counted.
+"""
+
+from services.accounts import handlers as accounts
+from services.accounts import model as account_model
+from services.dependencies import Dependencies
+from services.roles.assignment import RoleAssignment
+from services.teams import handlers as teams
+from services.teams import model as team_model
+
+
+async def team_grants(deps: Dependencies, account_id: str) -> list[RoleAssignment]:
+    """The role assignments of every live team ``account_id`` belongs to."""
+    grants: list[RoleAssignment] = []
+    memberships = await deps.store.claims_with_prefix(team_model.memberships_prefix(account_id))
+    for stream in sorted(set(memberships.values())):
+        team = await teams.load(deps, stream.removeprefix("team-"))
+        if team.live and account_id in team.members:
+            grants.extend(team.roles.values())
+    return grants
+
+
+async def grants_of(deps: Dependencies, account: account_model.Account) -> list[RoleAssignment]:
+    """Everything ``account`` holds: its own assignments and its teams'."""
+    return [*account.roles.values(), *await team_grants(deps, account.account_id)]
+
+
+async def load_grants(deps: Dependencies, account_id: str) -> list[RoleAssignment]:
+    return await grants_of(deps, account_model.require_live(await accounts.load(deps, account_id)))
