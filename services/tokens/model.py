@@ -179,7 +179,8 @@ def check_expiry(
         if max_expires_at is not None:
             raise Invalid("max_expires_at", "is only allowed with auto_extend_seconds", "dependent_fields")
         return None
-    if auto_extend_seconds <= 0 or timedelta(seconds=auto_extend_seconds) > policy.max_lifetime:
+    # Compared as numbers: timedelta(seconds=...) of a client's number can overflow.
+    if not 0 < auto_extend_seconds <= policy.max_lifetime.total_seconds():
         raise Invalid("auto_extend_seconds", f"must be between 1 second and {days} days")
     ceiling = max_expires_at or limit
     if ceiling > limit:
@@ -204,7 +205,7 @@ def revoke(state: Token, reason: str) -> list[Event]:
 def rotate(state: Token, now: datetime, secret_hash: str, grace_period_seconds: int) -> list[Event]:
     if state.state_at(now) != ACTIVE:
         raise Conflict(f"only an active token can be rotated; this one is {state.state_at(now)}")
-    if grace_period_seconds < 0 or timedelta(seconds=grace_period_seconds) > MAX_GRACE_PERIOD:
+    if not 0 <= grace_period_seconds <= MAX_GRACE_PERIOD.total_seconds():
         limit = int(MAX_GRACE_PERIOD.total_seconds())
         raise Invalid("grace_period_seconds", f"must be between 0 and {limit}")
     valid_until = now + timedelta(seconds=grace_period_seconds) if grace_period_seconds else None
