@@ -21,6 +21,8 @@ This module owns:
   ``²`` or a value past int64 is a 400), ``query_text`` (no U+0000, which PostgreSQL cannot compare,
   at most ``MAX_QUERY_TEXT`` characters) and ``query_instant`` (RFC 3339 with an offset, representable
   in UTC);
+* ``name_field``: a name (of an account, token or team) in its normal form, by the rule of
+  ``services.names``; call it from a request Struct's ``__post_init__``;
 * ``uuid_path_param``: a path parameter that must be a UUID. Malformed: 400 ``is_uuid`` (the Teams
   family, whose spec types ids as ``format: uuid``) or 404 (the System Accounts family, whose spec types
   ids as plain strings, so a malformed id is just an id that does not exist).
@@ -47,6 +49,7 @@ from services.api.problems import (
     UnsupportedMediaType,
 )
 from services.api.validation_errors import invalid_parameter_for
+from services.names import name_problem, normalize_name
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
@@ -205,6 +208,18 @@ def body_error(field: str, reason: str, rule: Any = None, **extra: Any) -> BadRe
     """A 400 for one body field, for checks a Struct cannot declare. Raise it from a request Struct's
     ``__post_init__`` (msgspec lets non-ValueError exceptions through) or from a handler."""
     return BadRequest([InvalidParameter(field=field, reason=reason, rule=rule, source="body", **extra)])
+
+
+def name_field(field: str, value: str) -> str:
+    """``value`` in the normal form of names, or a 400 naming ``field`` when it is blank once
+    trimmed or holds an invisible, control or format character."""
+    normal = normalize_name(value)
+    problem = name_problem(normal)
+    if problem is None:
+        return normal
+    if not normal:
+        raise body_error(field, problem, "min_length", minimum=1)
+    raise body_error(field, problem, "invalid")
 
 
 def uuid_path_param(

@@ -28,6 +28,7 @@ from events.tokens import (
     TokenSecretRetired,
 )
 from services.commands import Conflict, Invalid, NotFound
+from services.names import check_new_name
 
 ACTIVE, REVOKED, EXPIRED = "ACTIVE", "REVOKED", "EXPIRED"
 MAX_GRACE_PERIOD = timedelta(days=7)
@@ -193,6 +194,7 @@ def check_expiry(
 def rename(state: Token, name: str) -> list[Event]:
     if name == state.name:
         return []
+    check_new_name(name)
     return [TokenRenamed(token_id=state.token_id, account_id=state.account_id, name=name)]
 
 

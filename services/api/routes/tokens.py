@@ -9,7 +9,7 @@ from aiohttp import web
 from services.api import representations as show
 from services.api.context import authorize, command_context, consistent_read, runtime, settle
 from services.api.listing import StringFilter, collection, list_query
-from services.api.parsing import MAX_DURATION_SECONDS, AwareDateTime, read_body
+from services.api.parsing import MAX_DURATION_SECONDS, AwareDateTime, name_field, read_body
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries import tokens as queries
@@ -35,9 +35,15 @@ class CreateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     auto_extend_seconds: AutoExtend | None = None
     max_expires_at: AwareDateTime | None = None
 
+    def __post_init__(self) -> None:
+        self.name = name_field("name", self.name)
+
 
 class UpdateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Name
+
+    def __post_init__(self) -> None:
+        self.name = name_field("name", self.name)
 
 
 class RotateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
