@@ -16,6 +16,7 @@ from events.accounts import (
     AccountUpdated,
 )
 from services.commands import Forbidden, Invalid, NotFound
+from services.names import check_new_name
 from services.roles.assignment import RoleAssignment, check_new_assignment
 from services.roles.catalogue import RoleCatalogue
 
@@ -124,6 +125,7 @@ def create(
     konnect_managed: bool,
     rotation_period_seconds: int | None = None,
 ) -> list[Event]:
+    check_new_name(name)
     check_rotation_period(rotation_period_seconds, clearing_allowed=False)
     return [
         AccountCreated(
@@ -148,6 +150,8 @@ def update(
     require_live(state)
     require_unmanaged(state)
     check_rotation_period(rotation_period_seconds, clearing_allowed=True)
+    if name is not None and name != state.name:
+        check_new_name(name)
     changes: list[Event] = []
     new_name = state.name if name is None else name
     new_description = state.description if description is None else description

@@ -1,43 +1,37 @@
-"""Query parameters of the cursor-paginated extensions (audit events, token usage): their parsing
-into problems that name each offending parameter as sent, and the ``first``/``next`` links of
-Konnect's cursor envelope ``{"meta": {"page": {"size", "first", "next", "previous"}}}``."""
+"""Query parameters of the cursor-paginated extensions (audit events, token usage): ``page[size]``
+and a ``page[after]`` cursor of int64 parts, read with the bounded parsers of
+``services.api.parsing`` into problems that name each offending parameter as sent, and the
+``first``/``next`` links of Konnect's cursor envelope
+``{"meta": {"page": {"size", "first", "next", "previous"}}}``."""
 
 import urllib.parse
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from services.api.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from services.api.parsing import MAX_INT64, bounded_integer, query_integer, query_problem
 from services.api.problems import InvalidParameter
 
 PAGE_SIZE, PAGE_AFTER = "page[size]", "page[after]"
 
 
-def query_problem(name: str, reason: str, rule: Any = "invalid", **extra: Any) -> InvalidParameter:
-    return InvalidParameter(name, reason, rule, "query", **extra)
-
-
 def page_size(raw: str | None, problems: list[InvalidParameter]) -> int:
-    if not raw:
+    """``page[size]``: 1..100, default 10 (an empty value means the default)."""
+    if not raw or not raw.strip():
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        reason = f"must be an integer from 1 to {MAX_PAGE_SIZE}"
-        problems.append(query_problem(PAGE_SIZE, reason, "max", maximum=MAX_PAGE_SIZE))
-        return DEFAULT_PAGE_SIZE
-    return int(raw)
+    size = query_integer(PAGE_SIZE, raw, problems, minimum=1, maximum=MAX_PAGE_SIZE)
+    return DEFAULT_PAGE_SIZE if size is None else size
 
 
-def instant(name: str, raw: str, problems: list[InvalidParameter]) -> datetime | None:
-    """An RFC 3339 date-time with an offset, or a problem naming ``name``."""
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        problems.append(query_problem(name, "must be an RFC 3339 date-time with an offset", "is_date_time"))
-        return None
-    return parsed
+def page_after(raw: str, parts: int, problems: list[InvalidParameter]) -> tuple[int, ...]:
+    """``page[after]``: ``parts`` non-negative int64s joined by dots, as given by ``meta.page.next``
+    (all zeros, the start, when refused)."""
+    found = [bounded_integer(part, 0, MAX_INT64) for part in raw.strip().split(".")]
+    if len(found) != parts or None in found:
+        problems.append(query_problem(PAGE_AFTER, "must be a cursor, as given by meta.page.next"))
+        return (0,) * parts
+    return tuple(value for value in found if value is not None)
 
 
 def page_link(request: web.Request, after: str | None) -> str:

@@ -1,6 +1,14 @@
 """Domain errors (``services.commands``) as problems: the one mapping from the command side's
 vocabulary to HTTP, used by the error middleware and by the idempotency middleware (which stores the
-answer to a failed command so that a retry gets the same answer)."""
+answer to a failed command so that a retry gets the same answer).
+
+A command that lost the race for its stream more often than its retry budget allows
+(``WrongExpectedVersion`` out of ``with_retries``, e.g. many parallel rotations of one token) wrote
+nothing and may simply be sent again: it is a 409 with ``Retry-After`` (``contention_problem``).
+That answer is not in ``domain_problem`` on purpose: it is no answer to the request, so the
+idempotency middleware must not store it for replay; the exception passes through it (which frees
+the key) and ``domain_error_middleware`` answers it.
+"""
 
 from typing import cast
 
@@ -20,6 +28,9 @@ from services.commands import Conflict as DomainConflict
 from services.commands import Forbidden as DomainForbidden
 from services.commands import Invalid
 from services.commands import NotFound as DomainNotFound
+from services.eventstore import WrongExpectedVersion
+
+CONTENTION_RETRY_AFTER_SECONDS = 1
 
 
 def domain_problem(error: Exception) -> ProblemError | None:
@@ -46,6 +57,12 @@ def domain_problem(error: Exception) -> ProblemError | None:
     return None
 
 
+def contention_problem() -> Conflict:
+    """409 for a command that kept losing the race for its stream; it changed nothing."""
+    detail = "Other requests changed this resource at the same time; nothing was changed, retry"
+    return Conflict(detail, headers={"Retry-After": str(CONTENTION_RETRY_AFTER_SECONDS)})
+
+
 @web.middleware
 async def domain_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Install inside ``problem_middleware``: a domain error raised by a handler becomes its problem."""
@@ -55,3 +72,5 @@ async def domain_error_middleware(request: web.Request, handler: Handler) -> web
         problem = domain_problem(error)
         assert problem is not None
         raise problem from None
+    except WrongExpectedVersion:
+        raise contention_problem() from None

@@ -15,7 +15,9 @@ Decisions where the spec is silent: ``page[size]`` defaults to 10 and must be 1.
 defaults to 1 and must be 1..1,000,000; an empty value (``allowEmptyValue: true``) means the default;
 a repeated parameter is a 400; ``eq`` and ``contains`` on one field may be combined (AND); ``contains``
 is case-sensitive; a boolean filter also accepts ``[eq]``; any query parameter a route does not declare
-is a 400, including ``page[...]`` on the routes that take none (the assigned-role lists).
+is a 400, including ``page[...]`` on the routes that take none (the assigned-role lists). Page numbers
+and filter values are read by the bounded parsers of ``services.api.parsing`` (ASCII digits within
+range; text without U+0000, at most 1024 characters), so nothing unbounded reaches SQL.
 Team labels accept both spellings of the spec: ``filter[labels.<key>][op]`` (its prose) and
 ``filter[labels][<key>][op]`` (strict deepObject), with ``eq``, ``contains`` and ``exists`` (boolean).
 """
@@ -29,6 +31,7 @@ import msgspec
 from aiohttp import web
 from multidict import MultiMapping
 
+from services.api.parsing import query_integer, query_problem, query_text
 from services.api.problems import BadRequest, InvalidParameter
 
 DEFAULT_PAGE_SIZE = 10
@@ -40,7 +43,6 @@ _STRING_OPS = frozenset({"eq", "contains"})
 _LABEL_OPS = frozenset({"eq", "contains", "exists"})
 _FILTER_NAME = re.compile(r"filter((?:\[[^\[\]]*\])+)")
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
-_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,32 +110,6 @@ class ListQuery(msgspec.Struct, frozen=True):
         return 0 if self.page_size is None else (self.page_number - 1) * self.page_size
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[InvalidParameter] = []
-
-    def add(self, field: str, reason: str, rule: Any = None, **extra: Any) -> None:
-        self.items.append(InvalidParameter(field, reason, rule, "query", **extra))
-
-
-def _page_param(name: str, raw: str, maximum: int, problems: _Problems) -> int | None:
-    raw = raw.strip()
-    if not _INTEGER.fullmatch(raw):
-        problems.add(name, "must be an integer", "is_integer")
-        return None
-    digits = raw.lstrip("-").lstrip("0") or "0"
-    value = int(digits[:19])  # more digits than that is out of range either way
-    if raw.startswith("-"):
-        value = -value
-    if value < 1:
-        problems.add(name, "must be greater than or equal to 1", "min", minimum=1)
-        return None
-    if value > maximum:
-        problems.add(name, f"must be less than or equal to {maximum}", "max", maximum=maximum)
-        return None
-    return value
-
-
 def _bool(raw: str) -> bool | None:
     lowered = raw.strip().lower()
     return True if lowered == "true" else False if lowered == "false" else None
@@ -148,42 +124,43 @@ def _split_label(field: str, parts: list[str], specs: Mapping[str, FilterSpec]) 
     return field, "", parts
 
 
-def _parse_filter(name: str, raw: str, specs: Mapping[str, FilterSpec], problems: _Problems) -> Filter | None:
+def _parse_filter(
+    name: str, raw: str, specs: Mapping[str, FilterSpec], problems: list[InvalidParameter]
+) -> Filter | None:
     match = _FILTER_NAME.fullmatch(name)
     if match is None:
-        problems.add(name, "is not a supported query parameter", "unknown_property")
+        problems.append(query_problem(name, "is not a supported query parameter", "unknown_property"))
         return None
-    if "\x00" in name or "\x00" in raw:  # PostgreSQL cannot compare text holding U+0000
-        problems.add(name, "must not contain the NUL character (U+0000)", "invalid")
+    if query_text(name, raw, problems) is None:  # the value and a label key named in it reach SQL
         return None
     field, *parts = _BRACKETS.findall(match[1])
     field, label_key, parts = _split_label(field, parts, specs)
     spec = specs.get(field)
     if spec is None:
-        problems.add(name, f"[{field}] is not a supported filter field", "unknown_property")
+        problems.append(query_problem(name, f"[{field}] is not a supported filter field", "unknown_property"))
         return None
     if len(parts) > 1:
-        problems.add(name, "is not a supported filter", "invalid")
+        problems.append(query_problem(name, "is not a supported filter", "invalid"))
         return None
     op = parts[0] if parts else None
     if isinstance(spec, LabelFilter) and not label_key:
-        problems.add(name, "must name a label, e.g. filter[labels.env][eq]", "invalid")
+        problems.append(query_problem(name, "must name a label, e.g. filter[labels.env][eq]", "invalid"))
         return None
     if op is None:
         if isinstance(spec, BoolFilter) or (isinstance(spec, StringFilter) and spec.allows_bare):
             op = "eq"
         else:
-            problems.add(name, "must name a filter operation, e.g. [eq]", "is_object")
+            problems.append(query_problem(name, "must name a filter operation, e.g. [eq]", "is_object"))
             return None
     allowed = {"eq"} if isinstance(spec, BoolFilter) else set(spec.ops)
     if op not in allowed:
-        problems.add(name, f"[{op}] is not a supported filter operation")
+        problems.append(query_problem(name, f"[{op}] is not a supported filter operation", None))
         return None
     value: str | bool = raw
     if isinstance(spec, BoolFilter) or op == "exists":
         flag = _bool(raw)
         if flag is None:
-            problems.add(name, "must be a boolean (true or false)", "is_boolean")
+            problems.append(query_problem(name, "must be a boolean (true or false)", "is_boolean"))
             return None
         value = flag
     typed_op: Operation = "eq" if op == "eq" else "contains" if op == "contains" else "exists"
@@ -194,21 +171,22 @@ def parse_list_query(
     query: MultiMapping[str], filters: Mapping[str, FilterSpec], *, paginated: bool = True
 ) -> ListQuery:
     """The collection query of a request (pass ``request.query``), or a 400 listing every problem."""
-    problems = _Problems()
+    problems: list[InvalidParameter] = []
     page_size: int | None = DEFAULT_PAGE_SIZE if paginated else None
     page_number = 1
     found: list[Filter] = []
     seen: set[str] = set()
     for name, raw in query.items():
         if name in seen:
-            problems.add(name, "must not be repeated", "invalid")
+            problems.append(query_problem(name, "must not be repeated", "invalid"))
             continue
         seen.add(name)
         if paginated and name in ("page[size]", "page[number]"):
             if not raw.strip():
                 continue  # allowEmptyValue: an empty value is the default
             is_size = name == "page[size]"
-            value = _page_param(name, raw, MAX_PAGE_SIZE if is_size else MAX_PAGE_NUMBER, problems)
+            maximum = MAX_PAGE_SIZE if is_size else MAX_PAGE_NUMBER
+            value = query_integer(name, raw, problems, minimum=1, maximum=maximum)
             if value is not None and is_size:
                 page_size = value
             elif value is not None:
@@ -218,9 +196,9 @@ def parse_list_query(
             if parsed is not None:
                 found.append(parsed)
         else:
-            problems.add(name, "is not a supported query parameter", "unknown_property")
-    if problems.items:
-        raise BadRequest(problems.items)
+            problems.append(query_problem(name, "is not a supported query parameter", "unknown_property"))
+    if problems:
+        raise BadRequest(problems)
     return ListQuery(page_size=page_size, page_number=page_number, filters=tuple(found))
 
 

@@ -20,6 +20,7 @@ from events.teams import (
     TeamUpdated,
 )
 from services.commands import Conflict, Invalid, NotFound
+from services.names import check_new_name
 from services.roles.assignment import RoleAssignment, check_new_assignment
 from services.roles.catalogue import RoleCatalogue
 
@@ -143,6 +144,7 @@ def merge_labels(current: dict[str, str], update: dict[str, str | None] | None) 
 
 
 def create(team_id: str, name: str, description: str | None, labels: dict[str, str]) -> list[Event]:
+    check_new_name(name)
     check_labels(labels)
     return [TeamCreated(team_id=team_id, name=name, description=description or "", labels=labels)]
 
@@ -154,6 +156,8 @@ def update(
     labels: dict[str, str] | None,
 ) -> list[Event]:
     require_live(state)
+    if name is not None and name != state.name:
+        check_new_name(name)
     new_labels = state.labels if labels is None else labels
     check_labels(new_labels)
     new_name = state.name if name is None else name

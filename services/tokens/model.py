@@ -28,6 +28,7 @@ from events.tokens import (
     TokenSecretRetired,
 )
 from services.commands import Conflict, Invalid, NotFound
+from services.names import check_new_name
 
 ACTIVE, REVOKED, EXPIRED = "ACTIVE", "REVOKED", "EXPIRED"
 MAX_GRACE_PERIOD = timedelta(days=7)
@@ -179,7 +180,8 @@ def check_expiry(
         if max_expires_at is not None:
             raise Invalid("max_expires_at", "is only allowed with auto_extend_seconds", "dependent_fields")
         return None
-    if auto_extend_seconds <= 0 or timedelta(seconds=auto_extend_seconds) > policy.max_lifetime:
+    # Compared as numbers: timedelta(seconds=...) of a client's number can overflow.
+    if not 0 < auto_extend_seconds <= policy.max_lifetime.total_seconds():
         raise Invalid("auto_extend_seconds", f"must be between 1 second and {days} days")
     ceiling = max_expires_at or limit
     if ceiling > limit:
@@ -192,6 +194,7 @@ def check_expiry(
 def rename(state: Token, name: str) -> list[Event]:
     if name == state.name:
         return []
+    check_new_name(name)
     return [TokenRenamed(token_id=state.token_id, account_id=state.account_id, name=name)]
 
 
@@ -204,7 +207,7 @@ def revoke(state: Token, reason: str) -> list[Event]:
 def rotate(state: Token, now: datetime, secret_hash: str, grace_period_seconds: int) -> list[Event]:
     if state.state_at(now) != ACTIVE:
         raise Conflict(f"only an active token can be rotated; this one is {state.state_at(now)}")
-    if grace_period_seconds < 0 or timedelta(seconds=grace_period_seconds) > MAX_GRACE_PERIOD:
+    if not 0 <= grace_period_seconds <= MAX_GRACE_PERIOD.total_seconds():
         limit = int(MAX_GRACE_PERIOD.total_seconds())
         raise Invalid("grace_period_seconds", f"must be between 0 and {limit}")
     valid_until = now + timedelta(seconds=grace_period_seconds) if grace_period_seconds else None

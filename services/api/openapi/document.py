@@ -2,7 +2,10 @@
 
 1. Konnect's in-scope operations and the components they use (``reference.in_scope_reference``),
    converted to OpenAPI 3.1 (``convert``);
-2. our extension fields merged into Konnect's schemas (``parts/konnect-additions.yaml``);
+2. our extension fields merged into Konnect's schemas (``parts/konnect-additions.yaml``), then what
+   the server enforces beyond Konnect's text merged into its request bodies and parameters
+   (``parts/konnect-restrictions.yaml``: bounds, required fields, no unknown properties, the rule
+   for names), and every ``filter`` object closed (the list routes refuse unknown filters);
 3. our own parts (``PARTS``: ``parts/<name>.yaml``, each with ``paths``, ``components`` and ``tags``
    in Konnect's style). Adding an endpoint family is one YAML file and one entry in ``PARTS``;
 4. the responses every operation of this service can give that Konnect does not list on each
@@ -29,6 +32,7 @@ PARTS = (
     "openapi-document",
 )
 ADDITIONS = "konnect-additions"
+RESTRICTIONS = "konnect-restrictions"
 SERVER_URL = "/v3"
 SECURITY_SCHEME = "systemAccountAccessToken"
 TITLE = "tokenledger"
@@ -59,6 +63,27 @@ def _add_properties(document: Document, additions: Document) -> None:
         if clash:
             raise ValueError(f"{pointer} already has {sorted(clash)}")
         schema["properties"].update(copy.deepcopy(properties))
+
+
+def _deep_merge(target: Document, changes: Document) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _restrict(document: Document, restrictions: Document) -> None:
+    for pointer, keywords in restrictions.items():
+        _deep_merge(_resolve_pointer(document, pointer), keywords)
+
+
+def _close_filters(document: Document) -> None:
+    """``filter`` (deepObject) parameters name every filter a list route accepts; others are a 400."""
+    for _path, _method, operation, _shared in operations(document):
+        for parameter in operation.get("parameters", []):
+            if parameter.get("name") == "filter" and parameter.get("style") == "deepObject":
+                parameter["schema"]["additionalProperties"] = False
 
 
 def merge(document: Document, part: Document) -> None:
@@ -149,5 +174,7 @@ def build_document(parts: Iterable[str] = PARTS) -> Document:
     _add_properties(document, load_part(ADDITIONS))
     for name in parts:
         merge(document, to_openapi_31(load_part(name)))
+    _restrict(document, load_part(RESTRICTIONS))
+    _close_filters(document)
     _complete(document)
     return document

@@ -9,7 +9,7 @@ from services.accounts import handlers
 from services.api import representations as show
 from services.api.context import authorize, command_context, consistent_read, runtime, settle
 from services.api.listing import BoolFilter, FilterSpec, StringFilter, collection, list_query
-from services.api.parsing import read_body
+from services.api.parsing import MAX_DURATION_SECONDS, name_field, read_body
 from services.api.problems import NotFound
 from services.api.queries import accounts as queries
 from services.api.routes import audit
@@ -27,7 +27,7 @@ LIST_FILTERS: dict[str, FilterSpec] = {
 }
 
 
-RotationPeriod = Annotated[int, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
+RotationPeriod = Annotated[int, msgspec.Meta(ge=0, le=MAX_DURATION_SECONDS)]
 
 
 class CreateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -36,6 +36,9 @@ class CreateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     konnect_managed: bool = False
     rotation_period_seconds: RotationPeriod | None = None
     """Extension: tokens older than this get ``token.rotation_due`` (default: the deployment's)."""
+
+    def __post_init__(self) -> None:
+        self.name = name_field("name", self.name)
 
 
 class UpdateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -46,6 +49,10 @@ class UpdateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     description: Description | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
     rotation_period_seconds: RotationPeriod | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.name, str):
+            self.name = name_field("name", self.name)
 
 
 def _given(value: T | msgspec.UnsetType) -> T | None:

@@ -26,8 +26,9 @@ from aiohttp import web
 from events import decode_event, public_data
 from services.api import representations as show
 from services.api.context import authorize, consistent_read, runtime
-from services.api.cursor_query import PAGE_AFTER, PAGE_SIZE, cursor_page, instant, page_size, query_problem
+from services.api.cursor_query import PAGE_AFTER, PAGE_SIZE, cursor_page, page_after, page_size
 from services.api.listing import ListQuery, collection
+from services.api.parsing import query_instant, query_problem, query_text
 from services.api.problems import BadRequest, InvalidParameter, NotFound
 from services.api.routes.common import account_id, json, token_id
 from services.audit import as_of as history
@@ -52,14 +53,6 @@ _EVENTS_SQL = (
 )
 
 
-def _cursor(raw: str, problems: list[InvalidParameter]) -> tuple[int, int]:
-    tx, _, position = raw.partition(".")
-    if not (tx.isdigit() and position.isdigit()):
-        problems.append(query_problem(PAGE_AFTER, "must be a cursor, as given by meta.page.next"))
-        return 0, 0
-    return int(tx), int(position)
-
-
 def _events_query(request: web.Request) -> tuple[int, tuple[int, int], str, list[Any]]:
     problems: list[InvalidParameter] = []
     seen: set[str] = set()
@@ -72,11 +65,13 @@ def _events_query(request: web.Request) -> tuple[int, tuple[int, int], str, list
             continue
         seen.add(name)
         if name == PAGE_SIZE:
-            size = page_size(raw.strip(), problems)
+            size = page_size(raw, problems)
         elif name == PAGE_AFTER:
-            after = _cursor(raw.strip(), problems)
+            tx, position = page_after(raw, 2, problems)
+            after = (tx, position)
         elif name in _FILTERS:
-            value: Any = instant(name, raw, problems) if name in _INSTANTS else raw
+            parse = query_instant if name in _INSTANTS else query_text
+            value: Any = parse(name, raw, problems)
             args.append(value)
             conditions.append(_FILTERS[name].replace("{n}", str(len(args) + 3)))
         else:
@@ -129,7 +124,7 @@ def as_of_param(request: web.Request) -> datetime | None:
     if raw is None:
         return None
     problems: list[InvalidParameter] = []
-    at = instant(AS_OF, raw, problems)
+    at = query_instant(AS_OF, raw, problems)
     if at is None:
         raise BadRequest(problems)
     return at

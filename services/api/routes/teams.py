@@ -9,7 +9,7 @@ from aiohttp import web
 from services.api import representations as show
 from services.api.context import authorize, command_context, consistent_read, runtime, settle
 from services.api.listing import FilterSpec, LabelFilter, StringFilter, collection, list_query
-from services.api.parsing import read_body, uuid_path_param
+from services.api.parsing import name_field, read_body, uuid_path_param
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries import teams as queries
@@ -44,6 +44,9 @@ class CreateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     description: TeamDescription | None = None
     labels: Labels = {}
 
+    def __post_init__(self) -> None:
+        self.name = name_field("name", self.name)
+
 
 class UpdateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Only ``labels`` is nullable in Konnect's UpdateTeam; a null name or description is a 400."""
@@ -51,6 +54,10 @@ class UpdateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: TeamName | msgspec.UnsetType = msgspec.UNSET
     description: TeamDescription | msgspec.UnsetType = msgspec.UNSET
     labels: LabelsUpdate | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.name, str):
+            self.name = name_field("name", self.name)
 
 
 class AddSystemAccountToTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -9,7 +9,7 @@ from aiohttp import web
 from services.api import representations as show
 from services.api.context import authorize, command_context, consistent_read, runtime, settle
 from services.api.listing import StringFilter, collection, list_query
-from services.api.parsing import AwareDateTime, read_body
+from services.api.parsing import MAX_DURATION_SECONDS, AwareDateTime, name_field, read_body
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries import tokens as queries
@@ -18,9 +18,13 @@ from services.api.routes.common import account_id, json, no_content, token_id
 from services.authorization import Right
 from services.tokens import handlers
 from services.tokens.handlers import IssuedToken
+from services.tokens.model import MAX_GRACE_PERIOD
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Scope = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+AutoExtend = Annotated[int, msgspec.Meta(ge=1, le=MAX_DURATION_SECONDS)]
+"""At most ten years here; the deployment's maximum token lifetime bounds it further."""
+GracePeriod = Annotated[int, msgspec.Meta(ge=0, le=int(MAX_GRACE_PERIOD.total_seconds()))]
 LIST_FILTERS = {"name": StringFilter(ops=("eq", "contains"))}
 
 
@@ -28,16 +32,22 @@ class CreateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     name: Name
     expires_at: AwareDateTime | None = None
     scopes: Annotated[list[Scope], msgspec.Meta(max_length=16)] | None = None
-    auto_extend_seconds: int | None = None
+    auto_extend_seconds: AutoExtend | None = None
     max_expires_at: AwareDateTime | None = None
+
+    def __post_init__(self) -> None:
+        self.name = name_field("name", self.name)
 
 
 class UpdateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Name
 
+    def __post_init__(self) -> None:
+        self.name = name_field("name", self.name)
+
 
 class RotateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    grace_period_seconds: int = 0
+    grace_period_seconds: GracePeriod = 0
 
 
 def _with_secret(issued: IssuedToken, request: web.Request) -> dict[str, object]:

@@ -25,7 +25,8 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from services.api.context import authorize, consistent_read, runtime
-from services.api.cursor_query import PAGE_AFTER, PAGE_SIZE, cursor_page, instant, page_size, query_problem
+from services.api.cursor_query import PAGE_AFTER, PAGE_SIZE, cursor_page, page_after, page_size
+from services.api.parsing import query_instant, query_problem
 from services.api.problems import BadRequest, InvalidParameter, NotFound
 from services.api.queries.usage import UsageSelection, token_exists, usage_page
 from services.api.representations import timestamp
@@ -39,14 +40,6 @@ _SIZE, _AFTER = PAGE_SIZE, PAGE_AFTER
 _FROM, _BEFORE = "filter[occurred_at][gte]", "filter[occurred_at][lt]"
 _OUTCOME_NAMES = ("filter[outcome]", "filter[outcome][eq]")
 PARAMETERS = frozenset({_SIZE, _AFTER, _FROM, _BEFORE, *_OUTCOME_NAMES})
-MAX_POSITION = 2**63 - 1
-
-
-def _position(raw: str, problems: list[InvalidParameter]) -> int:
-    if not raw.isdigit() or int(raw) > MAX_POSITION:
-        problems.append(query_problem(_AFTER, "must be a position, as given by meta.page.next", "is_integer"))
-        return 0
-    return int(raw)
 
 
 def parse_usage_query(query: MultiMapping[str]) -> UsageSelection:
@@ -66,9 +59,9 @@ def parse_usage_query(query: MultiMapping[str]) -> UsageSelection:
         problems.append(query_problem(name, "must be accepted or rejected", "enum", choices=OUTCOMES))
     selection = UsageSelection(
         limit=page_size(values.get(_SIZE), problems),
-        after=_position(values[_AFTER], problems) if values.get(_AFTER) else 0,
-        occurred_from=instant(_FROM, values[_FROM], problems) if _FROM in values else None,
-        occurred_before=instant(_BEFORE, values[_BEFORE], problems) if _BEFORE in values else None,
+        after=page_after(values[_AFTER], 1, problems)[0] if values.get(_AFTER) else 0,
+        occurred_from=query_instant(_FROM, values[_FROM], problems) if _FROM in values else None,
+        occurred_before=query_instant(_BEFORE, values[_BEFORE], problems) if _BEFORE in values else None,
         outcome=outcome,
     )
     if problems:

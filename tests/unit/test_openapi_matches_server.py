@@ -1,0 +1,169 @@
+"""The served OpenAPI document says exactly what the server enforces on request bodies.
+
+For every operation of the document with a JSON request body, the msgspec Struct its handler decodes
+the body into is found in the handler's code (the ``read_body(request, Struct)`` or
+``decode_body(raw, Struct)`` call, in the handler or a function of its module it calls), and the
+document's schema must agree with the Struct's own JSON schema (``msgspec.json.schema``) on: whether
+unknown properties are refused (``additionalProperties: false`` exactly when the Struct has
+``forbid_unknown_fields``), the property names, which are required, which accept null, and the
+bounds (``minLength``/``maxLength``, ``minimum``/``maximum``, ``maxItems``, ``maxProperties``).
+Rules only the domain knows (a role name in the catalogue, the deployment's token lifetime) are not
+part of a Struct and are not compared. The query side: every ``filter`` object refuses unknown
+filter fields, as the list routes do.
+"""
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import pytest
+
+from services.api.app import create_app
+from services.api.openapi.document import build_document, operations
+from services.api.state import AppState
+
+Document = dict[str, Any]
+BODY_READERS = frozenset({"read_body", "decode_body"})
+BOUNDS = ("minLength", "maxLength", "minimum", "maximum", "maxItems", "maxProperties")
+
+
+def _called_names(function: Callable[..., Any]) -> Iterator[ast.Call]:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    yield from (node for node in ast.walk(tree) if isinstance(node, ast.Call))
+
+
+def body_struct(handler: Callable[..., Any], seen: frozenset[str] = frozenset()) -> type | None:
+    """The Struct ``handler`` decodes its body into: the second argument of its ``read_body`` or
+    ``decode_body`` call, or of such a call in a function of the same module that it calls."""
+    module: ModuleType = inspect.getmodule(handler)  # type: ignore[assignment]
+    callees = []
+    for call in _called_names(handler):
+        name = call.func.id if isinstance(call.func, ast.Name) else None
+        if name in BODY_READERS and len(call.args) >= 2 and isinstance(call.args[1], ast.Name):
+            found: type = getattr(module, call.args[1].id)
+            return found
+        if name is not None and name not in seen and inspect.isfunction(getattr(module, name, None)):
+            callee = getattr(module, name)
+            if inspect.getmodule(callee) is module:
+                callees.append(callee)
+    for callee in callees:
+        found_in_callee = body_struct(callee, seen | {handler.__name__})
+        if found_in_callee is not None:
+            return found_in_callee
+    return None
+
+
+def _served_structs() -> dict[tuple[str, str], type]:
+    app = create_app(AppState())
+    structs = {}
+    for resource in app.router.resources():
+        for route in resource:
+            if route.method == "HEAD" or not resource.canonical.startswith("/v3/"):
+                continue
+            struct = body_struct(route.handler)
+            if struct is not None:
+                structs[(resource.canonical.removeprefix("/v3"), route.method.lower())] = struct
+    return structs
+
+
+def _resolve(document: Document, node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+def _arms(document: Document, schema: Document) -> list[Document]:
+    """The alternatives of a schema (``anyOf``/``oneOf``, a type array), each with one type."""
+    schema = _resolve(document, schema)
+    for combinator in ("anyOf", "oneOf"):
+        if combinator in schema:
+            return [arm for option in schema[combinator] for arm in _arms(document, option)]
+    types = schema.get("type")
+    if types is None and "enum" in schema:  # msgspec's Literal: an enum without a type
+        types = sorted(
+            {"string" if isinstance(v, str) else "null" if v is None else "other" for v in schema["enum"]}
+        )
+    if isinstance(types, list):
+        return [{**schema, "type": one} for one in types]
+    return [schema]
+
+
+def _shape(document: Document, schema: Document) -> dict[str, Any]:
+    """What a property's schema enforces, in comparable form: the non-null types, null allowed or
+    not, and the bounds."""
+    arms = _arms(document, schema)
+    shape: dict[str, Any] = {
+        "nullable": any(arm.get("type") == "null" for arm in arms),
+        "types": sorted(str(arm.get("type")) for arm in arms if arm.get("type") != "null"),
+    }
+    for arm in arms:
+        shape.update({bound: arm[bound] for bound in BOUNDS if bound in arm})
+    return shape
+
+
+def _struct_schema(struct: type) -> Document:
+    schema = msgspec.json.schema(struct)
+    return {**schema["$defs"][struct.__name__], "$defs": schema["$defs"]}
+
+
+def _json_body_schema(document: Document, operation: Document) -> Document:
+    body = _resolve(document, operation["requestBody"])
+    schema: Document = _resolve(document, body["content"]["application/json"]["schema"])
+    return schema
+
+
+@pytest.fixture(scope="module")
+def document() -> Document:
+    return build_document()
+
+
+@pytest.fixture(scope="module")
+def served() -> dict[tuple[str, str], type]:
+    return _served_structs()
+
+
+def body_operations() -> list[tuple[str, str]]:
+    document = build_document()
+    return [
+        (path, method)
+        for path, method, operation, _shared in operations(document)
+        if "application/json" in _resolve(document, operation.get("requestBody", {})).get("content", {})
+    ]
+
+
+def test_every_documented_body_is_read_into_a_struct(
+    document: Document, served: dict[tuple[str, str], type]
+) -> None:
+    assert set(body_operations()) == set(served)
+
+
+@pytest.mark.parametrize(("path", "method"), body_operations())
+def test_the_documented_body_is_the_struct(
+    path: str, method: str, document: Document, served: dict[tuple[str, str], type]
+) -> None:
+    struct = served[(path, method)]
+    ours = _json_body_schema(document, document["paths"][path][method])
+    theirs = _struct_schema(struct)
+    forbids = struct.__struct_config__.forbid_unknown_fields  # type: ignore[attr-defined]
+    assert (ours.get("additionalProperties") is False) == forbids
+    assert set(ours.get("properties", {})) == set(theirs["properties"])
+    assert set(ours.get("required", [])) == set(theirs["required"])
+    for name, schema in theirs["properties"].items():
+        documented = _shape(document, ours["properties"][name])
+        enforced = _shape(theirs, schema)
+        assert documented == enforced, name
+
+
+def test_every_filter_object_refuses_unknown_filters(document: Document) -> None:
+    for path, method, operation, _shared in operations(document):
+        for parameter in operation.get("parameters", []):
+            parameter = _resolve(document, parameter)
+            if parameter.get("name") == "filter" and parameter.get("style") == "deepObject":
+                assert parameter["schema"].get("additionalProperties") is False, (method, path)
