@@ -2,8 +2,6 @@
 
 ``account.role_assigned`` / ``team.role_assigned`` add a row (holder_type ``account`` or ``team``),
 the matching ``*_unassigned`` removes it, and deleting the account or team removes all of its rows.
-``entity_id`` is text: an entity's id, or ``*`` for every entity of the type (version 2; version 1
-held only UUIDs).
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +37,7 @@ _DELETE_HOLDER = "DELETE FROM {role_assignments} WHERE holder_type = $1 AND hold
 
 class RoleAssignmentsProjection:
     name: str = "role_assignments"
-    version: int = 2
+    version: int = 1
     tables: Sequence[str] = ("role_assignments",)
 
     def ddl(self) -> Sequence[str]:
@@ -49,7 +47,7 @@ class RoleAssignmentsProjection:
             " holder_type text NOT NULL,"
             " holder_id uuid NOT NULL,"
             " role_name text NOT NULL,"
-            " entity_id text NOT NULL,"
+            " entity_id uuid NOT NULL,"
             " entity_type_name text NOT NULL,"
             " entity_region text NOT NULL,"
             " created_at timestamptz NOT NULL)",
@@ -83,7 +81,7 @@ def _assignment_row(body: AccountRoleAssigned | TeamRoleAssigned, event: Recorde
         holder_type,
         uid(holder_id),
         body.role_name,
-        body.entity_id,
+        uid(body.entity_id),
         body.entity_type_name,
         body.entity_region,
         event.metadata.occurred_at,

@@ -18,6 +18,9 @@ what it can do itself, now:
   its Identity rights and grantable Identity roles, and, for each role on another entity type, the
   caller holds the same role name on the same entity type (aliases folded) for the same entity id
   or for ``*`` (every entity of the type), in the same region or in region ``*``;
+* the *organization admin* (the konnect-managed account that only bootstrap makes, as Konnect's
+  Organization Admin team) covers every role on every other entity type; a token of it is covered
+  only by the organization admin;
 * issuing or rotating a token of account X needs covering X's capabilities narrowed by that token's
   scopes (``check_can_obtain``); granting a role to an account or a team, and adding an account to a
   team (which grants it the team's roles) needs covering those roles: for an Identity role, holding
@@ -77,6 +80,8 @@ class Actor(Protocol):
     def scopes(self) -> Sequence[str] | None: ...
     @property
     def roles(self) -> Sequence[Grant]: ...
+    @property
+    def organization_admin(self) -> bool: ...
 
 
 class SystemActor(msgspec.Struct, frozen=True):
@@ -115,11 +120,17 @@ class Capabilities(msgspec.Struct, frozen=True):
     identity_roles: frozenset[str]
     """The Identity roles held whose rights all survive the scopes: the ones it may grant."""
     entity_roles: frozenset[EntityRole]
+    organization_admin: bool = False
+    """Every role on every other entity type."""
 
     def missing_from(self, held: "Capabilities") -> list[str]:
         """What of these capabilities ``held`` does not cover, each named for a person."""
         missing = [right.value for right in sorted(self.rights - held.rights)]
         missing += [f"the Identity role {role}" for role in sorted(self.identity_roles - held.identity_roles)]
+        if held.organization_admin:
+            return missing
+        if self.organization_admin:
+            missing.append("every role of the organization admin")
         for wanted in sorted(self.entity_roles):
             if not any(have.covers(wanted) for have in held.entity_roles):
                 missing.append(wanted.describe())
@@ -139,8 +150,14 @@ def _entity_role(grant: Grant) -> EntityRole:
     return EntityRole(entity_type, grant.role_name, grant.entity_id, grant.entity_region)
 
 
-def capabilities(grants: Iterable[Grant], organization_id: str, scopes: Sequence[str] | None) -> Capabilities:
-    """The capabilities of a token with ``scopes`` (None: unscoped) whose account holds ``grants``."""
+def capabilities(
+    grants: Iterable[Grant],
+    organization_id: str,
+    scopes: Sequence[str] | None,
+    organization_admin: bool = False,
+) -> Capabilities:
+    """The capabilities of a token with ``scopes`` (None: unscoped) whose account holds ``grants``
+    (and is the organization admin, or not)."""
     grants = list(grants)
     held = _identity_roles(grants, organization_id)
     rights: set[Right] = set()
@@ -150,11 +167,11 @@ def capabilities(grants: Iterable[Grant], organization_id: str, scopes: Sequence
         rights &= {Right(scope) for scope in scopes if scope in SCOPES}
     grantable = frozenset(role for role in held if ROLE_RIGHTS.get(role, frozenset()) <= rights)
     entity_roles = frozenset(_entity_role(g) for g in grants if g.entity_type_name != IDENTITY_ENTITY_TYPE)
-    return Capabilities(frozenset(rights), grantable, entity_roles)
+    return Capabilities(frozenset(rights), grantable, entity_roles, organization_admin)
 
 
 def capabilities_of(actor: Actor, organization_id: str) -> Capabilities:
-    return capabilities(actor.roles, organization_id, actor.scopes)
+    return capabilities(actor.roles, organization_id, actor.scopes, actor.organization_admin)
 
 
 def rights_of(actor: Actor, organization_id: str) -> frozenset[Right]:
@@ -180,17 +197,23 @@ def _refuse(what: str, missing: Sequence[str]) -> Forbidden:
     return Forbidden(f"{what}: it would carry rights you do not hold: {'; '.join(missing)}")
 
 
+class Holdings(Protocol):
+    """What an account holds (``services.holdings``)."""
+
+    @property
+    def grants(self) -> Sequence[Grant]: ...
+    @property
+    def organization_admin(self) -> bool: ...
+
+
 def check_can_obtain(
-    actor: Actor | SystemActor,
-    organization_id: str,
-    account_grants: Iterable[Grant],
-    scopes: Sequence[str] | None,
+    actor: Actor | SystemActor, organization_id: str, holdings: Holdings, scopes: Sequence[str] | None
 ) -> None:
-    """The caller may obtain a secret of a token with ``scopes`` of an account holding
-    ``account_grants`` (directly and through teams) only if it covers that token's capabilities."""
+    """The caller may obtain a secret of a token with ``scopes`` of an account with ``holdings``
+    (roles held directly and through teams) only if it covers that token's capabilities."""
     if isinstance(actor, SystemActor):
         return
-    wanted = capabilities(account_grants, organization_id, scopes)
+    wanted = capabilities(holdings.grants, organization_id, scopes, holdings.organization_admin)
     missing = wanted.missing_from(capabilities_of(actor, organization_id))
     if missing:
         raise _refuse("you cannot obtain a token of this system account", missing)

@@ -1,13 +1,12 @@
 """``tokenledger bootstrap --name NAME``: the first way in.
 
-Creates, if missing, a konnect-managed system account holding every role of the catalogue (the
-Identity roles on the organization, every other entity type's roles on every entity, ``*``, in
-every region), so that it can grant every role and obtain a token of any account under the cover
-rule, and issues a new token for it. Running it again issues another token for the same account and
-adds the roles a changed catalogue introduced: it is also the recovery path when every admin token is
-lost. A name that belongs to an ordinary (not managed) account is refused: bootstrap never turns an
-existing account into an administrator. It writes through the ordinary handlers, so everything it
-does is in the log, with ``system:bootstrap`` as actor.
+Creates, if missing, a konnect-managed system account holding every Identity role on the
+organization: the organization admin, which under the cover rule (``services.authorization``) also
+covers every role on other entity types, as Konnect's Organization Admin team does. It issues a new
+token for it. Running it again issues another token for the same account: it is also the recovery
+path when every admin token is lost. A name that belongs to an ordinary (not managed) account is
+refused: bootstrap never turns an existing account into an administrator. It writes through the
+ordinary handlers, so everything it does is in the log, with ``system:bootstrap`` as actor.
 """
 
 from datetime import datetime
@@ -16,13 +15,13 @@ import msgspec
 
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
-from services.authorization import EVERY, SYSTEM
+from services.authorization import SYSTEM
 from services.commands import CommandContext, Conflict
 from services.composition import open_runtime
 from services.config import Settings
 from services.dependencies import Dependencies
 from services.roles.assignment import RoleAssignment
-from services.roles.catalogue import IDENTITY_ENTITY_TYPE, RoleCatalogue
+from services.roles.catalogue import IDENTITY_ENTITY_TYPE, IDENTITY_ROLES
 from services.tokens import handlers as tokens
 
 ACTOR = "system:bootstrap"
@@ -52,29 +51,23 @@ async def _admin_account(deps: Dependencies, ctx: CommandContext, name: str) -> 
     raise RuntimeError(f"could not create or find the account {name!r}")
 
 
-def every_role(catalogue: RoleCatalogue, organization_id: str) -> list[tuple[str, str, str]]:
-    """(role name, entity type, entity id) of every grant the administrator holds."""
-    return sorted(
-        (role, entity_type, organization_id if entity_type == IDENTITY_ENTITY_TYPE else EVERY)
-        for entity_type, role in catalogue.allowed
-    )
-
-
 async def bootstrap(deps: Dependencies, name: str, now: datetime) -> str:
     """Returns the new token's secret."""
     ctx = CommandContext(now=now, actor=ACTOR)
     account = await _admin_account(deps, ctx, name)
     held = {(g.role_name, g.entity_type_name, g.entity_id) for g in account.roles.values()}
-    missing = [grant for grant in every_role(deps.catalogue, deps.organization_id) if grant not in held]
+    missing = [
+        role for role in IDENTITY_ROLES if (role, IDENTITY_ENTITY_TYPE, deps.organization_id) not in held
+    ]
     if missing:
         events = []
-        for role, entity_type, entity_id in missing:
+        for role in missing:
             grant = RoleAssignment(
-                assignment_id=ctx.new_id(f"role:{entity_type}:{role}"),
+                assignment_id=ctx.new_id(f"role:{role}"),
                 role_name=role,
-                entity_id=entity_id,
-                entity_type_name=entity_type,
-                entity_region=EVERY,
+                entity_id=deps.organization_id,
+                entity_type_name=IDENTITY_ENTITY_TYPE,
+                entity_region="*",
             )
             events += account_model.assign_role(account, deps.catalogue, grant)
         stream = account_model.stream_of(account.account_id)

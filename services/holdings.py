@@ -1,10 +1,13 @@
-"""What a system account holds right now, folded from the log: its own role assignments and those of
-the teams it is a member of (found through the membership claims, which commit with the membership).
+"""What a system account holds right now, folded from the log: its own role assignments, those of
+the teams it is a member of (found through the membership claims, which commit with the
+membership), and whether it is the organization admin (konnect-managed: made only by bootstrap).
 
 This is what the cover rule (``services.authorization``) compares a caller against when the caller
 would obtain one of the account's credentials. It reads the streams, never a read model, so a grant
 that committed a moment ago is already counted.
 """
+
+import msgspec
 
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
@@ -12,6 +15,11 @@ from services.dependencies import Dependencies
 from services.roles.assignment import RoleAssignment
 from services.teams import handlers as teams
 from services.teams import model as team_model
+
+
+class Holdings(msgspec.Struct, frozen=True):
+    grants: tuple[RoleAssignment, ...]
+    organization_admin: bool
 
 
 async def team_grants(deps: Dependencies, account_id: str) -> list[RoleAssignment]:
@@ -25,10 +33,10 @@ async def team_grants(deps: Dependencies, account_id: str) -> list[RoleAssignmen
     return grants
 
 
-async def grants_of(deps: Dependencies, account: account_model.Account) -> list[RoleAssignment]:
-    """Everything ``account`` holds: its own assignments and its teams'."""
-    return [*account.roles.values(), *await team_grants(deps, account.account_id)]
+async def holdings_of(deps: Dependencies, account: account_model.Account) -> Holdings:
+    grants = (*account.roles.values(), *await team_grants(deps, account.account_id))
+    return Holdings(grants, account.konnect_managed)
 
 
-async def load_grants(deps: Dependencies, account_id: str) -> list[RoleAssignment]:
-    return await grants_of(deps, account_model.require_live(await accounts.load(deps, account_id)))
+async def load_holdings(deps: Dependencies, account_id: str) -> Holdings:
+    return await holdings_of(deps, account_model.require_live(await accounts.load(deps, account_id)))

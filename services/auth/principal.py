@@ -35,6 +35,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     token_name: str
     scopes: list[str] | None
     roles: list[RoleGrant]
+    organization_admin: bool
+    """The account is konnect-managed (made only by bootstrap): it covers every role on every
+    entity type other than Identity (``services.authorization``)."""
     issued_at: datetime
     expires_at: datetime | None
     secret_version: int

@@ -94,7 +94,7 @@ WITH checkpoint AS (
            t.max_expires_at, t.auto_extend_seconds, t.scopes, t.secret_version
     FROM rm_tokens t JOIN secret s ON t.token_id = s.token_id
 ), account AS (
-    SELECT a.account_id, a.name, a.enabled
+    SELECT a.account_id, a.name, a.enabled, a.konnect_managed
     FROM rm_accounts a JOIN token t ON a.account_id = t.account_id
 ), roles AS (
     SELECT r.role_name, r.entity_id, r.entity_type_name, r.entity_region, '{DIRECT}' AS source
@@ -114,7 +114,7 @@ SELECT checkpoint.tx_id AS checkpoint_tx_id, checkpoint.position AS checkpoint_p
        token.created_at, token.expires_at, token.max_expires_at, token.auto_extend_seconds,
        token.scopes, token.secret_version AS current_secret_version,
        account.account_id IS NOT NULL AS account_exists, account.name AS account_name,
-       account.enabled AS account_enabled,
+       account.enabled AS account_enabled, coalesce(account.konnect_managed, false) AS organization_admin,
        (SELECT coalesce(json_agg(json_build_object(
                     'role_name', roles.role_name, 'entity_id', roles.entity_id,
                     'entity_type_name', roles.entity_type_name, 'entity_region', roles.entity_region,
@@ -540,6 +540,7 @@ class TokenVerifier:
             token_name=row["token_name"],
             scopes=list(row["scopes"]) if row["scopes"] is not None else None,
             roles=_roles_decoder.decode(row["roles"]),
+            organization_admin=row["organization_admin"],
             issued_at=row["created_at"],
             expires_at=expires_at,
             secret_version=row["secret_version"],

@@ -24,7 +24,7 @@ from services.authorization import Actor, SystemActor, check_can_obtain, check_s
 from services.commands import CommandContext, Conflict, Outcome, with_retries
 from services.dependencies import Dependencies
 from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
-from services.holdings import grants_of, load_grants
+from services.holdings import holdings_of, load_holdings
 from services.tokens import model
 from services.tokens.model import Token
 from services.tokens.secrets import generate_secret, secret_hash
@@ -85,7 +85,7 @@ async def issue_token(
 
     async def attempt() -> Outcome[IssuedToken]:
         account = account_model.require_live(await accounts.load(deps, account_id))
-        check_can_obtain(actor, deps.organization_id, await grants_of(deps, account), scopes)
+        check_can_obtain(actor, deps.organization_id, await holdings_of(deps, account), scopes)
         secret = generate_secret()
         issued = TokenIssued(
             token_id=token_id,
@@ -148,7 +148,7 @@ async def rotate_token(
 
     async def attempt() -> Outcome[IssuedToken]:
         state = await load(deps, account_id, token_id)
-        check_can_obtain(actor, deps.organization_id, await load_grants(deps, account_id), state.scopes)
+        check_can_obtain(actor, deps.organization_id, await load_holdings(deps, account_id), state.scopes)
         secret = generate_secret()
         events = model.rotate(state, ctx.now, secret_hash(secret, deps.pepper), grace_period_seconds)
         outcome = await _append(deps, ctx, state, events)
