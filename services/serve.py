@@ -14,7 +14,7 @@ import signal
 
 from aiohttp import web
 
-from services.api.access_log import PathOnlyAccessLogger
+from services.api.access_log import SERVER_LOGGER, ParserErrorsWithoutContent, PathOnlyAccessLogger
 from services.api.app import create_app
 from services.api.state import AppState
 from services.composition import open_runtime
@@ -37,6 +37,7 @@ async def _run_runtime(settings: Settings, state: AppState, stop: asyncio.Event)
 async def serve(settings: Settings, host: str, port: int) -> int:
     state = AppState()
     app = create_app(state)
+    logging.getLogger(SERVER_LOGGER).addFilter(ParserErrorsWithoutContent())
     runner = web.AppRunner(
         app,
         handle_signals=False,

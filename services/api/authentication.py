@@ -5,21 +5,40 @@ unknown, revoked, expired, rotated out or belongs to a disabled account.
 Every verification is recorded in the usage log (``UsageRecorder.record_verification``, no I/O on
 this path): a rejection before the 401 is raised; an accepted token once the handler is done, as
 ``out_of_scope`` when ``authorize`` refused it a right (``OUT_OF_SCOPE``), else ``accepted``. A
-request without a bearer token verifies nothing and is not recorded.
+request without a bearer token verifies nothing and is not recorded. What the request chose (the
+path of a request no route matches, the address, the ``User-Agent``) is recorded as the usage log
+makes it recordable (``services.client_text``): whatever it contains, the next verification is
+recorded too.
+
+A request with more than one ``Authorization`` header is refused (400): which one a proxy, a cache
+or this service reads would otherwise be anyone's guess.
+
+Every answer to an authenticated request carries ``Cache-Control: no-store`` and
+``Pragma: no-cache``: it holds identity data, and sometimes a secret (a token issued or rotated, a
+replay of that answer); no browser or intermediary may keep it.
 """
 
 from aiohttp import web
 
 from services.api.context import OUT_OF_SCOPE, PRINCIPAL, runtime
-from services.api.problems import Handler, Unauthenticated
+from services.api.problems import BadRequest, Handler, InvalidParameter, Unauthenticated
 from services.auth.principal import Principal
 
 PUBLIC_PATHS = frozenset({"/v3/openapi.json"})
+NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _bearer(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
+    headers = request.headers.getall("Authorization", [])
+    if len(headers) > 1:
+        raise BadRequest(
+            [
+                InvalidParameter(
+                    field="Authorization", reason="must be sent once", rule="invalid", source="header"
+                )
+            ]
+        )
+    scheme, _, credentials = (headers[0] if headers else "").partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         raise Unauthenticated()
     return credentials.strip()
@@ -48,7 +67,9 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
         raise Unauthenticated()
     request[PRINCIPAL] = verification.verdict
     try:
-        return await handler(request)
+        response = await handler(request)
+        response.headers.update(NOT_STORED)
+        return response
     finally:
         current.usage.record_verification(
             verification,

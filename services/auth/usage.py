@@ -20,9 +20,15 @@ log may later be given a retention period without losing ``last_used_at``. The p
 precision: within ``throttle_seconds`` (one minute); the usage endpoint has the exact timeline.
 
 Each event id is derived from its content (uuid5 of the token id and the use time, or of the token
-id and the new expiry), and a failed flush retries exactly the same batch before taking anything
-new, so a flush whose commit succeeded but whose answer was lost is recognised by the event store
-as a retry and never duplicates.
+id and the new expiry), and a flush the database failed retries exactly the same batch before
+taking anything new, so a flush whose commit succeeded but whose answer was lost is recognised by
+the event store as a retry and never duplicates.
+
+What the client chose and ``token.used`` carries (``operation``, ``client_address``,
+``user_agent``) goes through ``services.client_text.recordable`` as in the usage log, so it is
+always storable. A batch the event store refuses (``InvalidAppend``, or ids partly stored already:
+``DuplicateEventId``) is appended again event by event: a refused event is dropped, logged and
+counted (``metrics.refused``), and every other use and extension in the batch is still recorded.
 
 Sliding expiry: for a token with ``auto_extend_seconds``, a use moves ``expires_at`` to
 ``min(now + auto_extend_seconds, max_expires_at)`` when that gains more than
@@ -42,7 +48,8 @@ from typing import Protocol
 from events import Metadata, NewEvent
 from events.tokens import TokenExtended, TokenUsed
 from services.auth.principal import Principal, Verification
-from services.auth.usage_log import MAX_CLIENT_ADDRESS, MAX_USER_AGENT, UsageLog
+from services.auth.usage_log import MAX_CLIENT_ADDRESS, MAX_OPERATION, MAX_USER_AGENT, UsageLog
+from services.client_text import recordable
 from services.eventstore import (
     AppendResult,
     DuplicateEventId,
@@ -93,6 +100,8 @@ class UsageMetrics:
     flushes: int = 0
     flushed_events: int = 0
     flush_errors: int = 0
+    refused: int = 0
+    """Events the event store refused (``InvalidAppend``), dropped so the rest are recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,9 +214,9 @@ class UsageRecorder:
             token_id=token_id,
             account_id=principal.account_id,
             used_at=now,
-            operation=operation,
-            client_address=client_address[:MAX_CLIENT_ADDRESS] if client_address else None,
-            user_agent=user_agent[:MAX_USER_AGENT] if user_agent else None,
+            operation=recordable(operation, MAX_OPERATION) or "",
+            client_address=recordable(client_address, MAX_CLIENT_ADDRESS),
+            user_agent=recordable(user_agent, MAX_USER_AGENT),
         )
         self._used.append(
             NewEvent(
@@ -290,15 +299,11 @@ class UsageRecorder:
             batch = self._batch
             try:
                 result = await self._store.append_many(batch)
-            except DuplicateEventId:
+            except (DuplicateEventId, InvalidAppend):
                 # Some of these events are stored already (a lost answer, or a twin from another
-                # node with the same id): record stream by stream, skipping what is there.
+                # node with the same id), or one is refused: record them one by one, skipping what
+                # is there and dropping what is refused, so no event blocks the others.
                 return await self._append_one_by_one(batch)
-            except InvalidAppend:
-                _log.exception("usage events refused by the event store; dropping %d", _count(batch))
-                self._abandon(batch)
-                self._batch = None
-                return False
             except Exception as error:
                 self.metrics.flush_errors += 1
                 _log.warning("could not record token usage (%s); retrying", error)
@@ -309,13 +314,15 @@ class UsageRecorder:
 
     async def _append_one_by_one(self, batch: list[StreamAppend]) -> bool:
         remaining: list[StreamAppend] = []
-        for append in batch:
+        singles = [StreamAppend(a.stream_id, [e], a.expected) for a in batch for e in a.events]
+        for append in singles:
             try:
                 result = await self._store.append_many([append])
             except DuplicateEventId:
                 continue
-            except InvalidAppend:
-                _log.exception("usage events refused by the event store; dropping %d", len(append.events))
+            except InvalidAppend as refusal:
+                self.metrics.refused += 1
+                _log.error("usage event refused by the event store, dropped (%s): %s", refusal, ascii(append))
                 self._abandon([append])
             except Exception as error:
                 self.metrics.flush_errors += 1
@@ -373,7 +380,3 @@ class UsageRecorder:
 
 def _metadata(account_id: str, token_id: str, now: datetime) -> Metadata:
     return Metadata(occurred_at=now, actor=account_id, actor_token_id=token_id)
-
-
-def _count(batch: Sequence[StreamAppend]) -> int:
-    return sum(len(append.events) for append in batch)

@@ -6,7 +6,7 @@ commit order), ``occurred_at`` (the verification's ``now``), ``outcome`` (``acce
 ``revoked``, ``expired``, ``disabled``, ``rotated_out``, ``stale`` — or ``out_of_scope``: the token
 was genuine but the request needed a right it does not carry), ``token_id`` and ``account_id``
 when the presented secret belongs to a token, ``presented_hash`` otherwise, ``operation`` (route
-or ``introspect``), ``client_address`` and ``user_agent`` (truncated), ``recorded_at``.
+or ``introspect``), ``client_address`` and ``user_agent`` (made recordable, see below), ``recorded_at``.
 
 Never the presented value: a secret that names no token is kept as ``presented_hash`` =
 HMAC-SHA256 under a key derived from the deployment pepper for this use only
@@ -19,13 +19,24 @@ an unknown secret, one HMAC). ``flush`` (run by ``UsageRecorder``'s background t
 interval, ``TOKENLEDGER_USAGE_FLUSH_SECONDS``, default 1 s, and on stop) takes what is buffered in
 batches of at most ``max_batch`` rows and stores each with ONE ``COPY`` in a transaction that also
 records the batch id in ``usage_log_batches``: a batch whose commit succeeded but whose answer was
-lost is retried as it is and recognised, never stored twice. A failed batch is retried before
-anything newer.
+lost is retried as it is and recognised, never stored twice. A batch that failed for want of the
+database (a lost connection, a timeout) is retried before anything newer.
+
+Client text is made storable on the way in: ``operation`` (the raw path of a request no route
+matches), ``client_address`` and ``user_agent`` go through ``services.client_text.recordable``
+(secrets redacted, NUL, controls, undecodable bytes and other non-printing characters escaped,
+bounded), so no request can write a row PostgreSQL refuses. Should a row still be refused for its
+content (a Python encoding error, or a PostgreSQL data or constraint error: storing it again would
+fail the same way), the batch is split in halves, each stored on its own, until the refused rows
+stand alone: each of them is set aside (``metrics.set_aside``, logged once, the latest
+``MAX_SET_ASIDE`` kept in ``set_aside`` for inspection) and every other row is stored. A bad row
+never blocks the rows behind it.
 
 Bounded memory: at most ``max_buffered`` rows wait in the buffer, plus one batch being stored
-(``max_batch`` rows). When the buffer is full the OLDEST row is dropped and counted
-(``metrics.dropped``): during an outage the log keeps the latest activity, the one an incident
-responder looks at first, and an attacker cannot hide new attempts by flooding early.
+(``max_batch`` rows, perhaps split), plus ``MAX_SET_ASIDE`` set-aside rows. When the buffer is
+full the OLDEST row is dropped and counted (``metrics.dropped``): during an outage the log keeps
+the latest activity, the one an incident responder looks at first, and an attacker cannot hide new
+attempts by flooding early.
 
 Durability bound: a row is durable once the flush that took it commits. A crash (kill -9, power
 loss) loses the rows recorded since the last flush took its batch: at most one flush interval of
@@ -46,6 +57,7 @@ from datetime import datetime
 import asyncpg
 
 from services.auth.principal import Principal, Rejection, Verification
+from services.client_text import recordable
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +70,8 @@ REASONS = (*(reason.value for reason in Rejection), OUT_OF_SCOPE)
 MAX_OPERATION = 200
 MAX_USER_AGENT = 256
 MAX_CLIENT_ADDRESS = 64
+MAX_SET_ASIDE = 1000
+"""How many set-aside rows (refused for their content) are kept in memory for inspection."""
 
 TABLE = "usage_log"
 COLUMNS = (
@@ -76,6 +90,9 @@ Row = tuple[datetime, str, str | None, str | None, str | None, bytes | None, str
 _HASH_KEY_LABEL = b"tokenledger usage_log presented_hash v1"
 # Two-key advisory lock (never the event store's one-key stream locks): writers draw positions in turn.
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(1953264993, 1)"
+_ROW_ERRORS = (ValueError, TypeError, asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+"""Errors caused by what the rows hold (Python's encoding and type errors, PostgreSQL's classes 22
+and 23): storing the same rows again fails the same way. Anything else is the database's state."""
 _BATCH_SQL = (
     "INSERT INTO usage_log_batches (batch_id, row_count) VALUES ($1, $2)"
     " ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id"
@@ -107,16 +124,16 @@ class UsageLogMetrics:
     flush_errors: int = 0
     retried_batches: int = 0
     """Batches found already stored on a retry (the answer of their commit was lost)."""
+    refused_batches: int = 0
+    """Batches refused for their content, split to find the refused rows."""
+    set_aside: int = 0
+    """Rows refused for their content, set aside so the rows behind them are stored."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
     batch_id: uuid.UUID
     rows: list[Row]
-
-
-def _clip(text: str | None, limit: int) -> str | None:
-    return text[:limit] if text else None
 
 
 class UsageLog:
@@ -138,8 +155,10 @@ class UsageLog:
         self._buffer: deque[Row] = deque(maxlen=max_buffered)
         self._max_batch = max_batch
         self._flush_timeout = flush_timeout
-        self._retained: _Batch | None = None
-        """The batch being stored; after a failure, retried as it is before anything newer."""
+        self._retained: deque[_Batch] = deque()
+        """Batches taken from the buffer and not stored yet, oldest first: after the database
+        failed, retried as they are before anything newer."""
+        self._set_aside: deque[Row] = deque(maxlen=MAX_SET_ASIDE)
         self._lock = asyncio.Lock()
         self.metrics = UsageLogMetrics()
 
@@ -150,8 +169,13 @@ class UsageLog:
 
     @property
     def pending(self) -> int:
-        """Rows held in memory: buffered, plus the batch being stored."""
-        return len(self._buffer) + (len(self._retained.rows) if self._retained else 0)
+        """Rows held in memory to be stored: buffered, plus the batches being stored."""
+        return len(self._buffer) + sum(len(batch.rows) for batch in self._retained)
+
+    @property
+    def set_aside(self) -> list[Row]:
+        """The latest rows refused for their content (at most ``MAX_SET_ASIDE``), oldest first."""
+        return list(self._set_aside)
 
     def append(
         self,
@@ -179,9 +203,9 @@ class UsageLog:
             token_id,
             verification.account_id,
             None if token_id is not None else self._hash(presented),
-            operation[:MAX_OPERATION],
-            _clip(client_address, MAX_CLIENT_ADDRESS),
-            _clip(user_agent, MAX_USER_AGENT),
+            recordable(operation, MAX_OPERATION) or "",
+            recordable(client_address, MAX_CLIENT_ADDRESS),
+            recordable(user_agent, MAX_USER_AGENT),
         )
         if len(self._buffer) == self._buffer.maxlen:
             self.metrics.dropped += 1  # the deque drops the oldest row
@@ -189,38 +213,59 @@ class UsageLog:
         self.metrics.appended += 1
 
     async def flush(self) -> bool:
-        """Stores the retained batch, then what was buffered when the call began. True when every
-        batch was stored; False after the first failure (its batch is retained for the next call)."""
+        """Stores the retained batches, then what was buffered when the call began. True when every
+        row was stored or set aside; False when the database failed (what is left is retained, in
+        order, for the next call)."""
         async with self._lock:
             remaining = len(self._buffer)
             while True:
-                if self._retained is None:
+                if not self._retained:
                     taken = min(remaining, self._max_batch, len(self._buffer))
                     if taken == 0:
                         return True
                     remaining -= taken
                     rows = [self._buffer.popleft() for _ in range(taken)]
-                    self._retained = _Batch(uuid.uuid4(), rows)
-                if not await self._store(self._retained):
+                    self._retained.append(_Batch(uuid.uuid4(), rows))
+                if not await self._store(self._retained[0]):
                     return False
-                self._retained = None
 
     async def _store(self, batch: _Batch) -> bool:
+        """Stores the oldest retained batch and takes it off (or, refused for its content, puts its
+        halves or sets its row aside). False when the database failed: the batch stays first."""
         try:
             async with asyncio.timeout(self._flush_timeout):
                 stored_before = await self._copy(batch)
         except asyncio.CancelledError:
             raise
+        except _ROW_ERRORS as error:
+            self._retained.popleft()
+            self._refused(batch, error)
+            return True
         except Exception as error:
             self.metrics.flush_errors += 1
             _log.warning("could not store %d usage log row(s) (%s); retrying", len(batch.rows), error)
             return False
+        self._retained.popleft()
         if stored_before:
             self.metrics.retried_batches += 1
         else:
             self.metrics.flushes += 1
             self.metrics.flushed_rows += len(batch.rows)
         return True
+
+    def _refused(self, batch: _Batch, error: Exception) -> None:
+        """A batch refused for what its rows hold (nothing of it was stored: the error ends its
+        transaction): its halves go first, each a batch of its own; a single row is set aside."""
+        if len(batch.rows) > 1:
+            self.metrics.refused_batches += 1
+            middle = len(batch.rows) // 2
+            self._retained.appendleft(_Batch(uuid.uuid4(), batch.rows[middle:]))
+            self._retained.appendleft(_Batch(uuid.uuid4(), batch.rows[:middle]))
+            return
+        [row] = batch.rows
+        self.metrics.set_aside += 1
+        self._set_aside.append(row)
+        _log.warning("usage log row refused (%s), set aside: %s", ascii(str(error)), ascii(row))
 
     async def _copy(self, batch: _Batch) -> bool:
         """Stores the batch in one transaction; True when it was stored already (a retry)."""

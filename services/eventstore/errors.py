@@ -10,8 +10,10 @@ class EventStoreError(Exception):
 
 
 class InvalidAppend(EventStoreError, ValueError):
-    """The append request itself is malformed (unknown type, oversized payload, bad expected version).
-    Raised before anything is sent to the database."""
+    """The append request itself is malformed (unknown type, oversized payload, bad expected version,
+    text PostgreSQL cannot store). Raised before anything is sent to the database, or when the driver
+    or the database refuses an argument for its content: either way nothing is written, and
+    retrying the same append is refused the same way."""
 
 
 class WrongExpectedVersion(EventStoreError):
@@ -42,6 +44,10 @@ def translate(error: asyncpg.PostgresError) -> EventStoreError | None:
             return UniquenessViolation(json.loads(error.detail)["claim"])
         case "TLD01":
             return DuplicateEventId(str(error))
+        case str(code) if code.startswith("22"):
+            # A data exception (class 22: text that is not valid in the database's encoding, U+0000
+            # in jsonb...): the content itself is refused, whatever the moment.
+            return InvalidAppend(f"the database refused the append's content: {error}")
         case "23505" if getattr(error, "constraint_name", None) == "events_event_id_key":
             # A concurrent transaction stored one of these ids (in another stream) after tl_append
             # looked for them; the retry check never saw it, the unique index did.

@@ -3,9 +3,16 @@
 ``append`` validates the request in Python (so bad input never reaches the database), then makes
 exactly one call to the ``tl_append`` SQL function, which locks the streams, checks expected
 versions, takes uniqueness claims, inserts the events and notifies tailers in one transaction.
+
+Text PostgreSQL cannot store is such bad input: a lone surrogate (what undecodable bytes become),
+anywhere in an event, its metadata, a stream id, a claim or a release, and U+0000 (refused by text
+and jsonb alike). Both are ``InvalidAppend``, found in Python; should the driver or the database
+still refuse an argument for its content (an encoding error, a data exception), that is
+``InvalidAppend`` too: nothing was written, and the same append would be refused again.
 """
 
 import enum
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,6 +27,9 @@ from services.eventstore.errors import InvalidAppend, translate
 MAX_EVENT_BYTES = 64 * 1024
 MAX_STREAM_ID_LENGTH = 200
 MAX_EVENTS_PER_APPEND = 10_000
+
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+"""U+0000 in encoded JSON: ``\u0000`` after an even number of backslashes (else it is text)."""
 
 _metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(Metadata)
@@ -98,7 +108,25 @@ def _expected_code(expected: object) -> int:
 def _check_stream_id(stream_id: object) -> str:
     if not isinstance(stream_id, str) or not stream_id or len(stream_id) > MAX_STREAM_ID_LENGTH:
         raise InvalidAppend(f"stream id must be a non-empty string of at most {MAX_STREAM_ID_LENGTH}")
-    return stream_id
+    return _check_text(stream_id, "stream id")
+
+
+def _check_text(text: str, what: str) -> str:
+    """``text`` when PostgreSQL can store it: valid UTF-8 (no lone surrogate) without U+0000."""
+    if "\x00" in text:
+        raise InvalidAppend(f"{what} {text!r} contains U+0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidAppend(f"{what} {text!r} is not valid Unicode (a lone surrogate)") from None
+    return text
+
+
+def _check_json(encoded: bytes, what: str) -> str:
+    """The encoded JSON as text, when jsonb can store it (no U+0000)."""
+    if b"\\u0000" in encoded and _NUL_ESCAPE.search(encoded):
+        raise InvalidAppend(f"{what} contains U+0000")
+    return encoded.decode()
 
 
 def _encode(new_event: NewEvent) -> tuple[str, str, str]:
@@ -112,18 +140,19 @@ def _encode(new_event: NewEvent) -> tuple[str, str, str]:
         raise InvalidAppend(f"the metadata is not a Metadata: {type(new_event.metadata).__name__}")
     if not isinstance(new_event.event_id, uuid.UUID):
         raise InvalidAppend(f"event id must be a uuid.UUID, not {type(new_event.event_id).__name__}")
+    tag = new_event.event.tag()
     try:
         data = encode_event(new_event.event)
+        metadata = _metadata_encoder.encode(new_event.metadata)
+    except UnicodeEncodeError:
+        raise InvalidAppend(f"event {tag} holds text that is not valid Unicode (a lone surrogate)") from None
     except (UnknownEventType, TypeError) as error:
         raise InvalidAppend(str(error)) from None
     if len(data) > MAX_EVENT_BYTES:
-        raise InvalidAppend(
-            f"event {new_event.event.tag()} is {len(data)} bytes; the limit is {MAX_EVENT_BYTES}"
-        )
-    metadata = _metadata_encoder.encode(new_event.metadata)
+        raise InvalidAppend(f"event {tag} is {len(data)} bytes; the limit is {MAX_EVENT_BYTES}")
     if len(metadata) > MAX_EVENT_BYTES:
         raise InvalidAppend(f"metadata is {len(metadata)} bytes; the limit is {MAX_EVENT_BYTES}")
-    return new_event.event.tag(), data.decode(), metadata.decode()
+    return tag, _check_json(data, f"event {tag}"), _check_json(metadata, f"metadata of event {tag}")
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
@@ -195,6 +224,9 @@ class EventStore:
         for claim in claims:
             if claim.stream_id not in streams:
                 raise InvalidAppend(f"claim {claim.key!r} names a stream this append does not write")
+            _check_text(claim.key, "claim")
+        for release in releases:
+            _check_text(release, "release")
         try:
             rows = await self._pool.fetch(
                 "SELECT * FROM tl_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -214,6 +246,10 @@ class EventStore:
             if typed is None:
                 raise
             raise typed from None
+        except ValueError as error:
+            # The driver could not encode an argument (UnicodeEncodeError, its DataError): nothing
+            # was sent, and the same append would fail the same way.
+            raise InvalidAppend(f"the append cannot be stored: {error}") from None
         order = {event_id: n for n, event_id in enumerate(ids)}
         appended = sorted(
             (

@@ -67,8 +67,9 @@ ENTITY = str(uuid.UUID(int=0xE00))
 _ids = itertools.count(1)
 _generations = itertools.count(100)
 
-# PostgreSQL's text cannot hold NUL (the API refuses it; an event with one would be a poison event).
-names = st.text(st.characters(blacklist_characters="\x00"), max_size=3)
+# PostgreSQL's text holds neither NUL nor a lone surrogate: the event store refuses both (InvalidAppend),
+# so no event in the log carries one.
+names = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=3)
 instants = st.integers(0, 10_000).map(lambda s: T0 + timedelta(seconds=s))
 labels = st.dictionaries(
     st.sampled_from(["env", "team", "tier"]), st.sampled_from(["a", "b", ""]), max_size=2
