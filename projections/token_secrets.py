@@ -3,7 +3,9 @@
 One row per secret hash. ``token.issued`` adds version 1; ``token.rotated`` adds the new version and
 ends the previous version's validity at ``previous_valid_until`` (when the event has none, the old
 secret stopped working at once: ``valid_until`` is the rotation's ``occurred_at``);
-``token.secret_retired`` marks a version retired. Whether the token itself is usable (revoked, expired,
+``token.secret_retired`` marks a version retired. Only the latest rotation's previous version can be
+in a grace period: the verifier refuses any secret two or more versions behind the token's current
+one, whatever its row says. Whether the token itself is usable (revoked, expired,
 deleted) is ``rm_tokens``' business: the verifier reads both.
 """
 

@@ -1,9 +1,12 @@
 """What every command handler shares: who is acting and when, how new ids are drawn, and the
 domain errors a decision may raise (the API maps them to problem+json; the domain knows no HTTP).
 
-Ids and event ids are random, except under an ``Idempotency-Key``: then they are derived from the
-actor, the key and a label, so a retried command produces the very same events and the event store
-recognises the retry instead of writing twice.
+Ids and event ids are random, except under an idempotency key (the API's ``Idempotency-Key`` scoped
+to the credential and the request, or a scheduler's deadline): then they are derived from the actor,
+the key and a label, so a retried command produces the very same events. Before deciding again, a
+handler asks ``recorded`` whether its events are already in its stream: if so it answers with the
+outcome folded from the stream up to them (the original answer), or refuses with ``Superseded`` when
+what the command made has since been deleted; it never decides a second time.
 """
 
 import uuid
@@ -13,7 +16,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from events import Event, LogCursor, Metadata, NewEvent
+from events import Event, LogCursor, Metadata, NewEvent, RecordedEvent
 from services.eventstore import WrongExpectedVersion
 
 _IDEMPOTENT_IDS = uuid.UUID("7b1f3c2e-5d4a-4e8b-9c6f-0a1b2c3d4e5f")
@@ -39,6 +42,11 @@ class Forbidden(DomainError):
     pass
 
 
+class Superseded(Conflict):
+    """A retried command had been carried out, but what it made or changed is gone since (deleted,
+    revoked, rotated out): its original answer would hand out something that no longer works."""
+
+
 class Invalid(DomainError):
     """A request value breaks a rule that only the domain knows (policy, catalogue, state)."""
 
@@ -58,11 +66,23 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
     idempotency_key: str | None = None
 
-    def new_id(self, label: str) -> str:
-        """A fresh id, or under an Idempotency-Key the same id for the same label on every retry."""
+    def derivation(self, label: str) -> str | None:
+        """What the values this command draws for ``label`` are derived from on every retry (the
+        actor, the idempotency key, the label); None without a key: draw them at random."""
         if self.idempotency_key is None:
+            return None
+        return f"{self.actor}\x00{self.idempotency_key}\x00{label}"
+
+    def new_id(self, label: str) -> str:
+        """A fresh id, or under an idempotency key the same id for the same label on every retry."""
+        derivation = self.derivation(label)
+        if derivation is None:
             return str(uuid.uuid4())
-        return str(uuid.uuid5(_IDEMPOTENT_IDS, f"{self.actor}\x00{self.idempotency_key}\x00{label}"))
+        return str(uuid.uuid5(_IDEMPOTENT_IDS, derivation))
+
+    def event_id(self, stream_id: str, n: int) -> uuid.UUID:
+        """The id of this command's ``n``-th event in ``stream_id``."""
+        return uuid.UUID(self.new_id(f"{stream_id}#{n}"))
 
     def metadata(self) -> Metadata:
         return Metadata(
@@ -75,7 +95,7 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
     def new_events(self, stream_id: str, events: Sequence[Event]) -> list[NewEvent]:
         metadata = self.metadata()
         return [
-            NewEvent(event=event, metadata=metadata, event_id=uuid.UUID(self.new_id(f"{stream_id}#{n}")))
+            NewEvent(event=event, metadata=metadata, event_id=self.event_id(stream_id, n))
             for n, event in enumerate(events)
         ]
 
@@ -96,3 +116,42 @@ class Outcome(msgspec.Struct, Generic[S], frozen=True):
 
     state: S
     cursor: LogCursor | None
+
+
+class Recorded(msgspec.Struct, Generic[S], frozen=True):
+    """A retried command found in its stream: its original outcome (the state its events left and
+    the cursor they reached) and those events as recorded."""
+
+    outcome: Outcome[S]
+    events: list[Event]
+
+
+def recorded(
+    ctx: CommandContext,
+    stream_id: str,
+    history: Sequence[RecordedEvent],
+    current: S,
+    fold: Callable[[list[RecordedEvent]], S],
+    live: Callable[[S], bool],
+) -> Recorded[S] | None:
+    """This command's events in ``history`` (the whole of ``stream_id``, which folds to
+    ``current``), or None when it has not written there (or has no idempotency key). ``Superseded``
+    when its events left a live aggregate that is not live any more: its original answer would
+    describe something deleted since."""
+    if ctx.idempotency_key is None:
+        return None
+    first = ctx.event_id(stream_id, 0)
+    start = next((i for i, event in enumerate(history) if event.event_id == first), None)
+    if start is None:
+        return None
+    end = start + 1
+    while end < len(history) and history[end].event_id == ctx.event_id(stream_id, end - start):
+        end += 1
+    original = fold(list(history[:end]))
+    if live(original) and not live(current):
+        raise Superseded(
+            "this request was carried out before, but what it made or changed has since been deleted"
+        )
+    last = history[end - 1]
+    cursor = LogCursor(last.tx_id, last.global_position)
+    return Recorded(Outcome(original, cursor), [event.event for event in history[start:end]])

@@ -130,6 +130,6 @@ async def open_runtime(
             projections=projections,
             verifier=verifier,
             usage=usage,
-            idempotency=IdempotencyStore(pool, pepper),
+            idempotency=IdempotencyStore(pool),
             clock=clock,
         )

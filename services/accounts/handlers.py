@@ -6,16 +6,20 @@ uniqueness claims they hold, which commit with them. Issuing a token or adding a
 in its own append, that the account stream has not moved; so once ``account.deleted`` is in, no new
 token or membership can appear, and a second sweep after it catches any that committed while the
 first one was being decided.
+
+Every handler first looks for its own events in the account's stream (``commands.recorded``): a
+retry of a command that committed answers with its original outcome and never decides again.
 """
 
 from collections.abc import Sequence
+from functools import partial
 
 from events import Event
 from events.teams import TeamMemberRemoved
 from services.accounts import model
 from services.accounts.model import Account
 from services.authorization import Actor, SystemActor, check_can_grant
-from services.commands import CommandContext, Conflict, Invalid, Outcome, with_retries
+from services.commands import CommandContext, Conflict, Invalid, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
 from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
 from services.roles.assignment import RoleAssignment, check_in_catalogue
@@ -25,6 +29,19 @@ from services.tokens import model as tokens
 
 async def load(deps: Dependencies, account_id: str) -> Account:
     return model.fold(account_id, await deps.store.read_stream(model.stream_of(account_id)))
+
+
+async def _load_or_recorded(
+    deps: Dependencies, ctx: CommandContext, account_id: str, *, new: bool = False
+) -> tuple[Account, Recorded[Account] | None]:
+    """The account's write model, and this command's own events when it is a retry of one recorded."""
+    if new and ctx.idempotency_key is None:
+        return Account(account_id=account_id), None  # a random new id: its stream is empty
+    stream = model.stream_of(account_id)
+    history = await deps.store.read_stream(stream)
+    state = model.fold(account_id, history)
+    retried = recorded(ctx, stream, history, state, partial(model.fold, account_id), lambda a: a.live)
+    return state, retried
 
 
 async def _append(
@@ -65,7 +82,9 @@ async def create_account(
     if konnect_managed and not isinstance(actor, SystemActor):
         raise Invalid("konnect_managed", "only tokenledger bootstrap makes konnect-managed system accounts")
     account_id = ctx.new_id("account")
-    state = Account(account_id=account_id)
+    state, retried = await _load_or_recorded(deps, ctx, account_id, new=True)
+    if retried is not None:
+        return retried.outcome
     events = model.create(account_id, name, description, konnect_managed, rotation_period_seconds)
     claim = Claim(model.name_claim(name), model.stream_of(account_id))
     return await _append(deps, ctx, state, events, claims=[claim])
@@ -84,7 +103,9 @@ async def update_account(
     """``rotation_period_seconds``: None keeps the account's period, 0 clears it."""
 
     async def attempt() -> Outcome[Account]:
-        state = await load(deps, account_id)
+        state, retried = await _load_or_recorded(deps, ctx, account_id)
+        if retried is not None:
+            return retried.outcome
         events = model.update(state, name, description, enabled, rotation_period_seconds)
         renamed = name is not None and name != state.name
         claims = [Claim(model.name_claim(name), model.stream_of(account_id))] if renamed and name else []
@@ -101,7 +122,9 @@ async def assign_role(
     check_can_grant(actor, deps.organization_id, [grant])
 
     async def attempt() -> Outcome[Account]:
-        state = await load(deps, account_id)
+        state, retried = await _load_or_recorded(deps, ctx, account_id)
+        if retried is not None:
+            return retried.outcome
         model.require_unmanaged(state)
         return await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
 
@@ -112,7 +135,9 @@ async def unassign_role(
     deps: Dependencies, ctx: CommandContext, account_id: str, assignment_id: str
 ) -> Outcome[Account]:
     async def attempt() -> Outcome[Account]:
-        state = await load(deps, account_id)
+        state, retried = await _load_or_recorded(deps, ctx, account_id)
+        if retried is not None:
+            return retried.outcome
         model.require_unmanaged(state)
         return await _append(deps, ctx, state, model.unassign_role(state, assignment_id))
 
@@ -121,7 +146,9 @@ async def unassign_role(
 
 async def delete_account(deps: Dependencies, ctx: CommandContext, account_id: str) -> Outcome[Account]:
     async def attempt() -> Outcome[Account]:
-        state = await load(deps, account_id)
+        state, retried = await _load_or_recorded(deps, ctx, account_id)
+        if retried is not None:
+            return retried.outcome
         events = model.delete(state)
         cascade, releases = await _cascade(deps, ctx, account_id)
         stream = model.stream_of(account_id)

@@ -13,7 +13,7 @@ import logging
 from aiohttp import web
 
 from events import LogCursor
-from services.api.idempotency import idempotency_key
+from services.api.idempotency import command_scope
 from services.api.problems import REQUEST_ID, ServiceUnavailable
 from services.api.state import RUNTIME
 from services.auth.principal import Principal
@@ -57,7 +57,7 @@ def command_context(request: web.Request) -> CommandContext:
         actor=actor.account_id,
         actor_token_id=actor.token_id,
         correlation_id=request.get(REQUEST_ID),
-        idempotency_key=idempotency_key(request),
+        idempotency_key=command_scope(request),
     )
 
 

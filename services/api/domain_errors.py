@@ -1,13 +1,9 @@
 """Domain errors (``services.commands``) as problems: the one mapping from the command side's
-vocabulary to HTTP, used by the error middleware and by the idempotency middleware (which stores the
-answer to a failed command so that a retry gets the same answer).
+vocabulary to HTTP, used by the error middleware.
 
 A command that lost the race for its stream more often than its retry budget allows
 (``WrongExpectedVersion`` out of ``with_retries``, e.g. many parallel rotations of one token) wrote
 nothing and may simply be sent again: it is a 409 with ``Retry-After`` (``contention_problem``).
-That answer is not in ``domain_problem`` on purpose: it is no answer to the request, so the
-idempotency middleware must not store it for replay; the exception passes through it (which frees
-the key) and ``domain_error_middleware`` answers it.
 """
 
 from typing import cast

@@ -199,8 +199,9 @@ class _Entry:
     account_enabled: bool = False
     retired: bool = False
     valid_until: datetime | None = None
-    superseded: bool = False
-    """A newer secret exists for the token (the presented one was rotated out)."""
+    versions_behind: int = 0
+    """How many rotations the presented secret is behind the token's current one: 0 for the
+    current secret, 1 for the one the latest rotation replaced (valid in its grace period only)."""
 
 
 class _HeartbeatStore(EventStore):
@@ -405,7 +406,10 @@ class TokenVerifier:
             return Rejection.ROTATED_OUT
         if entry.valid_until is not None and entry.valid_until <= now:
             return Rejection.ROTATED_OUT
-        if entry.superseded and entry.valid_until is None:
+        if entry.versions_behind > 1:
+            # Every rotation ends all secrets before the one it replaces, whatever their grace.
+            return Rejection.ROTATED_OUT
+        if entry.versions_behind and entry.valid_until is None:
             # A rotated-out secret without a grace period stopped at once (token.rotated).
             return Rejection.ROTATED_OUT
         return principal
@@ -556,7 +560,7 @@ class TokenVerifier:
             account_enabled=bool(row["account_exists"] and row["account_enabled"]),
             retired=bool(row["retired"]),
             valid_until=row["valid_until"],
-            superseded=row["secret_version"] < row["current_secret_version"],
+            versions_behind=max(0, row["current_secret_version"] - row["secret_version"]),
         )
 
     async def _fetch_checkpoint(self) -> LogCursor:

@@ -6,15 +6,19 @@ tokenledger's own (bootstrap) may place a konnect-managed account, so none joins
 also checks, in the same append, that the account stream has not moved (so no member
 joins a deleted account's teams) and claims ``team-member:<account>:<team>``, which is how an
 account's deletion finds the teams to leave.
+
+Every handler first looks for its own events in the team's stream (``commands.recorded``): a retry
+of a command that committed answers with its original outcome and never decides again.
 """
 
 from collections.abc import Sequence
+from functools import partial
 
 from events import Event
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
 from services.authorization import Actor, check_can_grant, check_not_self_membership
-from services.commands import CommandContext, Outcome, with_retries
+from services.commands import CommandContext, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
 from services.eventstore import Claim, StreamAppend, StreamState
 from services.roles.assignment import RoleAssignment, check_in_catalogue
@@ -22,8 +26,16 @@ from services.teams import model
 from services.teams.model import Team
 
 
-async def load(deps: Dependencies, team_id: str) -> Team:
-    return model.fold(team_id, await deps.store.read_stream(model.stream_of(team_id)))
+async def _load_or_recorded(
+    deps: Dependencies, ctx: CommandContext, team_id: str, *, new: bool = False
+) -> tuple[Team, Recorded[Team] | None]:
+    """The team's write model, and this command's own events when it is a retry of one recorded."""
+    if new and ctx.idempotency_key is None:
+        return Team(team_id=team_id), None  # a random new id: its stream is empty
+    stream = model.stream_of(team_id)
+    history = await deps.store.read_stream(stream)
+    state = model.fold(team_id, history)
+    return state, recorded(ctx, stream, history, state, partial(model.fold, team_id), lambda team: team.live)
 
 
 async def _append(
@@ -52,7 +64,10 @@ async def create_team(
     deps: Dependencies, ctx: CommandContext, name: str, description: str | None, labels: dict[str, str]
 ) -> Outcome[Team]:
     team_id = ctx.new_id("team")
-    return await _append(deps, ctx, Team(team_id=team_id), model.create(team_id, name, description, labels))
+    state, retried = await _load_or_recorded(deps, ctx, team_id, new=True)
+    if retried is not None:
+        return retried.outcome
+    return await _append(deps, ctx, state, model.create(team_id, name, description, labels))
 
 
 async def update_team(
@@ -65,7 +80,9 @@ async def update_team(
     labels_given: bool,
 ) -> Outcome[Team]:
     async def attempt() -> Outcome[Team]:
-        state = await load(deps, team_id)
+        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        if retried is not None:
+            return retried.outcome
         new_labels = model.merge_labels(state.labels, labels) if labels_given else None
         return await _append(deps, ctx, state, model.update(state, name, description, new_labels))
 
@@ -74,7 +91,9 @@ async def update_team(
 
 async def delete_team(deps: Dependencies, ctx: CommandContext, team_id: str) -> Outcome[Team]:
     async def attempt() -> Outcome[Team]:
-        state = await load(deps, team_id)
+        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        if retried is not None:
+            return retried.outcome
         releases = [model.membership_claim(account_id, team_id) for account_id in sorted(state.members)]
         return await _append(deps, ctx, state, model.delete(state), releases=releases)
 
@@ -87,8 +106,11 @@ async def add_member(
     check_not_self_membership(actor, account_id)
 
     async def attempt() -> Outcome[Team]:
-        state = model.require_live(await load(deps, team_id))
+        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        model.require_live(state)
         check_can_grant(actor, deps.organization_id, state.roles.values())
+        if retried is not None:
+            return retried.outcome
         account = account_model.require_live(await accounts.load(deps, account_id))
         account_model.require_unmanaged(account)
         condition = StreamAppend(account_model.stream_of(account_id), [], account.version)
@@ -105,7 +127,9 @@ async def remove_member(
     check_not_self_membership(actor, account_id)
 
     async def attempt() -> Outcome[Team]:
-        state = await load(deps, team_id)
+        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        if retried is not None:
+            return retried.outcome
         events = model.remove_member(state, account_id)
         return await _append(deps, ctx, state, events, releases=[model.membership_claim(account_id, team_id)])
 
@@ -119,7 +143,9 @@ async def assign_role(
     check_can_grant(actor, deps.organization_id, [grant])
 
     async def attempt() -> Outcome[Team]:
-        state = await load(deps, team_id)
+        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        if retried is not None:
+            return retried.outcome
         return await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
 
     return await with_retries(attempt)
@@ -129,7 +155,9 @@ async def unassign_role(
     deps: Dependencies, ctx: CommandContext, team_id: str, assignment_id: str
 ) -> Outcome[Team]:
     async def attempt() -> Outcome[Team]:
-        state = await load(deps, team_id)
+        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        if retried is not None:
+            return retried.outcome
         return await _append(deps, ctx, state, model.unassign_role(state, assignment_id))
 
     return await with_retries(attempt)

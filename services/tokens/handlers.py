@@ -5,6 +5,12 @@ account and, in the same append, checks that the account stream has not moved si
 a token can never be issued to an account whose deletion committed first. The secret is generated
 here, returned once to the caller and never stored: the event carries only its keyed hash.
 
+Under an idempotency key the secret is derived (``secrets.derived_secret``) rather than drawn, and
+every handler first looks for its own events in the token's stream (``commands.recorded``): a retry
+of an issue or a rotation that committed returns the very secret whose hash is stored, when that
+secret still works, and is refused with ``SecretUnavailable`` (409) otherwise; a retry never
+decides again, so it never makes a secret nobody was given.
+
 The time-driven handlers (``expire_token``, ``warn_token_expiring``, ``flag_token_rotation_due``,
 ``retire_token_secret``) are the scheduler's commands: each folds the token, decides at ``ctx.now``
 and appends under an idempotency key naming the deadline, so two schedulers, or a retry after a
@@ -13,21 +19,30 @@ lost answer, append the event once.
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 import msgspec
 
 from events import Event
-from events.tokens import TokenIssued
+from events.tokens import TokenIssued, TokenRotated
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
 from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes
-from services.commands import CommandContext, Conflict, Outcome, with_retries
+from services.commands import (
+    CommandContext,
+    Conflict,
+    Outcome,
+    Recorded,
+    Superseded,
+    recorded,
+    with_retries,
+)
 from services.dependencies import Dependencies
 from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
 from services.holdings import holdings_of, load_holdings
 from services.tokens import model
 from services.tokens.model import Token
-from services.tokens.secrets import generate_secret, secret_hash
+from services.tokens.secrets import derived_secret, generate_secret, secret_hash
 
 
 class IssuedToken(msgspec.Struct, frozen=True):
@@ -37,10 +52,48 @@ class IssuedToken(msgspec.Struct, frozen=True):
     secret: str
 
 
-async def load(deps: Dependencies, account_id: str, token_id: str) -> Token:
-    """The token's write model; NotFound unless it is visible and belongs to ``account_id``."""
-    state = model.fold(token_id, await deps.store.read_stream(model.stream_of(token_id)))
-    return model.require_visible(state, account_id)
+class SecretUnavailable(Superseded):
+    """A retried issue or rotation committed, but its secret no longer works (the token was revoked,
+    expired, rotated again or deleted since): the secret is not handed out."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this request was carried out before, but the secret it made no longer works;"
+            " list the account's access tokens, and rotate or issue one to get a working secret"
+        )
+
+
+async def _load_or_recorded(
+    deps: Dependencies, ctx: CommandContext, token_id: str, *, new: bool = False
+) -> tuple[Token, Recorded[Token] | None]:
+    """The token's write model, and this command's own events when it is a retry of one recorded."""
+    if new and ctx.idempotency_key is None:
+        return Token(token_id=token_id), None  # a random new id: its stream is empty
+    stream = model.stream_of(token_id)
+    history = await deps.store.read_stream(stream)
+    state = model.fold(token_id, history)
+    retried = recorded(ctx, stream, history, state, partial(model.fold, token_id), lambda t: t.visible)
+    return state, retried
+
+
+def _new_secret(deps: Dependencies, ctx: CommandContext, token_id: str, version: int) -> str:
+    """A random secret, or under an idempotency key the one this command derives on every retry."""
+    derivation = ctx.derivation(f"secret:{token_id}:{version}")
+    return generate_secret() if derivation is None else derived_secret(deps.pepper, derivation)
+
+
+def _recorded_secret(
+    deps: Dependencies, ctx: CommandContext, current: Token, retried: Recorded[Token]
+) -> Outcome[IssuedToken]:
+    """The original answer of a retried issue or rotation, with its secret re-derived: only when
+    that secret is the one whose hash the command stored and still works now."""
+    original = retried.outcome.state
+    version = original.secret_version
+    secret = _new_secret(deps, ctx, original.token_id, version)
+    stored = [e.secret_hash for e in retried.events if isinstance(e, TokenIssued | TokenRotated)]
+    if stored != [secret_hash(secret, deps.pepper)] or not model.secret_works(current, version, ctx.now):
+        raise SecretUnavailable()
+    return Outcome(IssuedToken(original, secret), retried.outcome.cursor)
 
 
 async def _append(
@@ -86,7 +139,10 @@ async def issue_token(
     async def attempt() -> Outcome[IssuedToken]:
         account = account_model.require_live(await accounts.load(deps, account_id))
         check_can_obtain(actor, deps.organization_id, await holdings_of(deps, account), scopes)
-        secret = generate_secret()
+        current, retried = await _load_or_recorded(deps, ctx, token_id, new=True)
+        if retried is not None:
+            return _recorded_secret(deps, ctx, current, retried)
+        secret = _new_secret(deps, ctx, token_id, 1)
         issued = TokenIssued(
             token_id=token_id,
             account_id=account_id,
@@ -117,7 +173,10 @@ async def rename_token(
     deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str, name: str
 ) -> Outcome[Token]:
     async def attempt() -> Outcome[Token]:
-        state = await load(deps, account_id, token_id)
+        state, retried = await _load_or_recorded(deps, ctx, token_id)
+        if retried is not None:
+            return retried.outcome
+        model.require_visible(state, account_id)
         events = model.rename(state, name)
         claims = [Claim(model.name_claim(account_id, name), model.stream_of(token_id))] if events else []
         releases = [model.name_claim(account_id, state.name)] if events else []
@@ -130,7 +189,10 @@ async def revoke_token(
     deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str, reason: str = "revoked"
 ) -> Outcome[Token]:
     async def attempt() -> Outcome[Token]:
-        state = await load(deps, account_id, token_id)
+        state, retried = await _load_or_recorded(deps, ctx, token_id)
+        if retried is not None:
+            return retried.outcome
+        model.require_visible(state, account_id)
         return await _append(deps, ctx, state, model.revoke(state, reason))
 
     return await with_retries(attempt)
@@ -147,9 +209,12 @@ async def rotate_token(
     """The new secret can do what the token can: the caller must cover that (``check_can_obtain``)."""
 
     async def attempt() -> Outcome[IssuedToken]:
-        state = await load(deps, account_id, token_id)
+        state, retried = await _load_or_recorded(deps, ctx, token_id)
+        model.require_visible(state, account_id)
         check_can_obtain(actor, deps.organization_id, await load_holdings(deps, account_id), state.scopes)
-        secret = generate_secret()
+        if retried is not None:
+            return _recorded_secret(deps, ctx, state, retried)
+        secret = _new_secret(deps, ctx, token_id, state.secret_version + 1)
         events = model.rotate(state, ctx.now, secret_hash(secret, deps.pepper), grace_period_seconds)
         outcome = await _append(deps, ctx, state, events)
         return Outcome(IssuedToken(outcome.state, secret), outcome.cursor)
@@ -161,7 +226,10 @@ async def delete_token(
     deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str
 ) -> Outcome[Token]:
     async def attempt() -> Outcome[Token]:
-        state = await load(deps, account_id, token_id)
+        state, retried = await _load_or_recorded(deps, ctx, token_id)
+        if retried is not None:
+            return retried.outcome
+        model.require_visible(state, account_id)
         releases = [model.name_claim(account_id, state.name)]
         return await _append(deps, ctx, state, model.delete(state), releases=releases)
 

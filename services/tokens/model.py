@@ -74,7 +74,9 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
     warned_lead_seconds: int | None = None
     """The shortest lead of the ``token.expiring_soon`` recorded for the current ``expires_at``."""
     retiring: dict[int, datetime] = {}
-    """Previous secret versions still in their grace period: version -> end of the grace period."""
+    """The previous secret version while in its grace period: version -> end of the grace period.
+    At most one: a rotation ends every earlier secret except the one it replaces (and that one too
+    when it gives no grace period)."""
 
     @property
     def visible(self) -> bool:
@@ -109,9 +111,9 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
         case TokenRenamed():
             return msgspec.structs.replace(base, name=event.name, updated_at=at)
         case TokenRotated():
-            retiring = state.retiring
+            retiring = {}
             if event.previous_valid_until is not None:
-                retiring = {**retiring, event.secret_version - 1: event.previous_valid_until}
+                retiring = {event.secret_version - 1: event.previous_valid_until}
             return msgspec.structs.replace(
                 base,
                 secret_version=event.secret_version,
@@ -147,6 +149,17 @@ def fold(token_id: str, history: list[RecordedEvent]) -> Token:
     for recorded in history:
         state = evolve(state, recorded.event, recorded.stream_version, recorded.metadata.occurred_at)
     return state
+
+
+def secret_works(state: Token, secret_version: int, now: datetime) -> bool:
+    """A secret of this version authenticates at ``now``: the token is usable and the version is
+    the current one, or the one just replaced while its grace period lasts."""
+    if not state.visible or state.state_at(now) != ACTIVE:
+        return False
+    if secret_version == state.secret_version:
+        return True
+    valid_until = state.retiring.get(secret_version)
+    return valid_until is not None and valid_until > now
 
 
 def require_visible(state: Token, account_id: str) -> Token:

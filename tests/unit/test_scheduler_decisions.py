@@ -104,15 +104,25 @@ def test_rotation_is_due_once_per_secret_after_the_period() -> None:
 
 
 def test_a_previous_secret_is_retired_at_the_end_of_its_grace_period() -> None:
-    state = token(issued(None), rotated(2, T0 + DAY), rotated(3, T0 + 2 * DAY))
+    state = token(issued(None), rotated(2, T0 + DAY))
     assert model.retire_secret(state, T0 + DAY - timedelta(seconds=1), 1) == []
     (first,) = model.retire_secret(state, T0 + DAY, 1)
     assert first == TokenSecretRetired(token_id=TOKEN, account_id=ACCOUNT, secret_version=1)
-    after = model.evolve(state, first, 4, T0)
+    after = model.evolve(state, first, 3, T0)
     assert model.retire_secret(after, T0 + 3 * DAY, 1) == []
-    assert len(model.retire_secret(after, T0 + 3 * DAY, 2)) == 1
     without_grace = token(issued(None), rotated(2, None))
     assert model.retire_secret(without_grace, T0 + DAY, 1) == []
+
+
+def test_a_rotation_ends_every_earlier_grace_but_the_one_it_gives() -> None:
+    """Only the current secret and the one the latest rotation replaced can be valid."""
+    state = token(issued(None), rotated(2, T0 + DAY), rotated(3, T0 + 2 * DAY))
+    assert state.retiring == {2: T0 + 2 * DAY}
+    assert model.retire_secret(state, T0 + DAY, 1) == []  # ended by the rotation to 3 already
+    assert len(model.retire_secret(state, T0 + 3 * DAY, 2)) == 1
+    emergency = model.evolve(state, rotated(4, None), 4, T0)
+    assert emergency.retiring == {}
+    assert [v for v in range(1, 5) if model.secret_works(emergency, v, T0)] == [4]
 
 
 def test_deadline_keys_name_token_kind_and_instant_so_event_ids_repeat() -> None:
