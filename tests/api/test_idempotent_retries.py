@@ -209,4 +209,3 @@ async def test_an_idempotency_key_that_is_not_utf8_is_a_400(api: ApiClient) -> N
     writer.close()
     assert status_line.split()[1] == b"400", response
     assert b"Idempotency-Key" in response
-
