@@ -119,11 +119,22 @@ class Outcome(msgspec.Struct, Generic[S], frozen=True):
 
 
 class Recorded(msgspec.Struct, Generic[S], frozen=True):
-    """A retried command found in its stream: its original outcome (the state its events left and
-    the cursor they reached) and those events as recorded."""
+    """A retried command found in its stream: its outcome (the state its events left and the
+    cursor they reached), those events as recorded, and whether that outcome is gone since (its
+    events left a live aggregate that is not live any more)."""
 
     outcome: Outcome[S]
     events: list[Event]
+    superseded: bool
+
+    def original(self) -> Outcome[S]:
+        """The original answer; ``Superseded`` when it would describe something deleted since.
+        Handlers call it after their authorisation checks, as they would decide."""
+        if self.superseded:
+            raise Superseded(
+                "this request was carried out before, but what it made or changed has since been deleted"
+            )
+        return self.outcome
 
 
 def recorded(
@@ -135,9 +146,7 @@ def recorded(
     live: Callable[[S], bool],
 ) -> Recorded[S] | None:
     """This command's events in ``history`` (the whole of ``stream_id``, which folds to
-    ``current``), or None when it has not written there (or has no idempotency key). ``Superseded``
-    when its events left a live aggregate that is not live any more: its original answer would
-    describe something deleted since."""
+    ``current``), or None when it has not written there (or has no idempotency key)."""
     if ctx.idempotency_key is None:
         return None
     first = ctx.event_id(stream_id, 0)
@@ -148,10 +157,7 @@ def recorded(
     while end < len(history) and history[end].event_id == ctx.event_id(stream_id, end - start):
         end += 1
     original = fold(list(history[:end]))
-    if live(original) and not live(current):
-        raise Superseded(
-            "this request was carried out before, but what it made or changed has since been deleted"
-        )
     last = history[end - 1]
     cursor = LogCursor(last.tx_id, last.global_position)
-    return Recorded(Outcome(original, cursor), [event.event for event in history[start:end]])
+    events = [event.event for event in history[start:end]]
+    return Recorded(Outcome(original, cursor), events, live(original) and not live(current))

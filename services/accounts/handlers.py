@@ -84,7 +84,7 @@ async def create_account(
     account_id = ctx.new_id("account")
     state, retried = await _load_or_recorded(deps, ctx, account_id, new=True)
     if retried is not None:
-        return retried.outcome
+        return retried.original()
     events = model.create(account_id, name, description, konnect_managed, rotation_period_seconds)
     claim = Claim(model.name_claim(name), model.stream_of(account_id))
     return await _append(deps, ctx, state, events, claims=[claim])
@@ -105,7 +105,7 @@ async def update_account(
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         events = model.update(state, name, description, enabled, rotation_period_seconds)
         renamed = name is not None and name != state.name
         claims = [Claim(model.name_claim(name), model.stream_of(account_id))] if renamed and name else []
@@ -124,7 +124,7 @@ async def assign_role(
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         model.require_unmanaged(state)
         return await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
 
@@ -137,7 +137,7 @@ async def unassign_role(
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         model.require_unmanaged(state)
         return await _append(deps, ctx, state, model.unassign_role(state, assignment_id))
 
@@ -148,7 +148,7 @@ async def delete_account(deps: Dependencies, ctx: CommandContext, account_id: st
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         events = model.delete(state)
         cascade, releases = await _cascade(deps, ctx, account_id)
         stream = model.stream_of(account_id)

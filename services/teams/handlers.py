@@ -26,6 +26,10 @@ from services.teams import model
 from services.teams.model import Team
 
 
+async def load(deps: Dependencies, team_id: str) -> Team:
+    return model.fold(team_id, await deps.store.read_stream(model.stream_of(team_id)))
+
+
 async def _load_or_recorded(
     deps: Dependencies, ctx: CommandContext, team_id: str, *, new: bool = False
 ) -> tuple[Team, Recorded[Team] | None]:
@@ -66,7 +70,7 @@ async def create_team(
     team_id = ctx.new_id("team")
     state, retried = await _load_or_recorded(deps, ctx, team_id, new=True)
     if retried is not None:
-        return retried.outcome
+        return retried.original()
     return await _append(deps, ctx, state, model.create(team_id, name, description, labels))
 
 
@@ -82,7 +86,7 @@ async def update_team(
     async def attempt() -> Outcome[Team]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         new_labels = model.merge_labels(state.labels, labels) if labels_given else None
         return await _append(deps, ctx, state, model.update(state, name, description, new_labels))
 
@@ -93,7 +97,7 @@ async def delete_team(deps: Dependencies, ctx: CommandContext, team_id: str) -> 
     async def attempt() -> Outcome[Team]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         releases = [model.membership_claim(account_id, team_id) for account_id in sorted(state.members)]
         return await _append(deps, ctx, state, model.delete(state), releases=releases)
 
@@ -110,7 +114,7 @@ async def add_member(
         model.require_live(state)
         check_can_grant(actor, deps.organization_id, state.roles.values())
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         account = account_model.require_live(await accounts.load(deps, account_id))
         account_model.require_unmanaged(account)
         condition = StreamAppend(account_model.stream_of(account_id), [], account.version)
@@ -129,7 +133,7 @@ async def remove_member(
     async def attempt() -> Outcome[Team]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         events = model.remove_member(state, account_id)
         return await _append(deps, ctx, state, events, releases=[model.membership_claim(account_id, team_id)])
 
@@ -145,7 +149,7 @@ async def assign_role(
     async def attempt() -> Outcome[Team]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         return await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
 
     return await with_retries(attempt)
@@ -157,7 +161,7 @@ async def unassign_role(
     async def attempt() -> Outcome[Team]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         return await _append(deps, ctx, state, model.unassign_role(state, assignment_id))
 
     return await with_retries(attempt)

@@ -87,7 +87,7 @@ def _recorded_secret(
 ) -> Outcome[IssuedToken]:
     """The original answer of a retried issue or rotation, with its secret re-derived: only when
     that secret is the one whose hash the command stored and still works now."""
-    original = retried.outcome.state
+    original = retried.original().state
     version = original.secret_version
     secret = _new_secret(deps, ctx, original.token_id, version)
     stored = [e.secret_hash for e in retried.events if isinstance(e, TokenIssued | TokenRotated)]
@@ -175,7 +175,7 @@ async def rename_token(
     async def attempt() -> Outcome[Token]:
         state, retried = await _load_or_recorded(deps, ctx, token_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         model.require_visible(state, account_id)
         events = model.rename(state, name)
         claims = [Claim(model.name_claim(account_id, name), model.stream_of(token_id))] if events else []
@@ -191,7 +191,7 @@ async def revoke_token(
     async def attempt() -> Outcome[Token]:
         state, retried = await _load_or_recorded(deps, ctx, token_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         model.require_visible(state, account_id)
         return await _append(deps, ctx, state, model.revoke(state, reason))
 
@@ -228,7 +228,7 @@ async def delete_token(
     async def attempt() -> Outcome[Token]:
         state, retried = await _load_or_recorded(deps, ctx, token_id)
         if retried is not None:
-            return retried.outcome
+            return retried.original()
         model.require_visible(state, account_id)
         releases = [model.name_claim(account_id, state.name)]
         return await _append(deps, ctx, state, model.delete(state), releases=releases)

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from services.composition import Runtime
 from tests.api.helpers import account_with_token, assert_problem, in_days, issue_token, log_head, new_account
+from tests.api.identity_support import create_team
 from tests.api_fixture import ApiClient, Reply, unique
 
 INTROSPECT = "/v3/tokens/introspect"
@@ -209,3 +210,25 @@ async def test_an_idempotency_key_that_is_not_utf8_is_a_400(api: ApiClient) -> N
     writer.close()
     assert status_line.split()[1] == b"400", response
     assert b"Idempotency-Key" in response
+
+
+async def test_a_retry_is_authorised_again_before_it_is_answered(
+    api: ApiClient, api_runtime: Runtime
+) -> None:
+    """An Admin adds an account to a team under a key; the team then gets a role that Admin cannot
+    grant. The same request under the same key, by the same token, is refused (403) like a new one:
+    nothing about the first answer is handed out before the caller's rights of now are checked."""
+    _admin, token = await account_with_token(api, api_runtime, "Admin")
+    team = await create_team(api)
+    member = await new_account(api)
+    path = f"/v3/teams/{team['id']}/system-accounts"
+    key = _key()
+    assert (await api.post(path, {"id": member["id"]}, token=token, headers=key)).status == 201
+    auditor = {
+        "role_name": "Auditor",
+        "entity_id": api_runtime.organization.organization_id,
+        "entity_type_name": "Identity",
+        "entity_region": "*",
+    }
+    assert (await api.post(f"/v3/teams/{team['id']}/assigned-roles", auditor)).status == 201
+    assert_problem(await api.post(path, {"id": member["id"]}, token=token, headers=key), 403)

@@ -119,7 +119,7 @@ def test_recorded_finds_exactly_the_commands_own_events(keys: list[str | None], 
     assert found is not None
     [owner] = owners
     end = sum(len(events) for _, events in appends[: owner + 1])
-    assert found.events == appends[owner][1]
+    assert found.events == appends[owner][1] and not found.superseded
     assert found.outcome.state == accounts.fold(ACCOUNT, history[:end])
     assert found.outcome.cursor == (history[end - 1].tx_id, history[end - 1].global_position)
 
@@ -128,10 +128,12 @@ def test_recorded_refuses_a_retry_whose_aggregate_was_deleted_since() -> None:
     create = CommandContext(now=T0, actor=ACCOUNT, idempotency_key="create")
     delete = CommandContext(now=T0, actor=ACCOUNT, idempotency_key="delete")
     history = _log((create, [CREATED]), (delete, [AccountDeleted(account_id=ACCOUNT)]))
+    retried_create = _recorded(create, history)
+    assert retried_create is not None and retried_create.superseded
     with pytest.raises(Superseded):
-        _recorded(create, history)
+        retried_create.original()
     retried_delete = _recorded(delete, history)
-    assert retried_delete is not None and not retried_delete.outcome.state.live
+    assert retried_delete is not None and not retried_delete.original().state.live
     assert _recorded(CommandContext(now=T0, actor=ACCOUNT), history) is None
 
 
