@@ -232,3 +232,11 @@ async def test_a_retry_is_authorised_again_before_it_is_answered(
     }
     assert (await api.post(f"/v3/teams/{team['id']}/assigned-roles", auditor)).status == 201
     assert_problem(await api.post(path, {"id": member["id"]}, token=token, headers=key), 403)
+
+
+async def test_deeply_nested_json_under_a_key_is_a_4xx(api: ApiClient) -> None:
+    """The key's fingerprint of a body nested 30,000 deep is no RecursionError: the body's own
+    check answers it."""
+    deep = b'{"name": "deep", "description": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    reply = await api.post("/v3/system-accounts", raw=deep, headers=_key())
+    assert 400 <= reply.status < 500 and reply.content_type == "application/problem+json", reply.body
