@@ -31,7 +31,7 @@ from bench import harness
 from events import Metadata, NewEvent, encode_event
 from events.accounts import AccountUpdated
 from services import database
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import CHANNEL
 
 AIM = 0.5  # issue 2: single-event appends at concurrency 32 reach half the raw insert rate
@@ -160,7 +160,7 @@ async def run_store(
     dsn: str, case: Case, args: argparse.Namespace, *, label: str, listen: bool
 ) -> harness.Measurement:
     pool = await _pool(dsn, case.concurrency, args.settings)
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     versions = [0] * case.concurrency
     streams = [f"{label}-{uuid.uuid4().hex[:8]}-{n}" for n in range(case.concurrency)]
     heard = 0

@@ -51,7 +51,8 @@ from events.accounts import AccountCreated, AccountRoleAssigned
 from events.teams import TeamCreated, TeamMemberAdded, TeamRoleAssigned
 from events.tokens import TokenIssued, TokenRevoked
 from services import database
-from services.eventstore import EventStore, StreamAppend, StreamState
+from services.eventstore import PostgresEventStore
+from services.ports import StreamAppend, StreamState
 from services.tokens.secrets import generate_secret, secret_hash
 
 PEPPER = b"bench-pepper-0123456789abcdef0123456789"
@@ -77,7 +78,7 @@ def _new(event: Event, at: datetime) -> NewEvent:
 
 async def seed(dsn: str, tokens: int) -> Seeded:
     pool = await database.create_pool(dsn, min_size=1, max_size=4)
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     now = datetime.now(UTC)
     accounts = [str(uuid.uuid4()) for _ in range(ACCOUNTS)]
     try:
@@ -214,7 +215,7 @@ async def _serve_introspection(dsn: str, stop: asyncio.Event, *, usage_log: bool
     pool = await database.create_pool(dsn, min_size=2, max_size=10)
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     projections = Projections(
         pool,
         CombinedLogSource(LogTail(store, notifications.waiter()), store),

@@ -6,7 +6,7 @@ into a fresh database with COPY (valid rows: contiguous stream versions, ``data`
 ``events.encode_event``, ``tx_id`` defaulted, one transaction per 50,000 events), then measures:
 
 a. raw read: the events in log order through a server-side cursor, no decoding;
-b. decoding only: turning those rows into ``RecordedEvent`` (what ``EventStore.read_all`` does);
+b. decoding only: turning those rows into ``RecordedEvent`` (what ``PostgresEventStore.read_all`` does);
    plus ``read_all`` itself in batches of 10,000 (read and decode, what a build consumes; see
    ``OrderedReader`` for why the benchmark brings its own while the store's query sorts);
 c. building all projections from the start of the log: the first build (``Projections.start``
@@ -70,7 +70,7 @@ from projections.catalogue import ALL_PROJECTIONS
 from projections.runtime import Projections
 from projections.source import CombinedLogSource
 from services import database
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
 from services.eventstore.store import SAFE_READ_SQL
 from services.eventstore.tail import LogTail
@@ -569,7 +569,7 @@ _RAW_SQL = (
 
 
 def decode_row(row: Any) -> RecordedEvent:
-    """What ``EventStore.read_all`` does with each row."""
+    """What ``PostgresEventStore.read_all`` does with each row."""
     return RecordedEvent(
         global_position=row["global_position"],
         tx_id=row["tx_id"],
@@ -602,7 +602,7 @@ async def raw_read(connection: asyncpg.Connection) -> tuple[float, float, int]:
     return time.perf_counter() - began - decoding, decoding, rows
 
 
-async def read_all_loop(store: "EventStore | OrderedReader") -> tuple[float, int]:
+async def read_all_loop(store: "PostgresEventStore | OrderedReader") -> tuple[float, int]:
     began = time.perf_counter()
     cursor = LOG_START
     count = 0
@@ -615,7 +615,7 @@ async def read_all_loop(store: "EventStore | OrderedReader") -> tuple[float, int
     return time.perf_counter() - began, count
 
 
-async def first_build(dsn: str, pool: asyncpg.Pool, store: EventStore, reader: Any) -> float:
+async def first_build(dsn: str, pool: asyncpg.Pool, store: PostgresEventStore, reader: Any) -> float:
     """Seconds from ``Projections.start`` on a database without read models until all are current."""
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
@@ -669,7 +669,7 @@ cursor (a full sort of the log for the first batch of a build). Qualifying the c
 
 
 class OrderedReader:
-    """``EventStore.read_all`` with its ORDER BY qualified (``events.tx_id``), so it walks the
+    """``PostgresEventStore.read_all`` with its ORDER BY qualified (``events.tx_id``), so it walks the
     ``(tx_id, global_position)`` index; otherwise the same statement and the same decoding."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -702,7 +702,7 @@ async def run(count: int, seed: int, statements: bool, store_reader: bool = Fals
             await connection.close()
         pool = await database.create_pool(dsn, min_size=2, max_size=10)
         try:
-            store = EventStore(pool)
+            store = PostgresEventStore(pool)
             reader: Any = OrderedReader(pool) if STORE_READ_IS_QUADRATIC and not store_reader else store
             read_all_seconds, read_all_rows = await read_all_loop(reader)
             build_seconds = await first_build(dsn, pool, store, reader)
@@ -788,11 +788,11 @@ def main() -> None:
     parser.add_argument(
         "--store-reader",
         action="store_true",
-        help="read with EventStore.read_all even while its ORDER BY sorts (see STORE_READ_IS_QUADRATIC)",
+        help="read with the store's read_all even while its ORDER BY sorts (see STORE_READ_IS_QUADRATIC)",
     )
     args = parser.parse_args()
     if STORE_READ_IS_QUADRATIC and not args.store_reader:
-        print("note: EventStore.read_all sorts the whole log per batch; reading with OrderedReader")
+        print("note: PostgresEventStore.read_all sorts the whole log per batch; reading with OrderedReader")
     asyncio.run(run(args.events, args.seed, args.statements, args.store_reader))
 
 

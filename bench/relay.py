@@ -37,9 +37,10 @@ from events import LogCursor, Metadata, NewEvent
 from events.envelope import LOG_START
 from events.tokens import TokenRevoked
 from services import database
-from services.eventstore import EventStore, StreamState
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
 from services.kafka_local import LocalKafka
+from services.ports import StreamState
 from services.relay.cloudevents import CloudEventRecord, Topics, to_record
 from services.relay.producer import new_producer
 from services.relay.relay import Relay, RelayConfig
@@ -93,7 +94,7 @@ async def relay_on(dsn: str, bootstrap: str, topics: Topics, name: str) -> Async
     config = RelayConfig(
         bootstrap_servers=bootstrap, topics=topics, source=SOURCE, partitions=PARTITIONS, name=name
     )
-    relay = Relay(config, EventStore(pool), notifications, lambda: database.connect(dsn))
+    relay = Relay(config, PostgresEventStore(pool), notifications, lambda: database.connect(dsn))
     try:
         yield relay
     finally:
@@ -102,7 +103,9 @@ async def relay_on(dsn: str, bootstrap: str, topics: Topics, name: str) -> Async
         await pool.close()
 
 
-async def fill_log(store: EventStore, events: int) -> tuple[LogCursor, list[CloudEventRecord], Topics]:
+async def fill_log(
+    store: PostgresEventStore, events: int
+) -> tuple[LogCursor, list[CloudEventRecord], Topics]:
     """Appends ``events`` revocations; returns the last cursor and the records they map to."""
     stream = f"bench-{uuid.uuid4().hex[:8]}"
     cursor = LOG_START
@@ -148,7 +151,7 @@ async def relay_seconds(dsn: str, bootstrap: str, last: LogCursor) -> float:
 async def throughput(dsn: str, bootstrap: str, args: argparse.Namespace) -> dict[str, float]:
     pool = await database.create_pool(dsn, min_size=1, max_size=2)
     try:
-        last, records, _ = await fill_log(EventStore(pool), args.events)
+        last, records, _ = await fill_log(PostgresEventStore(pool), args.events)
     finally:
         await pool.close()
     sizes = [len(r.value) + len(r.key) + sum(len(k) + len(v) for k, v in r.headers) for r in records]
@@ -206,7 +209,7 @@ async def latency(dsn: str, bootstrap: str, args: argparse.Namespace) -> dict[st
     topics = new_topics()
     await ensure_topics(bootstrap, topics.all(), partitions=PARTITIONS)
     pool = await database.create_pool(dsn, min_size=1, max_size=8)
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     acknowledged: list[float] = []
     arrivals = Arrivals()
     committed_at: dict[str, float] = {}

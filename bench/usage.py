@@ -53,7 +53,7 @@ from typing import Any
 from bench import harness
 from bench.introspect import PEPPER, Mix, Seeded, fetch_metrics, run_load, seed, server_process
 from services import database
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
 
 LOOP_LABELS = ("off", "on")
 FLUSH_SECONDS = 1.0
@@ -106,7 +106,7 @@ async def _in_process(dsn: str, seeded: Seeded, args: argparse.Namespace) -> Res
     pool = await database.create_pool(dsn, min_size=2, max_size=10)
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     projections = Projections(
         pool,
         CombinedLogSource(LogTail(store, notifications.waiter()), store),

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from events import Event, LogCursor, Metadata, NewEvent, RecordedEvent
-from services.eventstore import WrongExpectedVersion
+from services.ports import WrongExpectedVersion
 
 _IDEMPOTENT_IDS = uuid.UUID("7b1f3c2e-5d4a-4e8b-9c6f-0a1b2c3d4e5f")
 MAX_ATTEMPTS = 5

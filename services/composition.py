@@ -27,11 +27,12 @@ from services.auth.usage_log import UsageLog
 from services.auth.verifier import TokenVerifier
 from services.config import Settings
 from services.dependencies import Dependencies
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
 from services.eventstore.tail import LogTail
 from services.organization import Organization, ensure_organization
 from services.pepper import load_pepper
+from services.ports import EventStore
 from services.roles.catalogue import load_catalogue
 from services.tokens.model import TokenPolicy
 
@@ -89,7 +90,7 @@ async def open_runtime(
         notifications = LogNotifications(lambda: database.connect(dsn))
         await notifications.start()
         stack.push_async_callback(notifications.stop)
-        store = EventStore(pool)
+        store = PostgresEventStore(pool)
         organization = await ensure_organization(store)
         deps = Dependencies(
             store=store,

@@ -2,7 +2,7 @@
 
 import msgspec
 
-from services.eventstore import EventStore
+from services.ports import EventStore
 from services.roles.catalogue import RoleCatalogue
 from services.tokens.model import TokenPolicy
 

@@ -7,7 +7,7 @@ import msgspec
 
 from events import Metadata, NewEvent
 from events.organization import OrganizationCreated
-from services.eventstore import EventStore, StreamState, WrongExpectedVersion
+from services.ports import EventStore, StreamState, WrongExpectedVersion
 
 STREAM = "organization"
 DEFAULT_NAME = "tokenledger"

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from services import database
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
 
 pytest_plugins = ["tests.kafka_fixture", "tests.api_fixture"]
 
@@ -76,8 +76,8 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
-async def store(pool: asyncpg.Pool) -> EventStore:
-    return EventStore(pool)
+async def store(pool: asyncpg.Pool) -> PostgresEventStore:
+    return PostgresEventStore(pool)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from aiokafka import AIOKafkaConsumer
 
 from services import database
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
 from services.relay.cloudevents import CloudEvent, Topics, from_record
 from services.relay.relay import Relay, RelayConfig
@@ -72,7 +72,7 @@ async def running_relay(dsn: str, config: RelayConfig) -> AsyncIterator[Relay]:
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
     relay = Relay(
-        config, EventStore(pool), notifications, lambda: database.connect(dsn), lock_retry_seconds=0.1
+        config, PostgresEventStore(pool), notifications, lambda: database.connect(dsn), lock_retry_seconds=0.1
     )
     try:
         await relay.start()

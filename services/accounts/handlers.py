@@ -21,7 +21,7 @@ from services.accounts.model import Account
 from services.authorization import Actor, SystemActor, check_can_grant
 from services.commands import CommandContext, Conflict, Invalid, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
-from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
+from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
 from services.roles.assignment import RoleAssignment, check_in_catalogue
 from services.teams import model as teams
 from services.tokens import model as tokens

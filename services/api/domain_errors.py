@@ -24,7 +24,7 @@ from services.commands import Conflict as DomainConflict
 from services.commands import Forbidden as DomainForbidden
 from services.commands import Invalid
 from services.commands import NotFound as DomainNotFound
-from services.eventstore import WrongExpectedVersion
+from services.ports import WrongExpectedVersion
 
 CONTENTION_RETRY_AFTER_SECONDS = 1
 

@@ -16,7 +16,8 @@ import msgspec
 
 from events import RecordedEvent
 from services.accounts import model as accounts
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
+from services.ports import EventStore
 from services.roles.assignment import RoleAssignment
 from services.teams import model as teams
 from services.tokens import model as tokens
@@ -70,7 +71,7 @@ async def _linked_ids(pool: asyncpg.Pool, account_id: str, event_type: str, at: 
 
 async def account_as_of(pool: asyncpg.Pool, account_id: str, at: datetime) -> accounts.Account | None:
     """The account at ``at``; None when it did not exist yet or was already deleted."""
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     state = accounts.fold(account_id, await _history(store, accounts.stream_of(account_id), at))
     return state if state.live else None
 
@@ -78,7 +79,7 @@ async def account_as_of(pool: asyncpg.Pool, account_id: str, at: datetime) -> ac
 async def tokens_as_of(pool: asyncpg.Pool, account_id: str, at: datetime) -> list[tokens.Token]:
     """The account's tokens that existed at ``at`` and were not deleted, oldest first. Their
     ``state_at(at)`` is what a reader would have seen then."""
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     found = []
     for token_id in await _linked_ids(pool, account_id, "token.issued", at):
         state = tokens.fold(token_id, await _history(store, tokens.stream_of(token_id), at))
@@ -89,7 +90,7 @@ async def tokens_as_of(pool: asyncpg.Pool, account_id: str, at: datetime) -> lis
 
 async def teams_as_of(pool: asyncpg.Pool, account_id: str, at: datetime) -> list[teams.Team]:
     """The live teams the account was a member of at ``at``, by id."""
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     found = []
     for team_id in await _linked_ids(pool, account_id, "team.member_added", at):
         state = teams.fold(team_id, await _history(store, teams.stream_of(team_id), at))

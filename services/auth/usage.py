@@ -50,7 +50,7 @@ from events.tokens import TokenExtended, TokenUsed
 from services.auth.principal import Principal, Verification
 from services.auth.usage_log import MAX_CLIENT_ADDRESS, MAX_OPERATION, MAX_USER_AGENT, UsageLog
 from services.client_text import recordable
-from services.eventstore import (
+from services.ports import (
     AppendResult,
     DuplicateEventId,
     EventStore,

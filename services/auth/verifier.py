@@ -61,9 +61,10 @@ from services.auth.principal import (
     RoleGrant,
     Verification,
 )
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications, Waiter
-from services.eventstore.store import AppendResult, EventStore, StreamAppend
 from services.eventstore.tail import LogTail
+from services.ports import AppendResult, StreamAppend
 from services.tokens.secrets import is_well_formed, secret_hash
 
 _log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class _Entry:
     current secret, 1 for the one the latest rotation replaced (valid in its grace period only)."""
 
 
-class _HeartbeatStore(EventStore):
+class _HeartbeatStore(PostgresEventStore):
     """The event store, remembering when a read of the log last succeeded (the tail's pulse)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:

@@ -1,23 +1,6 @@
-"""The PostgreSQL event store: schema, append with optimistic concurrency, stream reads, gap-safe tail."""
+"""The PostgreSQL adapter of the event store port (``services.ports``): schema and migrations,
+append with optimistic concurrency, stream reads, gap-safe tail."""
 
-from services.eventstore.errors import (
-    DuplicateEventId,
-    EventStoreError,
-    InvalidAppend,
-    UniquenessViolation,
-    WrongExpectedVersion,
-)
-from services.eventstore.store import AppendResult, Claim, EventStore, StreamAppend, StreamState
+from services.eventstore.store import PostgresEventStore
 
-__all__ = [
-    "AppendResult",
-    "Claim",
-    "DuplicateEventId",
-    "EventStore",
-    "EventStoreError",
-    "InvalidAppend",
-    "StreamAppend",
-    "StreamState",
-    "UniquenessViolation",
-    "WrongExpectedVersion",
-]
+__all__ = ["PostgresEventStore"]

@@ -1,37 +1,16 @@
-"""Typed errors of the event store; each maps one SQLSTATE raised by ``tl_append`` or a caller mistake."""
+"""The PostgreSQL errors of ``tl_append`` as the port's typed errors (``services.ports``)."""
 
 import json
 
 import asyncpg
 
-
-class EventStoreError(Exception):
-    """Base of every error the store raises on purpose."""
-
-
-class InvalidAppend(EventStoreError, ValueError):
-    """The append request itself is malformed (unknown type, oversized payload, bad expected version,
-    text PostgreSQL cannot store). Raised before anything is sent to the database, or when the driver
-    or the database refuses an argument for its content: either way nothing is written, and
-    retrying the same append is refused the same way."""
-
-
-class WrongExpectedVersion(EventStoreError):
-    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
-        super().__init__(f"stream {stream_id!r}: expected version {expected}, actual {actual}")
-        self.stream_id = stream_id
-        self.expected = expected
-        self.actual = actual
-
-
-class UniquenessViolation(EventStoreError):
-    def __init__(self, claim: str) -> None:
-        super().__init__(f"uniqueness claim {claim!r} is held by another stream")
-        self.claim = claim
-
-
-class DuplicateEventId(EventStoreError):
-    """Event ids already stored, but not as an exact earlier copy of this append."""
+from services.ports import (
+    DuplicateEventId,
+    EventStoreError,
+    InvalidAppend,
+    UniquenessViolation,
+    WrongExpectedVersion,
+)
 
 
 def translate(error: asyncpg.PostgresError) -> EventStoreError | None:

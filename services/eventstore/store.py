@@ -11,7 +11,6 @@ still refuse an argument for its content (an encoding error, a data exception), 
 ``InvalidAppend`` too: nothing was written, and the same append would be refused again.
 """
 
-import enum
 import re
 import uuid
 from collections.abc import Sequence
@@ -22,7 +21,16 @@ import msgspec
 
 from events import Event, LogCursor, Metadata, NewEvent, RecordedEvent, decode_event, encode_event
 from events.registry import UnknownEventType
-from services.eventstore.errors import InvalidAppend, translate
+from services.eventstore.errors import translate
+from services.ports import (
+    AppendedEvent,
+    AppendResult,
+    Claim,
+    ExpectedVersion,
+    InvalidAppend,
+    StreamAppend,
+    StreamState,
+)
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_STREAM_ID_LENGTH = 200
@@ -38,59 +46,6 @@ _COLUMNS = (
     "global_position, tx_id::text::bigint AS tx_id, stream_id, stream_version, event_id, type,"
     " data::text AS data, metadata::text AS metadata, recorded_at"
 )
-
-
-class StreamState(enum.IntEnum):
-    """Expected-version modes other than an exact version (EventStoreDB's four modes)."""
-
-    ANY = -1
-    NO_STREAM = -2
-    STREAM_EXISTS = -3
-
-
-ExpectedVersion = StreamState | int
-
-
-class Claim(msgspec.Struct, frozen=True):
-    """A uniqueness claim ``key`` held by ``stream_id`` (e.g. ``account-name:ci-bot``)."""
-
-    key: str
-    stream_id: str
-
-
-class StreamAppend(msgspec.Struct, frozen=True):
-    """Events for one stream. With no events it is a condition: the append fails unless the
-    stream is at ``expected`` (which must then not be ANY)."""
-
-    stream_id: str
-    events: Sequence[NewEvent]
-    expected: ExpectedVersion
-
-
-class AppendedEvent(msgspec.Struct, frozen=True):
-    event_id: uuid.UUID
-    global_position: int
-    stream_version: int
-    tx_id: int
-
-    @property
-    def cursor(self) -> LogCursor:
-        return LogCursor(self.tx_id, self.global_position)
-
-
-class AppendResult(msgspec.Struct, frozen=True):
-    """Where each appended event landed, in request order."""
-
-    events: list[AppendedEvent]
-
-    @property
-    def last_position(self) -> int:
-        return max(e.global_position for e in self.events)
-
-    @property
-    def cursor(self) -> LogCursor:
-        """The latest cursor of this append: a reader at or past it has seen all of it."""
-        return max(e.cursor for e in self.events)
 
 
 def _expected_code(expected: object) -> int:
@@ -168,7 +123,7 @@ def _record(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
-class EventStore:
+class PostgresEventStore:
     """The log. Holds a pool; each method uses one connection for one statement."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:

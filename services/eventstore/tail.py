@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from events import LogCursor, RecordedEvent
 from services.eventstore.notifications import Waiter
-from services.eventstore.store import EventStore
+from services.ports import EventStore
 
 _FIRST_RETRY = 0.001
 _LAST_RETRY = 0.05

@@ -43,9 +43,9 @@ from events.envelope import LOG_START
 from projections.naming import lock_key
 from services import database
 from services.composition import Runtime
-from services.eventstore import EventStore
 from services.eventstore.notifications import LogNotifications, Waiter
 from services.eventstore.tail import LogTail
+from services.ports import EventStore
 from services.relay.cloudevents import CloudEventRecord, Topics, to_record
 from services.relay.producer import new_producer
 from services.relay.topics import ensure_topics

@@ -20,7 +20,7 @@ from services.accounts import model as account_model
 from services.authorization import Actor, check_can_grant, check_not_self_membership
 from services.commands import CommandContext, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
-from services.eventstore import Claim, StreamAppend, StreamState
+from services.ports import Claim, StreamAppend, StreamState
 from services.roles.assignment import RoleAssignment, check_in_catalogue
 from services.teams import model
 from services.teams.model import Team

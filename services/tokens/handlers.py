@@ -38,8 +38,8 @@ from services.commands import (
     with_retries,
 )
 from services.dependencies import Dependencies
-from services.eventstore import Claim, StreamAppend, StreamState, UniquenessViolation
 from services.holdings import holdings_of, load_holdings
+from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
 from services.tokens import model
 from services.tokens.model import Token
 from services.tokens.secrets import derived_secret, generate_secret, secret_hash

@@ -1,4 +1,4 @@
-"""The child process of ``test_eventstore_crash``: appends events through EventStore until it is killed
+"""The child process of ``test_eventstore_crash``: appends events through the store until it is killed
 (or has made ``--appends`` appends), printing each committed append as one JSON line on stdout:
 ``{"events": [[event_id, stream_id, stream_version], ...]}``, flushed at once.
 
@@ -14,14 +14,15 @@ import sys
 import uuid
 
 from services import database
-from services.eventstore import AppendResult, EventStore, StreamAppend, StreamState
+from services.eventstore import PostgresEventStore
+from services.ports import AppendResult, StreamAppend, StreamState
 from tests.integration.eventstore_helpers import events
 
 SHARED_STREAM = "crash-shared"
 
 
 class Writer:
-    def __init__(self, store: EventStore, appends: int | None) -> None:
+    def __init__(self, store: PostgresEventStore, appends: int | None) -> None:
         self.store = store
         self.left = appends
         self.run = uuid.uuid4().hex[:8]
@@ -76,7 +77,7 @@ async def main() -> None:
     args = parser.parse_args()
     pool = await database.create_pool(args.dsn, min_size=args.writers, max_size=args.writers)
     try:
-        writer = Writer(EventStore(pool), args.appends)
+        writer = Writer(PostgresEventStore(pool), args.appends)
         await asyncio.gather(*(writer.write(n) for n in range(args.writers)))
     finally:
         await pool.close()

@@ -13,7 +13,7 @@ import msgspec
 from events import Metadata, NewEvent, encode_event
 from events.accounts import AccountCreated, AccountUpdated
 from services import database
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
 
 _metadata_encoder = msgspec.json.Encoder()
 
@@ -137,10 +137,12 @@ async def create_database(server_dsn: str, *, template_dsn: str | None = None) -
 
 
 @asynccontextmanager
-async def open_store(dsn: str, *, max_size: int = 10) -> AsyncIterator[tuple[asyncpg.Pool, EventStore]]:
+async def open_store(
+    dsn: str, *, max_size: int = 10
+) -> AsyncIterator[tuple[asyncpg.Pool, PostgresEventStore]]:
     """A pool and a store on ``dsn`` (typically an ``empty_database``), closed afterwards."""
     pool = await database.create_pool(dsn, min_size=1, max_size=max_size)
     try:
-        yield pool, EventStore(pool)
+        yield pool, PostgresEventStore(pool)
     finally:
         await pool.close()

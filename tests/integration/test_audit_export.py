@@ -20,7 +20,7 @@ from events.registry import UnknownEventType
 from services.audit.export import EVERYTHING, ExportedEvent, ExportFilter, export_pages
 from services.audit.importer import PLACEHOLDER_PREFIX, ImportRefused, import_lines
 from services.audit.verify import verify
-from services.eventstore import EventStore
+from services.eventstore import PostgresEventStore
 from tests.integration.eventstore_helpers import create_database, open_store
 from tests.integration.test_projection_support import (
     PRIMARY_KEYS,
@@ -127,9 +127,9 @@ async def test_export_by_account_keeps_its_events_only(source: Source) -> None:
 
 async def test_export_by_recording_time(source: Source) -> None:
     boundary: datetime = await source.pool.fetchval("SELECT clock_timestamp()")
-    await append_generated(EventStore(source.pool), generate(40, seed=6)[20:])
+    await append_generated(PostgresEventStore(source.pool), generate(40, seed=6)[20:])
     later: datetime = await source.pool.fetchval("SELECT clock_timestamp()")
-    await append_generated(EventStore(source.pool), generate(80, seed=7)[60:])
+    await append_generated(PostgresEventStore(source.pool), generate(80, seed=7)[60:])
 
     window = parsed(await export_all(source.pool, ExportFilter(recorded_from=boundary, recorded_to=later)))
     assert len(window) == 20 and all(boundary <= e.recorded_at < later for e in window)

@@ -18,7 +18,8 @@ from services import database
 from services.audit.checkpoints import seal
 from services.audit.sealer import CheckpointSealer
 from services.audit.verify import ALTERED, CHECKPOINT, DELETED, INSERTED, verify
-from services.eventstore import EventStore, StreamState
+from services.eventstore import PostgresEventStore
+from services.ports import StreamState
 
 
 @dataclass
@@ -42,7 +43,7 @@ async def log(empty_database: str) -> AsyncIterator[Log]:
     """Streams account-a, -b, -c with 3 events each, interleaved, all sealed; then two more events
     in account-d, not sealed."""
     pool = await database.create_pool(empty_database, min_size=1, max_size=4)
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     for n in (1, 2, 3):
         for name in ("a", "b", "c"):
             await store.append(f"account-{name}", [_event(name, n)], StreamState.ANY)
@@ -233,7 +234,7 @@ async def test_the_sealer_worker_seals_what_commits(log: Log) -> None:
     sealer = CheckpointSealer(log.pool, interval=0.05)
     await sealer.start()
     try:
-        await EventStore(log.pool).append("account-e", [_event("e", 1)], StreamState.NO_STREAM)
+        await PostgresEventStore(log.pool).append("account-e", [_event("e", 1)], StreamState.NO_STREAM)
         async with asyncio.timeout(10):
             while (await verify(log.pool)).unsealed_events:
                 await asyncio.sleep(0.05)

@@ -5,10 +5,10 @@ import asyncio
 import asyncpg
 import pytest
 
-from services.eventstore import (
+from services.eventstore import PostgresEventStore
+from services.ports import (
     Claim,
     DuplicateEventId,
-    EventStore,
     StreamAppend,
     StreamState,
     UniquenessViolation,
@@ -31,7 +31,7 @@ def key() -> str:
 
 
 async def test_second_stream_claiming_a_key_fails_and_writes_nothing(
-    store: EventStore, pool: asyncpg.Pool
+    store: PostgresEventStore, pool: asyncpg.Pool
 ) -> None:
     """A key held by stream A cannot be claimed by stream B: UniquenessViolation, and B gets neither
     events nor a stream row; A keeps the claim."""
@@ -52,7 +52,7 @@ async def test_second_stream_claiming_a_key_fails_and_writes_nothing(
     assert await store.claim_owner(name) == owner
 
 
-async def test_the_holder_may_claim_its_key_again(store: EventStore) -> None:
+async def test_the_holder_may_claim_its_key_again(store: PostgresEventStore) -> None:
     """Claiming a key the stream already holds is not a conflict."""
     name = key()
     owner = stream_name("account")
@@ -61,7 +61,7 @@ async def test_the_holder_may_claim_its_key_again(store: EventStore) -> None:
     assert await store.claim_owner(name) == owner
 
 
-async def test_release_then_reclaim_by_another_stream(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_release_then_reclaim_by_another_stream(store: PostgresEventStore, pool: asyncpg.Pool) -> None:
     """After its holder releases a key (in an append), another stream can claim it."""
     name = key()
     first, second = stream_name("account"), stream_name("account")
@@ -74,7 +74,7 @@ async def test_release_then_reclaim_by_another_stream(store: EventStore, pool: a
     await assert_stream_is_consistent(pool, second)
 
 
-async def test_rename_releases_and_claims_in_one_append(store: EventStore) -> None:
+async def test_rename_releases_and_claims_in_one_append(store: PostgresEventStore) -> None:
     """One append can give up the old key and take the new one (a rename)."""
     old, new = key(), key()
     stream = stream_name("account")
@@ -84,7 +84,7 @@ async def test_rename_releases_and_claims_in_one_append(store: EventStore) -> No
     assert await store.claim_owner(new) == stream
 
 
-async def test_failed_claim_rolls_back_the_release(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_failed_claim_rolls_back_the_release(store: PostgresEventStore, pool: asyncpg.Pool) -> None:
     """When the new key is taken, the release in the same append is undone with everything else."""
     mine, theirs = key(), key()
     me, them = stream_name("account"), stream_name("account")
@@ -100,7 +100,7 @@ async def test_failed_claim_rolls_back_the_release(store: EventStore, pool: asyn
     assert await table_counts(pool) == before
 
 
-async def test_retried_append_with_a_claim_succeeds(store: EventStore) -> None:
+async def test_retried_append_with_a_claim_succeeds(store: PostgresEventStore) -> None:
     """An idempotent retry of a claiming append is a success, not a violation of its own claim."""
     name = key()
     stream = stream_name("account")
@@ -110,7 +110,9 @@ async def test_retried_append_with_a_claim_succeeds(store: EventStore) -> None:
     assert await store.claim_owner(name) == stream
 
 
-async def test_twenty_racing_claims_of_one_key_have_one_winner(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_twenty_racing_claims_of_one_key_have_one_winner(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
     """20 concurrent appends, each creating its own stream and claiming the same key: exactly one
     succeeds, the others raise UniquenessViolation and leave no events and no stream row."""
     name = key()
@@ -137,7 +139,7 @@ async def test_twenty_racing_claims_of_one_key_have_one_winner(store: EventStore
 
 
 async def test_append_many_writes_every_stream_in_one_transaction(
-    store: EventStore, pool: asyncpg.Pool
+    store: PostgresEventStore, pool: asyncpg.Pool
 ) -> None:
     """A multi-stream append stores each stream's events at its own versions, all in one transaction."""
     account, token = stream_name("account"), stream_name("token")
@@ -152,7 +154,7 @@ async def test_append_many_writes_every_stream_in_one_transaction(
 
 
 async def _assert_append_many_writes_nothing(
-    store: EventStore,
+    store: PostgresEventStore,
     pool: asyncpg.Pool,
     appends: list[StreamAppend],
     error: type[Exception],
@@ -166,7 +168,7 @@ async def _assert_append_many_writes_nothing(
 
 
 async def test_append_many_conflict_on_one_stream_writes_nothing(
-    store: EventStore, pool: asyncpg.Pool
+    store: PostgresEventStore, pool: asyncpg.Pool
 ) -> None:
     """A wrong expected version on the last stream leaves the other streams untouched."""
     existing = stream_name()
@@ -183,7 +185,9 @@ async def test_append_many_conflict_on_one_stream_writes_nothing(
     assert await assert_stream_is_consistent(pool, existing) == 1
 
 
-async def test_append_many_claim_conflict_writes_nothing(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_append_many_claim_conflict_writes_nothing(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
     """A uniqueness violation raised for one stream rolls back the other streams' events."""
     name = key()
     holder = stream_name()
@@ -194,7 +198,9 @@ async def test_append_many_claim_conflict_writes_nothing(store: EventStore, pool
     assert await store.claim_owner(name) == holder
 
 
-async def test_append_many_duplicate_event_id_writes_nothing(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_append_many_duplicate_event_id_writes_nothing(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
     """An event id already stored elsewhere, in one of the streams, rolls back the whole append."""
     elsewhere = stream_name()
     stored = events(1)
@@ -205,7 +211,7 @@ async def test_append_many_duplicate_event_id_writes_nothing(store: EventStore, 
 
 
 async def test_append_many_condition_stream_is_checked_but_not_written(
-    store: EventStore, pool: asyncpg.Pool
+    store: PostgresEventStore, pool: asyncpg.Pool
 ) -> None:
     """A stream given with no events is only a condition: at its expected version the other streams
     are written and it is left as it was; once it has moved, the whole append fails and writes nothing."""

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.eventstore import EventStore, StreamState, WrongExpectedVersion
+from services.eventstore import PostgresEventStore
+from services.ports import StreamState, WrongExpectedVersion
 from tests.integration.eventstore_helpers import (
     assert_stream_is_consistent,
     event,
@@ -20,12 +21,14 @@ from tests.integration.eventstore_helpers import (
 
 
 @pytest.fixture
-async def isolated(empty_database: str) -> AsyncIterator[tuple[asyncpg.Pool, EventStore]]:
+async def isolated(empty_database: str) -> AsyncIterator[tuple[asyncpg.Pool, PostgresEventStore]]:
     async with open_store(empty_database, max_size=12) as opened:
         yield opened
 
 
-async def test_any_appends_to_a_new_and_to_an_existing_stream(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_any_appends_to_a_new_and_to_an_existing_stream(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
     """StreamState.ANY creates a stream and then keeps appending at its end."""
     stream = stream_name()
     first = await store.append(stream, events(2), StreamState.ANY)
@@ -36,7 +39,7 @@ async def test_any_appends_to_a_new_and_to_an_existing_stream(store: EventStore,
     await assert_stream_is_consistent(pool, stream)
 
 
-async def test_no_stream_succeeds_once_then_conflicts(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_no_stream_succeeds_once_then_conflicts(store: PostgresEventStore, pool: asyncpg.Pool) -> None:
     """NO_STREAM creates the stream; a second NO_STREAM append fails with actual = current version."""
     stream = stream_name()
     await store.append(stream, events(2), StreamState.NO_STREAM)
@@ -53,7 +56,7 @@ async def test_no_stream_succeeds_once_then_conflicts(store: EventStore, pool: a
 
 
 async def test_stream_exists_fails_on_a_new_stream_and_succeeds_on_an_existing_one(
-    store: EventStore, pool: asyncpg.Pool
+    store: PostgresEventStore, pool: asyncpg.Pool
 ) -> None:
     """STREAM_EXISTS refuses a stream without events (actual 0, no row made) and appends to one with."""
     stream = stream_name()
@@ -72,7 +75,7 @@ async def test_stream_exists_fails_on_a_new_stream_and_succeeds_on_an_existing_o
     await assert_stream_is_consistent(pool, stream)
 
 
-async def test_exact_version_appends_in_sequence(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_exact_version_appends_in_sequence(store: PostgresEventStore, pool: asyncpg.Pool) -> None:
     """An exact expected version n appends at n+1 when the stream holds exactly n events."""
     stream = stream_name()
     assert [e.stream_version for e in (await store.append(stream, events(1), 0)).events] == [1]
@@ -92,7 +95,7 @@ async def test_exact_version_appends_in_sequence(store: EventStore, pool: asyncp
     ],
 )
 async def test_exact_version_conflicts_report_expected_and_actual(
-    store: EventStore, pool: asyncpg.Pool, existing: int, expected: int
+    store: PostgresEventStore, pool: asyncpg.Pool, existing: int, expected: int
 ) -> None:
     """A wrong exact version raises WrongExpectedVersion(stream_id, expected, actual) and stores nothing."""
     stream = stream_name()
@@ -112,7 +115,7 @@ async def test_exact_version_conflicts_report_expected_and_actual(
 
 
 async def test_concurrent_writers_with_the_same_expected_version_one_wins(
-    isolated: tuple[asyncpg.Pool, EventStore],
+    isolated: tuple[asyncpg.Pool, PostgresEventStore],
 ) -> None:
     """Of writers racing at one expected version exactly one wins each round; losers store nothing and
     draw no position, so stream versions and (alone in this database) global positions stay gap-free."""

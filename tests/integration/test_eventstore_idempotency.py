@@ -9,7 +9,8 @@ import pytest
 from events import NewEvent
 from events.accounts import AccountDisabled
 from services import database
-from services.eventstore import DuplicateEventId, EventStore, StreamAppend, StreamState
+from services.eventstore import PostgresEventStore
+from services.ports import DuplicateEventId, StreamAppend, StreamState
 from tests.integration.eventstore_helpers import (
     TL_APPEND_SQL,
     assert_stream_is_consistent,
@@ -37,7 +38,7 @@ from tests.integration.eventstore_helpers import (
     ids=["exact-new", "no_stream", "any-new", "any-existing", "stream_exists", "exact-existing"],
 )
 async def test_retrying_an_append_returns_the_stored_result(
-    store: EventStore, pool: asyncpg.Pool, prepare: int, expected: int
+    store: PostgresEventStore, pool: asyncpg.Pool, prepare: int, expected: int
 ) -> None:
     """An identical retry (same ids, same mode) returns the first append's positions and versions and
     stores nothing new, in every expected-version mode."""
@@ -57,7 +58,9 @@ async def test_retrying_an_append_returns_the_stored_result(
     assert await assert_stream_is_consistent(pool, stream) == prepare + 3
 
 
-async def test_retry_succeeds_after_the_stream_moved_on(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_retry_succeeds_after_the_stream_moved_on(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
     """A retry in exact mode whose events are stored right after the expected version succeeds even
     though later events were appended since (it is the same append, not a conflict)."""
     stream = stream_name()
@@ -72,7 +75,7 @@ async def test_retry_succeeds_after_the_stream_moved_on(store: EventStore, pool:
 
 
 async def test_retry_of_a_multi_stream_append_returns_the_stored_result(
-    store: EventStore, pool: asyncpg.Pool
+    store: PostgresEventStore, pool: asyncpg.Pool
 ) -> None:
     """append_many is idempotent too: the retry returns every stream's stored events."""
     one, two = stream_name(), stream_name()
@@ -84,7 +87,7 @@ async def test_retry_of_a_multi_stream_append_returns_the_stored_result(
     assert await table_counts(pool) == before
 
 
-async def test_concurrent_identical_appends_store_once(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_concurrent_identical_appends_store_once(store: PostgresEventStore, pool: asyncpg.Pool) -> None:
     """Identical appends sent at the same time (a client retrying before the first reply) all succeed
     with the same result and the events are stored once."""
     stream = stream_name()
@@ -94,7 +97,9 @@ async def test_concurrent_identical_appends_store_once(store: EventStore, pool: 
     assert await assert_stream_is_consistent(pool, stream) == 2
 
 
-async def test_event_id_reused_in_another_stream_is_refused(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_event_id_reused_in_another_stream_is_refused(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
     """An event id stored in stream A, appended to stream B, raises DuplicateEventId and writes nothing."""
     first, second = stream_name(), stream_name()
     batch = events(1)
@@ -115,7 +120,7 @@ async def test_event_id_reused_in_another_stream_is_refused(store: EventStore, p
     ["other-expected-version", "reordered", "stored-plus-new", "subset-at-wrong-place", "other-type"],
 )
 async def test_event_id_reused_at_another_place_is_refused(
-    store: EventStore, pool: asyncpg.Pool, case: str
+    store: PostgresEventStore, pool: asyncpg.Pool, case: str
 ) -> None:
     """Stored ids offered at another version, in another order, mixed with new events, or with another
     type are not a retry: DuplicateEventId, and nothing (not even the new events) is written."""
@@ -149,7 +154,7 @@ async def test_event_id_reused_at_another_place_is_refused(
 
 
 async def test_event_id_claimed_by_a_concurrent_append_to_another_stream_is_refused(
-    dsn: str, store: EventStore, pool: asyncpg.Pool
+    dsn: str, store: PostgresEventStore, pool: asyncpg.Pool
 ) -> None:
     """When another transaction is writing the same event id to another stream (not yet committed),
     the append waits for it and then raises DuplicateEventId, not a raw database error."""

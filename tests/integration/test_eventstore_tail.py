@@ -14,9 +14,10 @@ import pytest
 from events import RecordedEvent
 from events.envelope import LOG_START
 from services import database
-from services.eventstore import AppendResult, EventStore, StreamAppend, StreamState, WrongExpectedVersion
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
 from services.eventstore.tail import LogTail
+from services.ports import AppendResult, StreamAppend, StreamState, WrongExpectedVersion
 from tests.integration.eventstore_helpers import TL_APPEND_SQL, events, ids, open_store, tl_append_args
 
 LOAD_SECONDS = 3.0
@@ -25,7 +26,7 @@ LOAD_SECONDS = 3.0
 class Follower:
     """A LogTail (woken by LISTEN/NOTIFY) collecting every event it is given, in order."""
 
-    def __init__(self, dsn: str, store: EventStore, *, batch_size: int = 1000) -> None:
+    def __init__(self, dsn: str, store: PostgresEventStore, *, batch_size: int = 1000) -> None:
         self.notifications = LogNotifications(lambda: database.connect(dsn))
         self.tail = LogTail(store, self.notifications.waiter(), batch_size=batch_size, poll_interval=0.5)
         self.seen: list[RecordedEvent] = []
@@ -57,7 +58,7 @@ class Follower:
 
 
 @pytest.fixture
-async def isolated(empty_database: str) -> AsyncIterator[tuple[str, asyncpg.Pool, EventStore]]:
+async def isolated(empty_database: str) -> AsyncIterator[tuple[str, asyncpg.Pool, PostgresEventStore]]:
     async with open_store(empty_database, max_size=16) as (pool, store):
         yield empty_database, pool, store
 
@@ -75,7 +76,7 @@ class Ledger:
             self.committed[appended.event_id] = (stream, appended.stream_version)
 
 
-async def _run_writers(dsn: str, store: EventStore, ledger: Ledger, seconds: float) -> None:
+async def _run_writers(dsn: str, store: PostgresEventStore, ledger: Ledger, seconds: float) -> None:
     """Eight writers: two in ANY mode and three in exact mode (retrying conflicts) on two shared
     streams, two on streams of their own (with multi-stream appends), and one that keeps each
     transaction open for a while after drawing its positions, so commits land out of order."""
@@ -143,7 +144,7 @@ async def _run_writers(dsn: str, store: EventStore, ledger: Ledger, seconds: flo
 
 
 async def test_tail_sees_every_committed_event_once_under_concurrent_writers(
-    isolated: tuple[str, asyncpg.Pool, EventStore],
+    isolated: tuple[str, asyncpg.Pool, PostgresEventStore],
 ) -> None:
     """With 8 concurrent writers for a few seconds, a live tail delivers every committed event exactly
     once, in increasing cursor order, with each stream's versions increasing by exactly 1."""
@@ -183,7 +184,9 @@ async def test_tail_sees_every_committed_event_once_under_concurrent_writers(
     assert len(ledger.committed) > 200
 
 
-async def test_tail_does_not_pass_an_open_transaction(isolated: tuple[str, asyncpg.Pool, EventStore]) -> None:
+async def test_tail_does_not_pass_an_open_transaction(
+    isolated: tuple[str, asyncpg.Pool, PostgresEventStore],
+) -> None:
     """An append left uncommitted holds back every later commit; once it commits, readers get both,
     the earlier transaction's event first."""
     dsn, _pool, store = isolated
@@ -214,7 +217,9 @@ async def test_tail_does_not_pass_an_open_transaction(isolated: tuple[str, async
         await follower.stop()
 
 
-async def test_tail_passes_a_rolled_back_append(isolated: tuple[str, asyncpg.Pool, EventStore]) -> None:
+async def test_tail_passes_a_rolled_back_append(
+    isolated: tuple[str, asyncpg.Pool, PostgresEventStore],
+) -> None:
     """A rolled-back append leaves a hole in global positions; the tail waits for it to end, then
     passes the hole."""
     dsn, _pool, store = isolated
@@ -235,7 +240,7 @@ async def test_tail_passes_a_rolled_back_append(isolated: tuple[str, asyncpg.Poo
 
 
 async def test_a_transaction_that_has_not_written_does_not_hold_back_the_tail(
-    isolated: tuple[str, asyncpg.Pool, EventStore],
+    isolated: tuple[str, asyncpg.Pool, PostgresEventStore],
 ) -> None:
     """Only transactions that have a transaction id (have written) hold readers back; a transaction
     that only reads does not. Any writing transaction does, whatever table it writes."""

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from events import NewEvent
 from events.accounts import AccountCreated
 from events.tokens import TokenUsed
-from services.eventstore import Claim, EventStore, InvalidAppend, StreamState
+from services.eventstore import PostgresEventStore
 from services.eventstore.errors import translate
+from services.ports import Claim, InvalidAppend, StreamState
 from tests.integration.eventstore_helpers import (
     TL_APPEND_SQL,
     create_database,
@@ -30,7 +31,7 @@ from tests.integration.eventstore_helpers import (
 @pytest.fixture(scope="module")
 async def isolated(
     postgres_server_dsn: str, template_dsn: str
-) -> AsyncIterator[tuple[asyncpg.Pool, EventStore]]:
+) -> AsyncIterator[tuple[asyncpg.Pool, PostgresEventStore]]:
     """A store on a database of this module's own, so table counts mean something."""
     dsn = await create_database(postgres_server_dsn, template_dsn=template_dsn)
     async with open_store(dsn, max_size=3) as (pool, store):
@@ -42,7 +43,7 @@ def _used(**fields: Any) -> NewEvent:
     return NewEvent(event=TokenUsed(**{**values, **fields}), metadata=metadata())
 
 
-Append = Callable[[EventStore], Any]
+Append = Callable[[PostgresEventStore], Any]
 
 UNSTORABLE: dict[str, Append] = {
     "NUL in an event field": lambda s: s.append("s", [_used(operation="GET /v3/nope\x00")], StreamState.ANY),
@@ -68,7 +69,7 @@ UNSTORABLE: dict[str, Append] = {
 
 @pytest.mark.parametrize("case", list(UNSTORABLE))
 async def test_unstorable_text_is_an_invalid_append_and_writes_nothing(
-    isolated: tuple[asyncpg.Pool, EventStore], case: str
+    isolated: tuple[asyncpg.Pool, PostgresEventStore], case: str
 ) -> None:
     pool, store = isolated
     before = await table_counts(pool)
@@ -78,7 +79,7 @@ async def test_unstorable_text_is_an_invalid_append_and_writes_nothing(
 
 
 async def test_the_databases_refusal_of_content_is_an_invalid_append_too(
-    isolated: tuple[asyncpg.Pool, EventStore],
+    isolated: tuple[asyncpg.Pool, PostgresEventStore],
 ) -> None:
     """Past the checks in Python (a raw ``tl_append`` call), U+0000 in jsonb is a data exception, which
     ``translate`` makes InvalidAppend, never an error a caller would retry."""
@@ -93,7 +94,7 @@ async def test_the_databases_refusal_of_content_is_an_invalid_append_too(
 
 
 async def test_text_that_only_spells_an_escape_is_stored_as_it_is(
-    isolated: tuple[asyncpg.Pool, EventStore],
+    isolated: tuple[asyncpg.Pool, PostgresEventStore],
 ) -> None:
     """A backslash followed by ``u0000`` is text, not U+0000: JSON escapes the backslash."""
     _pool, store = isolated
@@ -111,7 +112,7 @@ async def test_text_that_only_spells_an_escape_is_stored_as_it_is(
 )
 @given(name=st.text(st.characters(categories=None), max_size=40), correlation=st.text(max_size=20))
 async def test_any_text_is_stored_unchanged_or_refused_with_nothing_written(
-    isolated: tuple[asyncpg.Pool, EventStore], name: str, correlation: str
+    isolated: tuple[asyncpg.Pool, PostgresEventStore], name: str, correlation: str
 ) -> None:
     """Any code points at all (surrogates and NUL included) in an event and its metadata: either
     the append succeeds and reads back equal, or it is InvalidAppend and nothing changed."""

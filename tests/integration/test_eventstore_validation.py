@@ -10,8 +10,9 @@ import pytest
 
 from events import Event, NewEvent
 from events.accounts import AccountCreated
-from services.eventstore import Claim, EventStore, InvalidAppend, StreamAppend, StreamState
+from services.eventstore import PostgresEventStore
 from services.eventstore.store import MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_STREAM_ID_LENGTH
+from services.ports import Claim, InvalidAppend, StreamAppend, StreamState
 from tests.integration.eventstore_helpers import (
     TableCounts,
     create_database,
@@ -39,7 +40,7 @@ class Impostor(Event, frozen=True, tag="account.created"):
 @pytest.fixture(scope="module")
 async def isolated(
     postgres_server_dsn: str, template_dsn: str
-) -> AsyncIterator[tuple[asyncpg.Pool, EventStore]]:
+) -> AsyncIterator[tuple[asyncpg.Pool, PostgresEventStore]]:
     """A store on a database of this module's own, holding one stream and one claim, so table counts
     mean something. Refused appends write nothing, so the tests can share it."""
     dsn = await create_database(postgres_server_dsn, template_dsn=template_dsn)
@@ -53,7 +54,7 @@ def _raw(value: Any, **fields: Any) -> NewEvent:
     return NewEvent(event=value, metadata=fields.pop("metadata", metadata()), **fields)
 
 
-Append = Callable[[EventStore], Any]
+Append = Callable[[PostgresEventStore], Any]
 same_id = uuid.uuid4()
 
 BAD_APPENDS: dict[str, tuple[Append, str]] = {
@@ -155,7 +156,7 @@ BAD_APPENDS: dict[str, tuple[Append, str]] = {
 
 @pytest.mark.parametrize("case", list(BAD_APPENDS))
 async def test_bad_append_raises_invalid_append_and_writes_nothing(
-    isolated: tuple[asyncpg.Pool, EventStore], case: str
+    isolated: tuple[asyncpg.Pool, PostgresEventStore], case: str
 ) -> None:
     """Each malformed request raises InvalidAppend with a message naming the problem; no table changes."""
     pool, store = isolated
@@ -166,7 +167,9 @@ async def test_bad_append_raises_invalid_append_and_writes_nothing(
     assert await table_counts(pool) == before
 
 
-async def test_a_valid_append_still_works_after_refusals(isolated: tuple[asyncpg.Pool, EventStore]) -> None:
+async def test_a_valid_append_still_works_after_refusals(
+    isolated: tuple[asyncpg.Pool, PostgresEventStore],
+) -> None:
     """Refused requests leave the store usable (nothing half-sent on the pool's connections)."""
     pool, store = isolated
     before = await table_counts(pool)
@@ -190,7 +193,9 @@ async def test_a_valid_append_still_works_after_refusals(isolated: tuple[asyncpg
         "TRUNCATE events CASCADE",
     ],
 )
-async def test_the_log_is_append_only(isolated: tuple[asyncpg.Pool, EventStore], statement: str) -> None:
+async def test_the_log_is_append_only(
+    isolated: tuple[asyncpg.Pool, PostgresEventStore], statement: str
+) -> None:
     """UPDATE, DELETE and TRUNCATE on events raise (SQLSTATE TLI01) and the rows stay as they were."""
     pool, store = isolated
     before = [dict(r) for r in await pool.fetch("SELECT * FROM events ORDER BY global_position")]

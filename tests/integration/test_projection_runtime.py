@@ -196,7 +196,7 @@ async def test_a_poison_event_stops_only_its_projection_at_the_event(empty_datab
 
 
 def _create(account_id: str, name: str) -> Any:
-    from services.eventstore import StreamAppend, StreamState
+    from services.ports import StreamAppend, StreamState
     from tests.integration.test_projection_support import new_event
 
     return StreamAppend(

@@ -19,9 +19,10 @@ from projections.catalogue import ALL_PROJECTIONS
 from projections.runtime import Projections
 from projections.source import CombinedLogSource
 from services import database
-from services.eventstore import AppendResult, EventStore, StreamAppend, StreamState
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
 from services.eventstore.tail import LogTail
+from services.ports import AppendResult, StreamAppend, StreamState
 
 PRIMARY_KEYS = {
     "accounts": "account_id",
@@ -47,7 +48,7 @@ def new_event(event: Event, at: datetime | None = None) -> NewEvent:
 class World:
     dsn: str
     pool: asyncpg.Pool
-    store: EventStore
+    store: PostgresEventStore
     notifications: LogNotifications
     projections: Projections
 
@@ -61,7 +62,7 @@ class World:
 def make_projections(
     dsn: str,
     pool: asyncpg.Pool,
-    store: EventStore,
+    store: PostgresEventStore,
     notifications: LogNotifications,
     projections: Sequence[Projection],
     *,
@@ -91,7 +92,7 @@ async def running(
     pool = await database.create_pool(dsn, min_size=1, max_size=20)
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     facade = make_projections(dsn, pool, store, notifications, projections, tail_batch=tail_batch)
     if start:
         await facade.start()
@@ -115,7 +116,7 @@ async def views_text(connection: Any, tables: Sequence[str] = tuple(PRIMARY_KEYS
     return {table: await table_text(connection, f"rm_{table}", table) for table in tables}
 
 
-async def append_generated(store: EventStore, log: Sequence[Generated], writers: int = 4) -> None:
+async def append_generated(store: PostgresEventStore, log: Sequence[Generated], writers: int = 4) -> None:
     """Appends a generated log with ``writers`` concurrent writers. Each token's streams (its own and
     its usage stream) and each other stream stay with one writer, in order; consecutive events of one
     stream go in one append."""

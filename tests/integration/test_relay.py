@@ -19,7 +19,7 @@ from events.accounts import AccountCreated
 from events.teams import TeamMemberAdded
 from events.tokens import TokenIssued, TokenRevoked, TokenUsed
 from services import database
-from services.eventstore import StreamState, WrongExpectedVersion
+from services.ports import StreamState, WrongExpectedVersion
 from services.relay.relay import CHECKPOINT_SQL, RelayState, load_checkpoint
 from tests.integration.eventstore_helpers import TL_APPEND_SQL, new_id, open_store, tl_append_args
 from tests.relay_helpers import (

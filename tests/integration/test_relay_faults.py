@@ -23,8 +23,9 @@ from events import LogCursor, Metadata, NewEvent
 from events.accounts import AccountUpdated
 from events.envelope import LOG_START
 from events.tokens import TokenExtended, TokenRevoked, TokenUsed
-from services.eventstore import EventStore, StreamAppend, StreamState, WrongExpectedVersion
+from services.eventstore import PostgresEventStore
 from services.kafka_local import LocalKafka
+from services.ports import StreamAppend, StreamState, WrongExpectedVersion
 from services.relay.cloudevents import Topics, to_record
 from services.relay.relay import load_checkpoint
 from tests.integration.eventstore_helpers import TL_APPEND_SQL, open_store, tl_append_args
@@ -55,7 +56,7 @@ class Load:
     ``token.used`` events alongside; every 25th append also makes a failing append and a transaction
     that rolls back, whose event ids are kept in ``never``."""
 
-    def __init__(self, store: EventStore, pool: asyncpg.Pool) -> None:
+    def __init__(self, store: PostgresEventStore, pool: asyncpg.Pool) -> None:
         self._store = store
         self._pool = pool
         self._run = os.urandom(3).hex()
@@ -131,7 +132,7 @@ class Load:
             await asyncio.sleep(max(0.0, 1 / per_second - (time.perf_counter() - began)))
 
 
-async def logged_order(store: EventStore, topics: Topics) -> Order:
+async def logged_order(store: PostgresEventStore, topics: Topics) -> Order:
     """The published events of the whole log, by (topic, key), in log order."""
     order: Order = defaultdict(list)
     cursor = LOG_START
@@ -152,7 +153,7 @@ def delivered_order(collector: RecordCollector) -> Order:
 
 
 async def assert_everything_delivered_in_order(
-    collector: RecordCollector, store: EventStore, topics: Topics, load: Load
+    collector: RecordCollector, store: PostgresEventStore, topics: Topics, load: Load
 ) -> None:
     expected = await logged_order(store, topics)
     everything = {event_id for ids in expected.values() for event_id in ids}

@@ -24,7 +24,7 @@ from services.accounts import handlers as accounts
 from services.authorization import SYSTEM
 from services.commands import CommandContext
 from services.dependencies import Dependencies
-from services.eventstore import StreamAppend
+from services.ports import StreamAppend
 from services.roles.catalogue import load_catalogue
 from services.scheduler import SCHEDULER_ACTOR, Scheduler
 from services.tokens import handlers as tokens

@@ -35,8 +35,9 @@ from events.tokens import (
 from services import database
 from services.auth.principal import Principal, Rejection, RoleGrant
 from services.auth.verifier import TokenVerifier
-from services.eventstore import EventStore, StreamAppend, StreamState
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
+from services.ports import StreamAppend, StreamState
 from services.tokens.secrets import generate_secret, secret_hash
 from tests.integration.test_verifier_support import (
     ORGANIZATION,
@@ -659,7 +660,7 @@ async def test_with_the_real_projection_runtime(empty_database: str) -> None:
     pool = await database.create_pool(dsn, min_size=1, max_size=10)
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     projections = Projections(
         pool,
         CombinedLogSource(LogTail(store, notifications.waiter()), store),

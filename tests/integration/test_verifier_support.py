@@ -30,8 +30,9 @@ from projections.base import Projection
 from projections.catalogue import ALL_PROJECTIONS
 from services import database
 from services.auth.verifier import TokenVerifier
-from services.eventstore import AppendResult, EventStore, StreamState
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
+from services.ports import AppendResult, StreamState
 from services.tokens.secrets import generate_secret, secret_hash
 
 PEPPER = b"integration-test-pepper-0123456789abcdef"
@@ -55,7 +56,9 @@ def utc_now() -> datetime:
 class ReadModel:
     """The real reducers, applied on demand. One cursor for all projections (they move together)."""
 
-    def __init__(self, pool: asyncpg.Pool, store: EventStore, projections: Sequence[Projection]) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, store: PostgresEventStore, projections: Sequence[Projection]
+    ) -> None:
         self.pool = pool
         self.store = store
         self.projections = list(projections)
@@ -131,7 +134,7 @@ class IssuedToken:
 class World:
     dsn: str
     pool: asyncpg.Pool
-    store: EventStore
+    store: PostgresEventStore
     notifications: LogNotifications
     read_model: ReadModel
     verifiers: list[TokenVerifier] = field(default_factory=list)
@@ -232,7 +235,7 @@ async def open_world(dsn: str) -> AsyncIterator[World]:
     pool = await database.create_pool(dsn, min_size=1, max_size=20)
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
-    store = EventStore(pool)
+    store = PostgresEventStore(pool)
     read_model = ReadModel(pool, store, ALL_PROJECTIONS)
     await read_model.create()
     world = World(dsn, pool, store, notifications, read_model)

@@ -17,7 +17,8 @@ from services.auth.principal import Principal, Rejection
 from services.auth.services import StaticAuthServices
 from services.auth.usage import UsageRecorder, extended_event_id, used_event_id
 from services.auth.verifier import TokenVerifier
-from services.eventstore import AppendResult, EventStore, StreamAppend
+from services.eventstore import PostgresEventStore
+from services.ports import AppendResult, StreamAppend
 from services.tokens.secrets import generate_secret
 from tests.integration.test_verifier_support import World, open_world, utc_now
 
@@ -28,11 +29,11 @@ async def world(empty_database: str) -> AsyncIterator[World]:
         yield world
 
 
-class CountingStore(EventStore):
+class CountingStore(PostgresEventStore):
     """The real store, counting append_many calls; can lose the answer of the next N appends
     (the commit happens, the caller sees an error), as a dropped connection would."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: PostgresEventStore) -> None:
         super().__init__(store._pool)
         self.calls = 0
         self.lose_answers = 0
