@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from bench import harness
-from services.accounts import handlers
+from services.accounts.commands import CreateAccount
 from services.authorization import SYSTEM
 from services.commands import CommandContext
 from services.composition import open_runtime, utc_now
@@ -41,7 +41,9 @@ async def main(args: argparse.Namespace) -> None:
             async def command(number: int) -> None:
                 began = time.perf_counter()
                 ctx = CommandContext(now=utc_now(), actor="system:bench")
-                outcome = await handlers.create_account(runtime.deps, ctx, SYSTEM, f"lag-{number}", "", False)
+                outcome = await runtime.dispatcher.dispatch(
+                    CreateAccount(name=f"lag-{number}", description=""), SYSTEM, ctx
+                )
                 written = time.perf_counter()
                 assert outcome.cursor is not None
                 await runtime.projections.wait_for(outcome.cursor, 30)

@@ -178,9 +178,13 @@ def rights_of(actor: Actor, organization_id: str) -> frozenset[Right]:
     return capabilities_of(actor, organization_id).rights
 
 
+class MissingRight(Forbidden):
+    """The caller's token does not carry a right the action needs (recorded as ``out_of_scope``)."""
+
+
 def require(actor: Actor, organization_id: str, right: Right) -> None:
     if right not in rights_of(actor, organization_id):
-        raise Forbidden(f"this action needs the {right.value} right")
+        raise MissingRight(f"this action needs the {right.value} right")
 
 
 def check_scopes(scopes: Sequence[str] | None) -> None:

@@ -5,8 +5,9 @@ organization: the organization admin, which under the cover rule (``services.aut
 covers every role on other entity types, as Konnect's Organization Admin team does. It issues a new
 token for it. Running it again issues another token for the same account: it is also the recovery
 path when every admin token is lost. A name that belongs to an ordinary (not managed) account is
-refused: bootstrap never turns an existing account into an administrator. It writes through the
-ordinary handlers, so everything it does is in the log, with ``system:bootstrap`` as actor.
+refused: bootstrap never turns an existing account into an administrator. It sends its commands
+through the dispatcher as tokenledger itself (``SYSTEM``), so everything it does is in the log,
+with ``system:bootstrap`` as actor.
 """
 
 from datetime import datetime
@@ -15,14 +16,15 @@ import msgspec
 
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
+from services.accounts.commands import AssignAccountRole, CreateAccount
 from services.authorization import SYSTEM
 from services.commands import CommandContext, Conflict
 from services.composition import open_runtime
 from services.config import Settings
 from services.dependencies import Dependencies
-from services.roles.assignment import RoleAssignment
+from services.dispatch import Dispatcher
 from services.roles.catalogue import IDENTITY_ENTITY_TYPE, IDENTITY_ROLES
-from services.tokens import handlers as tokens
+from services.tokens.commands import IssueToken
 
 ACTOR = "system:bootstrap"
 
@@ -31,7 +33,9 @@ class BootstrapRefused(Exception):
     """The name belongs to an account bootstrap must not touch."""
 
 
-async def _admin_account(deps: Dependencies, ctx: CommandContext, name: str) -> account_model.Account:
+async def _admin_account(
+    deps: Dependencies, dispatcher: Dispatcher, ctx: CommandContext, name: str
+) -> account_model.Account:
     for _ in range(2):
         owner = await deps.store.claim_owner(account_model.name_claim(name))
         if owner is not None:
@@ -44,43 +48,41 @@ async def _admin_account(deps: Dependencies, ctx: CommandContext, name: str) -> 
             return account
         try:
             description = "Administrator created by tokenledger bootstrap"
-            created = await accounts.create_account(deps, ctx, SYSTEM, name, description, True)
-            return created.state
+            command = CreateAccount(name=name, description=description, konnect_managed=True)
+            created = await dispatcher.dispatch(command, SYSTEM, ctx)
+            state: account_model.Account = created.state
+            return state
         except Conflict:
             continue  # another bootstrap created it first
     raise RuntimeError(f"could not create or find the account {name!r}")
 
 
-async def bootstrap(deps: Dependencies, name: str, now: datetime) -> str:
+async def bootstrap(deps: Dependencies, dispatcher: Dispatcher, name: str, now: datetime) -> str:
     """Returns the new token's secret."""
     ctx = CommandContext(now=now, actor=ACTOR)
-    account = await _admin_account(deps, ctx, name)
+    account = await _admin_account(deps, dispatcher, ctx, name)
     held = {(g.role_name, g.entity_type_name, g.entity_id) for g in account.roles.values()}
-    missing = [
-        role for role in IDENTITY_ROLES if (role, IDENTITY_ENTITY_TYPE, deps.organization_id) not in held
-    ]
-    if missing:
-        events = []
-        for role in missing:
-            grant = RoleAssignment(
-                assignment_id=ctx.new_id(f"role:{role}"),
+    for role in IDENTITY_ROLES:
+        if (role, IDENTITY_ENTITY_TYPE, deps.organization_id) not in held:
+            grant = AssignAccountRole(
+                account_id=account.account_id,
                 role_name=role,
                 entity_id=deps.organization_id,
                 entity_type_name=IDENTITY_ENTITY_TYPE,
                 entity_region="*",
             )
-            events += account_model.assign_role(account, deps.catalogue, grant)
-        stream = account_model.stream_of(account.account_id)
-        await deps.store.append(stream, ctx.new_events(stream, events), account.version)
+            await dispatcher.dispatch(grant, SYSTEM, ctx)
     token_name = f"bootstrap {now.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
     expires_at = now + deps.token_policy.max_lifetime
-    issued = await tokens.issue_token(deps, ctx, SYSTEM, account.account_id, token_name, expires_at)
-    return issued.state.secret
+    command = IssueToken(account_id=account.account_id, name=token_name, expires_at=expires_at)
+    issued = await dispatcher.dispatch(command, SYSTEM, ctx)
+    secret: str = issued.state.secret
+    return secret
 
 
 async def run_bootstrap(settings: Settings, name: str) -> str:
     """``tokenledger bootstrap``: the same database configuration as ``serve``; no workers."""
     alone = msgspec.structs.replace(settings, workers=frozenset())
     async with open_runtime(alone, pool_size=2) as runtime:
-        secret = await bootstrap(runtime.deps, name, runtime.clock())
+        secret = await bootstrap(runtime.deps, runtime.dispatcher, name, runtime.clock())
         return secret

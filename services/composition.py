@@ -27,14 +27,16 @@ from services.auth.usage_log import UsageLog
 from services.auth.verifier import TokenVerifier
 from services.config import Settings
 from services.dependencies import Dependencies
+from services.directory import StreamDirectory
+from services.dispatch import Dispatcher
 from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
 from services.eventstore.tail import LogTail
 from services.organization import Organization, ensure_organization
 from services.pepper import load_pepper
+from services.policy import TokenPolicy
 from services.ports import EventStore
 from services.roles.catalogue import load_catalogue
-from services.tokens.model import TokenPolicy
 
 Clock = Callable[[], datetime]
 _log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Runtime(msgspec.Struct, kw_only=True):
     notifications: LogNotifications
     organization: Organization
     deps: Dependencies
+    dispatcher: Dispatcher
     projections: Projections
     verifier: TokenVerifier
     usage: UsageRecorder
@@ -94,6 +97,7 @@ async def open_runtime(
         organization = await ensure_organization(store)
         deps = Dependencies(
             store=store,
+            directory=StreamDirectory(store),
             catalogue=catalogue,
             token_policy=TokenPolicy(
                 max_lifetime=settings.max_token_lifetime,
@@ -128,6 +132,7 @@ async def open_runtime(
             notifications=notifications,
             organization=organization,
             deps=deps,
+            dispatcher=Dispatcher(deps),
             projections=projections,
             verifier=verifier,
             usage=usage,

@@ -1,14 +1,17 @@
-"""What command handlers are given by the composition root: the store and the deployment's policy."""
+"""What command handlers are given by the composition root: the event store, the directory of
+other streams, and the deployment's policy."""
 
 import msgspec
 
+from services.lookups import Directory
+from services.policy import TokenPolicy
 from services.ports import EventStore
 from services.roles.catalogue import RoleCatalogue
-from services.tokens.model import TokenPolicy
 
 
 class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     store: EventStore
+    directory: Directory
     catalogue: RoleCatalogue
     token_policy: TokenPolicy
     pepper: bytes

@@ -123,7 +123,7 @@ async def api_url(api_runtime: Runtime) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def admin_token(api_runtime: Runtime) -> str:
-    return await bootstrap(api_runtime.deps, "test-admin", api_runtime.clock())
+    return await bootstrap(api_runtime.deps, api_runtime.dispatcher, "test-admin", api_runtime.clock())
 
 
 @pytest.fixture(scope="session")

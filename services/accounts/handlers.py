@@ -1,11 +1,11 @@
 """Command handlers for system accounts: load the write model, decide, append with claims.
 
 Deleting an account also revokes each of its tokens (one ``token.revoked`` each, reason
-``account_deleted``) and ends its team memberships. Tokens and memberships are found through the
-uniqueness claims they hold, which commit with them. Issuing a token or adding a membership checks,
-in its own append, that the account stream has not moved; so once ``account.deleted`` is in, no new
-token or membership can appear, and a second sweep after it catches any that committed while the
-first one was being decided.
+``account_deleted``) and ends its team memberships, in the same append: the directory
+(``services.lookups``) finds them through the uniqueness claims they hold, which commit with them.
+Issuing a token or adding a membership checks, in its own append, that the account stream has not
+moved; so once ``account.deleted`` is in, no new token or membership can appear, and a second sweep
+after it catches any that committed while the first one was being decided.
 
 Every handler first looks for its own events in the account's stream (``commands.recorded``): a
 retry of a command that committed answers with its original outcome and never decides again.
@@ -15,16 +15,20 @@ from collections.abc import Sequence
 from functools import partial
 
 from events import Event
-from events.teams import TeamMemberRemoved
 from services.accounts import model
+from services.accounts.commands import (
+    AssignAccountRole,
+    CreateAccount,
+    DeleteAccount,
+    UnassignAccountRole,
+    UpdateAccount,
+)
 from services.accounts.model import Account
 from services.authorization import Actor, SystemActor, check_can_grant
 from services.commands import CommandContext, Conflict, Invalid, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
 from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
 from services.roles.assignment import RoleAssignment, check_in_catalogue
-from services.teams import model as teams
-from services.tokens import model as tokens
 
 
 async def load(deps: Dependencies, account_id: str) -> Account:
@@ -69,16 +73,11 @@ async def _append(
 
 
 async def create_account(
-    deps: Dependencies,
-    ctx: CommandContext,
-    actor: Actor | SystemActor,
-    name: str,
-    description: str,
-    konnect_managed: bool,
-    *,
-    rotation_period_seconds: int | None = None,
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: CreateAccount
 ) -> Outcome[Account]:
     """Only tokenledger itself makes konnect-managed accounts (which nobody can change or delete)."""
+    name, description, konnect_managed = command.name, command.description, command.konnect_managed
+    rotation_period_seconds = command.rotation_period_seconds
     if konnect_managed and not isinstance(actor, SystemActor):
         raise Invalid("konnect_managed", "only tokenledger bootstrap makes konnect-managed system accounts")
     account_id = ctx.new_id("account")
@@ -91,16 +90,16 @@ async def create_account(
 
 
 async def update_account(
-    deps: Dependencies,
-    ctx: CommandContext,
-    account_id: str,
-    name: str | None,
-    description: str | None,
-    enabled: bool | None,
-    *,
-    rotation_period_seconds: int | None = None,
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: UpdateAccount
 ) -> Outcome[Account]:
     """``rotation_period_seconds``: None keeps the account's period, 0 clears it."""
+    account_id, name, description, enabled = (
+        command.account_id,
+        command.name,
+        command.description,
+        command.enabled,
+    )
+    rotation_period_seconds = command.rotation_period_seconds
 
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
@@ -116,24 +115,38 @@ async def update_account(
 
 
 async def assign_role(
-    deps: Dependencies, ctx: CommandContext, actor: Actor, account_id: str, grant: RoleAssignment
-) -> Outcome[Account]:
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: AssignAccountRole
+) -> Outcome[RoleAssignment]:
+    """The outcome's state is the assignment made (on a retry, the one the first attempt made)."""
+    account_id = command.account_id
+    grant = RoleAssignment(
+        assignment_id=ctx.new_id("assignment"),
+        role_name=command.role_name,
+        entity_id=command.entity_id,
+        entity_type_name=command.entity_type_name,
+        entity_region=command.entity_region,
+    )
     check_in_catalogue(deps.catalogue, grant)
     check_can_grant(actor, deps.organization_id, [grant])
 
-    async def attempt() -> Outcome[Account]:
+    async def attempt() -> Outcome[RoleAssignment]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
         if retried is not None:
-            return retried.original()
-        model.require_unmanaged(state)
-        return await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
+            original = retried.original()
+            return Outcome(original.state.roles[grant.assignment_id], original.cursor)
+        if not isinstance(actor, SystemActor):
+            model.require_unmanaged(state)  # bootstrap, tokenledger itself, gives its admin its roles
+        appended = await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
+        return Outcome(grant, appended.cursor)
 
     return await with_retries(attempt)
 
 
 async def unassign_role(
-    deps: Dependencies, ctx: CommandContext, account_id: str, assignment_id: str
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: UnassignAccountRole
 ) -> Outcome[Account]:
+    account_id, assignment_id = command.account_id, command.assignment_id
+
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
         if retried is not None:
@@ -144,16 +157,21 @@ async def unassign_role(
     return await with_retries(attempt)
 
 
-async def delete_account(deps: Dependencies, ctx: CommandContext, account_id: str) -> Outcome[Account]:
+async def delete_account(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: DeleteAccount
+) -> Outcome[Account]:
+    account_id = command.account_id
+
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
         if retried is not None:
             return retried.original()
         events = model.delete(state)
-        cascade, releases = await _cascade(deps, ctx, account_id)
+        cascade = await deps.directory.deletion_cascade(ctx, account_id)
         stream = model.stream_of(account_id)
-        appends = [StreamAppend(stream, ctx.new_events(stream, events), state.version), *cascade]
-        result = await deps.store.append_many(appends, releases=[model.name_claim(state.name), *releases])
+        appends = [StreamAppend(stream, ctx.new_events(stream, events), state.version), *cascade.appends]
+        releases = [model.name_claim(state.name), *cascade.releases]
+        result = await deps.store.append_many(appends, releases=releases)
         deleted = model.evolve(state, events[0], state.version + 1, ctx.now)
         return Outcome(deleted, result.cursor)
 
@@ -161,33 +179,13 @@ async def delete_account(deps: Dependencies, ctx: CommandContext, account_id: st
 
     async def sweep() -> bool:
         """Cascades what committed while the deletion was decided; True when nothing was left."""
-        cascade, releases = await _cascade(deps, ctx, account_id)
-        if not releases:
+        cascade = await deps.directory.deletion_cascade(ctx, account_id)
+        if not cascade.releases:
             return True
         settled = StreamAppend(model.stream_of(account_id), [], outcome.state.version)
-        await deps.store.append_many([settled, *cascade], releases=releases)
+        await deps.store.append_many([settled, *cascade.appends], releases=cascade.releases)
         return False
 
     while not await with_retries(sweep):
         pass
     return outcome
-
-
-async def _cascade(
-    deps: Dependencies, ctx: CommandContext, account_id: str
-) -> tuple[list[StreamAppend], list[str]]:
-    """Revocations of the account's live tokens and removals of its memberships, with the claims
-    they release."""
-    appends: list[StreamAppend] = []
-    token_claims = await deps.store.claims_with_prefix(tokens.account_claims_prefix(account_id))
-    for stream in sorted(set(token_claims.values())):
-        token = tokens.fold(stream.removeprefix("token-"), await deps.store.read_stream(stream))
-        revocation = tokens.revoke(token, "account_deleted")
-        if revocation:
-            appends.append(StreamAppend(stream, ctx.new_events(stream, revocation), token.version))
-    membership_claims = await deps.store.claims_with_prefix(teams.memberships_prefix(account_id))
-    for stream in sorted(set(membership_claims.values())):
-        team_id = stream.removeprefix("team-")
-        removal = [TeamMemberRemoved(team_id=team_id, account_id=account_id)]
-        appends.append(StreamAppend(stream, ctx.new_events(stream, removal), StreamState.ANY))
-    return appends, [*token_claims, *membership_claims]

@@ -9,6 +9,7 @@ before the GET arrived, so a GET right after a command, on any node, sees that c
 """
 
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -17,8 +18,8 @@ from services.api.idempotency import command_scope
 from services.api.problems import REQUEST_ID, ServiceUnavailable
 from services.api.state import RUNTIME
 from services.auth.principal import Principal
-from services.authorization import Right, require
-from services.commands import CommandContext, Forbidden
+from services.authorization import MissingRight, Right, require
+from services.commands import CommandContext, Outcome
 from services.composition import Runtime
 
 PRINCIPAL = web.RequestKey("tokenledger.principal", Principal)
@@ -41,13 +42,37 @@ def principal(request: web.Request) -> Principal:
 
 
 def authorize(request: web.Request, right: Right) -> Principal:
+    """For reads: the caller, when it holds ``right``. Commands are authorised by the dispatcher."""
     actor = principal(request)
     try:
         require(actor, runtime(request).organization.organization_id, right)
-    except Forbidden:
+    except MissingRight:
         request[OUT_OF_SCOPE] = True
         raise
     return actor
+
+
+def admit(request: web.Request, kind: type) -> None:
+    """Refuses, before the body is read, a caller the dispatcher would refuse commands of ``kind``."""
+    try:
+        runtime(request).dispatcher.authorize(kind, principal(request))
+    except MissingRight:
+        request[OUT_OF_SCOPE] = True
+        raise
+
+
+async def execute(request: web.Request, command: object) -> Outcome[Any]:
+    """Sends ``command`` as the caller through the dispatcher (which authorises it), then waits
+    until this node has applied what it wrote (read-your-writes)."""
+    try:
+        outcome = await runtime(request).dispatcher.dispatch(
+            command, principal(request), command_context(request)
+        )
+    except MissingRight:
+        request[OUT_OF_SCOPE] = True
+        raise
+    await settle(request, outcome.cursor)
+    return outcome
 
 
 def command_context(request: web.Request) -> CommandContext:

@@ -10,7 +10,7 @@ def scheduler_from(runtime: Runtime) -> Scheduler:
     """The scheduler worker of a process, configured from ``runtime.settings``."""
     return Scheduler(
         pool=runtime.pool,
-        deps=runtime.deps,
+        dispatcher=runtime.dispatcher,
         projections=runtime.projections,
         notifications=runtime.notifications,
         leads=runtime.settings.expiry_warning_leads,

@@ -1,5 +1,6 @@
 """The scheduler worker: turns time into token events (``token.expired``, ``token.expiring_soon``,
-``token.rotation_due``, ``token.secret_retired``) through the ordinary token handlers.
+``token.rotation_due``, ``token.secret_retired``) through the dispatcher, as tokenledger itself
+(these commands are its own: no caller may send them).
 
 Deadlines live in PostgreSQL (the due index, ``projections.deadlines``), never in APScheduler's job
 store: APScheduler holds one job, the next wake-up. A tick emits every deadline due at its start, in
@@ -30,16 +31,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from events import LogCursor
 from projections import deadlines
 from projections.runtime import Projections
+from services.authorization import SystemActor
 from services.commands import CommandContext
-from services.dependencies import Dependencies
+from services.dispatch import Dispatcher
 from services.eventstore.notifications import LogNotifications, Waiter
 from services.scheduler import due_index
 from services.scheduler.due_index import Deadline, DueIndex
-from services.tokens import handlers
+from services.tokens.commands import ExpireToken, FlagTokenRotationDue, RetireTokenSecret, WarnTokenExpiring
 
 _log = logging.getLogger(__name__)
 
 SCHEDULER_ACTOR = "system:scheduler"
+SCHEDULER = SystemActor(SCHEDULER_ACTOR)
 DUE_INDEX = deadlines.DeadlinesProjection.name
 _JOB_ID = "tokenledger-scheduler-tick"
 
@@ -51,7 +54,7 @@ class Scheduler:
         self,
         *,
         pool: asyncpg.Pool,
-        deps: Dependencies,
+        dispatcher: Dispatcher,
         projections: Projections,
         notifications: LogNotifications,
         leads: Sequence[timedelta],
@@ -63,7 +66,7 @@ class Scheduler:
         projection_wait: float = 2.0,
     ) -> None:
         self._pool = pool
-        self._deps = deps
+        self._dispatcher = dispatcher
         self._projections = projections
         self._notifications = notifications
         self._leads = tuple(leads)
@@ -132,18 +135,19 @@ class Scheduler:
         """Runs the handler of ``deadline``; the cursor of its event, None when it was moot."""
         ctx = CommandContext(now=self._clock(), actor=SCHEDULER_ACTOR)
         token_id = deadline.token_id
+        command: object
         match deadline.kind:
             case deadlines.EXPIRY:
-                outcome = await handlers.expire_token(self._deps, ctx, token_id)
+                command = ExpireToken(token_id=token_id)
             case due_index.WARNING:
-                outcome = await handlers.warn_token_expiring(self._deps, ctx, token_id, self._leads)
+                command = WarnTokenExpiring(token_id=token_id, leads=self._leads)
             case deadlines.ROTATION:
-                period = self._rotation_period
-                outcome = await handlers.flag_token_rotation_due(self._deps, ctx, token_id, period)
+                command = FlagTokenRotationDue(token_id=token_id, deployment_period=self._rotation_period)
             case deadlines.RETIREMENT:
-                outcome = await handlers.retire_token_secret(self._deps, ctx, token_id, deadline.ref)
+                command = RetireTokenSecret(token_id=token_id, secret_version=deadline.ref)
             case _:
                 raise ValueError(f"unknown deadline kind {deadline.kind!r}")
+        outcome = await self._dispatcher.dispatch(command, SCHEDULER, ctx)
         return outcome.cursor
 
     # -- wake-ups --------------------------------------------------------------------------------

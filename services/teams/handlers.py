@@ -2,7 +2,8 @@
 
 Joining a team confers the team's roles, so adding a member is granting them: the actor must be
 able to grant all of them (``check_can_grant``), as when assigning them directly; and only
-tokenledger's own (bootstrap) may place a konnect-managed account, so none joins a team. Adding a member
+tokenledger's own (bootstrap) may place a konnect-managed account, so none joins a team. Adding a
+member
 also checks, in the same append, that the account stream has not moved (so no member
 joins a deleted account's teams) and claims ``team-member:<account>:<team>``, which is how an
 account's deletion finds the teams to leave.
@@ -15,14 +16,21 @@ from collections.abc import Sequence
 from functools import partial
 
 from events import Event
-from services.accounts import handlers as accounts
-from services.accounts import model as account_model
-from services.authorization import Actor, check_can_grant, check_not_self_membership
+from services.authorization import Actor, SystemActor, check_can_grant, check_not_self_membership
 from services.commands import CommandContext, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
 from services.ports import Claim, StreamAppend, StreamState
 from services.roles.assignment import RoleAssignment, check_in_catalogue
 from services.teams import model
+from services.teams.commands import (
+    AddMember,
+    AssignTeamRole,
+    CreateTeam,
+    DeleteTeam,
+    RemoveMember,
+    UnassignTeamRole,
+    UpdateTeam,
+)
 from services.teams.model import Team
 
 
@@ -65,8 +73,9 @@ async def _append(
 
 
 async def create_team(
-    deps: Dependencies, ctx: CommandContext, name: str, description: str | None, labels: dict[str, str]
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: CreateTeam
 ) -> Outcome[Team]:
+    name, description, labels = command.name, command.description, dict(command.labels)
     team_id = ctx.new_id("team")
     state, retried = await _load_or_recorded(deps, ctx, team_id, new=True)
     if retried is not None:
@@ -75,14 +84,12 @@ async def create_team(
 
 
 async def update_team(
-    deps: Dependencies,
-    ctx: CommandContext,
-    team_id: str,
-    name: str | None,
-    description: str | None,
-    labels: dict[str, str | None] | None,
-    labels_given: bool,
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: UpdateTeam
 ) -> Outcome[Team]:
+    team_id, name, description = command.team_id, command.name, command.description
+    labels = None if command.labels is None else dict(command.labels)
+    labels_given = command.labels_given
+
     async def attempt() -> Outcome[Team]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:
@@ -93,7 +100,11 @@ async def update_team(
     return await with_retries(attempt)
 
 
-async def delete_team(deps: Dependencies, ctx: CommandContext, team_id: str) -> Outcome[Team]:
+async def delete_team(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: DeleteTeam
+) -> Outcome[Team]:
+    team_id = command.team_id
+
     async def attempt() -> Outcome[Team]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:
@@ -105,8 +116,9 @@ async def delete_team(deps: Dependencies, ctx: CommandContext, team_id: str) -> 
 
 
 async def add_member(
-    deps: Dependencies, ctx: CommandContext, actor: Actor, team_id: str, account_id: str
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: AddMember
 ) -> Outcome[Team]:
+    team_id, account_id = command.team_id, command.account_id
     check_not_self_membership(actor, account_id)
 
     async def attempt() -> Outcome[Team]:
@@ -115,9 +127,8 @@ async def add_member(
         check_can_grant(actor, deps.organization_id, state.roles.values())
         if retried is not None:
             return retried.original()
-        account = account_model.require_live(await accounts.load(deps, account_id))
-        account_model.require_unmanaged(account)
-        condition = StreamAppend(account_model.stream_of(account_id), [], account.version)
+        account = (await deps.directory.account(account_id)).require_live().require_unmanaged()
+        condition = account.unchanged()
         claim = Claim(model.membership_claim(account_id, team_id), model.stream_of(team_id))
         events = model.add_member(state, account_id)
         return await _append(deps, ctx, state, events, conditions=[condition], claims=[claim])
@@ -126,8 +137,9 @@ async def add_member(
 
 
 async def remove_member(
-    deps: Dependencies, ctx: CommandContext, actor: Actor, team_id: str, account_id: str
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RemoveMember
 ) -> Outcome[Team]:
+    team_id, account_id = command.team_id, command.account_id
     check_not_self_membership(actor, account_id)
 
     async def attempt() -> Outcome[Team]:
@@ -141,23 +153,36 @@ async def remove_member(
 
 
 async def assign_role(
-    deps: Dependencies, ctx: CommandContext, actor: Actor, team_id: str, grant: RoleAssignment
-) -> Outcome[Team]:
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: AssignTeamRole
+) -> Outcome[RoleAssignment]:
+    """The outcome's state is the assignment made (on a retry, the one the first attempt made)."""
+    team_id = command.team_id
+    grant = RoleAssignment(
+        assignment_id=ctx.new_id("assignment"),
+        role_name=command.role_name,
+        entity_id=command.entity_id,
+        entity_type_name=command.entity_type_name,
+        entity_region=command.entity_region,
+    )
     check_in_catalogue(deps.catalogue, grant)
     check_can_grant(actor, deps.organization_id, [grant])
 
-    async def attempt() -> Outcome[Team]:
+    async def attempt() -> Outcome[RoleAssignment]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:
-            return retried.original()
-        return await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
+            original = retried.original()
+            return Outcome(original.state.roles[grant.assignment_id], original.cursor)
+        appended = await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
+        return Outcome(grant, appended.cursor)
 
     return await with_retries(attempt)
 
 
 async def unassign_role(
-    deps: Dependencies, ctx: CommandContext, team_id: str, assignment_id: str
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: UnassignTeamRole
 ) -> Outcome[Team]:
+    team_id, assignment_id = command.team_id, command.assignment_id
+
     async def attempt() -> Outcome[Team]:
         state, retried = await _load_or_recorded(deps, ctx, team_id)
         if retried is not None:

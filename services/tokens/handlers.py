@@ -18,15 +18,13 @@ lost answer, append the event once.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 import msgspec
 
 from events import Event
 from events.tokens import TokenIssued, TokenRotated
-from services.accounts import handlers as accounts
-from services.accounts import model as account_model
 from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes
 from services.commands import (
     CommandContext,
@@ -38,9 +36,19 @@ from services.commands import (
     with_retries,
 )
 from services.dependencies import Dependencies
-from services.holdings import holdings_of, load_holdings
 from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
 from services.tokens import model
+from services.tokens.commands import (
+    DeleteToken,
+    ExpireToken,
+    FlagTokenRotationDue,
+    IssueToken,
+    RenameToken,
+    RetireTokenSecret,
+    RevokeToken,
+    RotateToken,
+    WarnTokenExpiring,
+)
 from services.tokens.model import Token
 from services.tokens.secrets import derived_secret, generate_secret, secret_hash
 
@@ -120,25 +128,20 @@ async def _append(
 
 
 async def issue_token(
-    deps: Dependencies,
-    ctx: CommandContext,
-    actor: Actor | SystemActor,
-    account_id: str,
-    name: str,
-    expires_at: datetime | None,
-    scopes: list[str] | None = None,
-    auto_extend_seconds: int | None = None,
-    max_expires_at: datetime | None = None,
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: IssueToken
 ) -> Outcome[IssuedToken]:
     """The caller must cover what the new token can do (``check_can_obtain``)."""
+    account_id, name, expires_at = command.account_id, command.name, command.expires_at
+    scopes = list(command.scopes) if command.scopes is not None else None
+    auto_extend_seconds, max_expires_at = command.auto_extend_seconds, command.max_expires_at
     check_scopes(scopes)
     ceiling = model.check_expiry(deps.token_policy, ctx.now, expires_at, auto_extend_seconds, max_expires_at)
     token_id = ctx.new_id("token")
     stream = model.stream_of(token_id)
 
     async def attempt() -> Outcome[IssuedToken]:
-        account = account_model.require_live(await accounts.load(deps, account_id))
-        check_can_obtain(actor, deps.organization_id, await holdings_of(deps, account), scopes)
+        account = (await deps.directory.account(account_id)).require_live()
+        check_can_obtain(actor, deps.organization_id, await deps.directory.holdings(account_id), scopes)
         current, retried = await _load_or_recorded(deps, ctx, token_id, new=True)
         if retried is not None:
             return _recorded_secret(deps, ctx, current, retried)
@@ -155,7 +158,7 @@ async def issue_token(
         )
         appends = [
             StreamAppend(stream, ctx.new_events(stream, [issued]), StreamState.NO_STREAM),
-            StreamAppend(account_model.stream_of(account_id), [], account.version),
+            account.unchanged(),
         ]
         try:
             result = await deps.store.append_many(
@@ -170,8 +173,10 @@ async def issue_token(
 
 
 async def rename_token(
-    deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str, name: str
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RenameToken
 ) -> Outcome[Token]:
+    account_id, token_id, name = command.account_id, command.token_id, command.name
+
     async def attempt() -> Outcome[Token]:
         state, retried = await _load_or_recorded(deps, ctx, token_id)
         if retried is not None:
@@ -186,32 +191,35 @@ async def rename_token(
 
 
 async def revoke_token(
-    deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str, reason: str = "revoked"
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RevokeToken
 ) -> Outcome[Token]:
+    account_id, token_id = command.account_id, command.token_id
+
     async def attempt() -> Outcome[Token]:
         state, retried = await _load_or_recorded(deps, ctx, token_id)
         if retried is not None:
             return retried.original()
         model.require_visible(state, account_id)
-        return await _append(deps, ctx, state, model.revoke(state, reason))
+        return await _append(deps, ctx, state, model.revoke(state, "revoked"))
 
     return await with_retries(attempt)
 
 
 async def rotate_token(
-    deps: Dependencies,
-    ctx: CommandContext,
-    actor: Actor,
-    account_id: str,
-    token_id: str,
-    grace_period_seconds: int,
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RotateToken
 ) -> Outcome[IssuedToken]:
     """The new secret can do what the token can: the caller must cover that (``check_can_obtain``)."""
+    account_id, token_id, grace_period_seconds = (
+        command.account_id,
+        command.token_id,
+        command.grace_period_seconds,
+    )
 
     async def attempt() -> Outcome[IssuedToken]:
         state, retried = await _load_or_recorded(deps, ctx, token_id)
         model.require_visible(state, account_id)
-        check_can_obtain(actor, deps.organization_id, await load_holdings(deps, account_id), state.scopes)
+        holdings = await deps.directory.holdings(account_id)
+        check_can_obtain(actor, deps.organization_id, holdings, state.scopes)
         if retried is not None:
             return _recorded_secret(deps, ctx, state, retried)
         secret = _new_secret(deps, ctx, token_id, state.secret_version + 1)
@@ -223,8 +231,10 @@ async def rotate_token(
 
 
 async def delete_token(
-    deps: Dependencies, ctx: CommandContext, account_id: str, token_id: str
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: DeleteToken
 ) -> Outcome[Token]:
+    account_id, token_id = command.account_id, command.token_id
+
     async def attempt() -> Outcome[Token]:
         state, retried = await _load_or_recorded(deps, ctx, token_id)
         if retried is not None:
@@ -253,42 +263,43 @@ async def _append_scheduled(
     return await with_retries(attempt)
 
 
-async def expire_token(deps: Dependencies, ctx: CommandContext, token_id: str) -> Outcome[Token]:
+async def expire_token(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: ExpireToken
+) -> Outcome[Token]:
     async def decide(state: Token) -> Sequence[Event]:
         return model.expire(state, ctx.now)
 
-    return await _append_scheduled(deps, ctx, token_id, decide)
+    return await _append_scheduled(deps, ctx, command.token_id, decide)
 
 
 async def warn_token_expiring(
-    deps: Dependencies, ctx: CommandContext, token_id: str, leads: Sequence[timedelta]
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: WarnTokenExpiring
 ) -> Outcome[Token]:
     async def decide(state: Token) -> Sequence[Event]:
-        return model.warn_expiring_soon(state, ctx.now, leads)
+        return model.warn_expiring_soon(state, ctx.now, command.leads)
 
-    return await _append_scheduled(deps, ctx, token_id, decide)
+    return await _append_scheduled(deps, ctx, command.token_id, decide)
 
 
 async def flag_token_rotation_due(
-    deps: Dependencies, ctx: CommandContext, token_id: str, deployment_period: timedelta | None
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: FlagTokenRotationDue
 ) -> Outcome[Token]:
-    """The period is the token's account's own, else ``deployment_period``."""
+    """The period is the token's account's own, else the deployment's."""
 
     async def decide(state: Token) -> Sequence[Event]:
         if not state.exists:
             return []
-        account = await accounts.load(deps, state.account_id)
-        seconds = account.rotation_period_seconds
-        period = deployment_period if seconds is None else timedelta(seconds=seconds)
+        seconds = (await deps.directory.account(state.account_id)).rotation_period_seconds
+        period = command.deployment_period if seconds is None else timedelta(seconds=seconds)
         return model.flag_rotation_due(state, ctx.now, period)
 
-    return await _append_scheduled(deps, ctx, token_id, decide)
+    return await _append_scheduled(deps, ctx, command.token_id, decide)
 
 
 async def retire_token_secret(
-    deps: Dependencies, ctx: CommandContext, token_id: str, secret_version: int
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RetireTokenSecret
 ) -> Outcome[Token]:
     async def decide(state: Token) -> Sequence[Event]:
-        return model.retire_secret(state, ctx.now, secret_version)
+        return model.retire_secret(state, ctx.now, command.secret_version)
 
-    return await _append_scheduled(deps, ctx, token_id, decide)
+    return await _append_scheduled(deps, ctx, command.token_id, decide)

@@ -29,6 +29,7 @@ from events.tokens import (
 )
 from services.commands import Conflict, Invalid, NotFound
 from services.names import check_new_name
+from services.policy import TokenPolicy
 
 ACTIVE, REVOKED, EXPIRED = "ACTIVE", "REVOKED", "EXPIRED"
 MAX_GRACE_PERIOD = timedelta(days=7)
@@ -44,11 +45,6 @@ def name_claim(account_id: str, name: str) -> str:
 
 def account_claims_prefix(account_id: str) -> str:
     return f"token-name:{account_id}:"
-
-
-class TokenPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    max_lifetime: timedelta
-    allow_non_expiring: bool
 
 
 class Token(msgspec.Struct, frozen=True, kw_only=True):

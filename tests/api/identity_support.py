@@ -127,7 +127,7 @@ async def account_with_roles(
 async def managed_account(api: ApiClient, runtime: Runtime) -> dict[str, Any]:
     """A new konnect-managed account, made the only way there is: ``tokenledger bootstrap``."""
     name = unique("managed")
-    await bootstrap(runtime.deps, name, runtime.clock())
+    await bootstrap(runtime.deps, runtime.dispatcher, name, runtime.clock())
     reply = await api.get(f"/v3/system-accounts?filter[name][eq]={name}")
     assert reply.status == 200, reply.body
     (account,) = reply.body["data"]

@@ -194,6 +194,6 @@ async def test_bootstrap_refuses_the_name_of_an_ordinary_account(
     ordinary = await create_account(api, "ordinary")
     async with nothing_written(api_runtime):
         with pytest.raises(BootstrapRefused, match="not managed by tokenledger"):
-            await bootstrap(api_runtime.deps, ordinary["name"], api_runtime.clock())
+            await bootstrap(api_runtime.deps, api_runtime.dispatcher, ordinary["name"], api_runtime.clock())
     roles = await api.get(f"/v3/system-accounts/{ordinary['id']}/assigned-roles")
     assert roles.body["data"] == []

@@ -18,6 +18,7 @@ from services.api.app import create_app
 from services.api.openapi.reference import reference
 from services.api.state import AppState
 from services.composition import Runtime
+from services.dispatch import Dispatcher
 from services.roles.catalogue import load_catalogue
 from tests.api.identity_support import (
     ORGANIZATION_PATH,
@@ -156,7 +157,8 @@ async def custom_catalogue_api(
     settings = api_settings(api_runtime.dsn, tmp_path, TOKENLEDGER_ROLE_CATALOGUE=str(path))
     deps = msgspec.structs.replace(api_runtime.deps, catalogue=load_catalogue(settings.role_catalogue))
     server = TestServer(
-        create_app(AppState(msgspec.structs.replace(api_runtime, deps=deps))), host="127.0.0.1"
+        create_app(AppState(msgspec.structs.replace(api_runtime, deps=deps, dispatcher=Dispatcher(deps)))),
+        host="127.0.0.1",
     )
     await server.start_server()
     try:

@@ -8,12 +8,19 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
 import pytest
 
-from services.accounts import handlers as accounts
+from services.accounts.commands import (
+    AssignAccountRole,
+    CreateAccount,
+    DeleteAccount,
+    UnassignAccountRole,
+    UpdateAccount,
+)
 from services.audit.as_of import (
     DIRECT,
     account_as_of,
@@ -26,11 +33,13 @@ from services.audit.replay import AccountRights, replay
 from services.authorization import SYSTEM
 from services.commands import CommandContext
 from services.dependencies import Dependencies
-from services.roles.assignment import RoleAssignment
+from services.directory import StreamDirectory
+from services.dispatch import Dispatcher
+from services.policy import TokenPolicy
 from services.roles.catalogue import load_catalogue
-from services.teams import handlers as teams
-from services.tokens import handlers as tokens
-from services.tokens.model import ACTIVE, REVOKED, TokenPolicy
+from services.teams.commands import AddMember, AssignTeamRole, CreateTeam, DeleteTeam, RemoveMember
+from services.tokens.commands import IssueToken, RevokeToken
+from services.tokens.model import ACTIVE, REVOKED
 from tests.integration.eventstore_helpers import open_store
 
 DAY0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -44,14 +53,13 @@ def at(n: int) -> CommandContext:
     return CommandContext(now=day(n), actor="system:tests")
 
 
-def grant(assignment_id: str, role_name: str, entity_id: str) -> RoleAssignment:
-    return RoleAssignment(
-        assignment_id=assignment_id,
-        role_name=role_name,
-        entity_id=entity_id,
-        entity_type_name="Control Planes",
-        entity_region="eu",
-    )
+def grant(role_name: str, entity_id: str) -> dict[str, str]:
+    return {
+        "role_name": role_name,
+        "entity_id": entity_id,
+        "entity_type_name": "Control Planes",
+        "entity_region": "eu",
+    }
 
 
 @dataclass
@@ -75,28 +83,33 @@ async def history(empty_database: str) -> AsyncIterator[History]:
     async with open_store(empty_database) as (pool, store):
         deps = Dependencies(
             store=store,
+            directory=StreamDirectory(store),
             catalogue=load_catalogue(None),
             token_policy=TokenPolicy(max_lifetime=timedelta(days=365), allow_non_expiring=True),
             pepper=b"as-of-test-pepper",
             organization_id="00000000-0000-0000-0000-0000000000aa",
         )
-        actor = SYSTEM
-        bot = (await accounts.create_account(deps, at(0), actor, "ci-bot", "", False)).state.account_id
-        deployer = (await accounts.create_account(deps, at(0), actor, "deployer", "", False)).state.account_id
-        team = (await teams.create_team(deps, at(0), "platform", None, {})).state.team_id
-        await accounts.assign_role(deps, at(1), actor, bot, grant("direct-1", "Viewer", "cp-1"))
-        await accounts.assign_role(deps, at(1), actor, deployer, grant("direct-2", "Admin", "cp-3"))
-        await teams.assign_role(deps, at(2), actor, team, grant("team-1", "Admin", "cp-2"))
-        await teams.add_member(deps, at(3), actor, team, bot)
+        dispatcher = Dispatcher(deps)
+
+        async def send(ctx: CommandContext, command: object) -> Any:
+            return (await dispatcher.dispatch(command, SYSTEM, ctx)).state
+
+        bot = (await send(at(0), CreateAccount(name="ci-bot", description=""))).account_id
+        deployer = (await send(at(0), CreateAccount(name="deployer", description=""))).account_id
+        team = (await send(at(0), CreateTeam(name="platform"))).team_id
+        viewer = await send(at(1), AssignAccountRole(account_id=bot, **grant("Viewer", "cp-1")))
+        await send(at(1), AssignAccountRole(account_id=deployer, **grant("Admin", "cp-3")))
+        await send(at(2), AssignTeamRole(team_id=team, **grant("Admin", "cp-2")))
+        await send(at(3), AddMember(team_id=team, account_id=bot))
         expiry = day(40)
-        first = (await tokens.issue_token(deps, at(3), actor, bot, "one", expiry)).state.token.token_id
-        await accounts.unassign_role(deps, at(4), bot, "direct-1")
-        second = (await tokens.issue_token(deps, at(4), actor, bot, "two", expiry)).state.token.token_id
-        await teams.remove_member(deps, at(5), actor, team, bot)
-        await tokens.revoke_token(deps, at(5), bot, first)
-        await accounts.update_account(deps, at(6), bot, None, None, False)
-        await accounts.delete_account(deps, at(6), deployer)
-        await teams.delete_team(deps, at(7), team)
+        first = (await send(at(3), IssueToken(account_id=bot, name="one", expires_at=expiry))).token.token_id
+        await send(at(4), UnassignAccountRole(account_id=bot, assignment_id=viewer.assignment_id))
+        second = (await send(at(4), IssueToken(account_id=bot, name="two", expires_at=expiry))).token.token_id
+        await send(at(5), RemoveMember(team_id=team, account_id=bot))
+        await send(at(5), RevokeToken(account_id=bot, token_id=first))
+        await send(at(6), UpdateAccount(account_id=bot, enabled=False))
+        await send(at(6), DeleteAccount(account_id=deployer))
+        await send(at(7), DeleteTeam(team_id=team))
         yield History(empty_database, pool, deps, bot, deployer, team, first, second)
 
 

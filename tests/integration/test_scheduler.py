@@ -20,15 +20,18 @@ import pytest
 from events import RecordedEvent
 from events.tokens import TokenExtended
 from projections.deadlines import DeadlinesProjection
-from services.accounts import handlers as accounts
+from services.accounts.commands import CreateAccount, UpdateAccount
 from services.authorization import SYSTEM
 from services.commands import CommandContext
 from services.dependencies import Dependencies
+from services.directory import StreamDirectory
+from services.dispatch import Dispatcher
+from services.policy import TokenPolicy
 from services.ports import StreamAppend
 from services.roles.catalogue import load_catalogue
 from services.scheduler import SCHEDULER_ACTOR, Scheduler
-from services.tokens import handlers as tokens
-from services.tokens.model import TokenPolicy, stream_of
+from services.tokens.commands import IssueToken, RevokeToken, RotateToken
+from services.tokens.model import stream_of
 from tests.integration.test_projection_support import World, new_event, running
 
 SCHEDULED = ("token.expired", "token.expiring_soon", "token.rotation_due", "token.secret_retired")
@@ -44,22 +47,26 @@ class Setup:
     world: World
     deps: Dependencies
 
-    def ctx(self) -> CommandContext:
-        return CommandContext(now=utc_now(), actor="system:tests")
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.deps)
+
+    async def send(self, command: object) -> Any:
+        """Runs ``command`` as tokenledger itself; its outcome's state."""
+        ctx = CommandContext(now=utc_now(), actor="system:tests")
+        return (await self.dispatcher.dispatch(command, SYSTEM, ctx)).state
 
     async def account(self, rotation_period_seconds: int | None = None) -> str:
         name = f"bot-{uuid.uuid4().hex[:12]}"
-        outcome = await accounts.create_account(
-            self.deps, self.ctx(), SYSTEM, name, "", False, rotation_period_seconds=rotation_period_seconds
-        )
-        return outcome.state.account_id
+        command = CreateAccount(name=name, description="", rotation_period_seconds=rotation_period_seconds)
+        account_id: str = (await self.send(command)).account_id
+        return account_id
 
     async def token(self, account_id: str, expires_in: timedelta | None) -> str:
         expires_at = None if expires_in is None else utc_now() + expires_in
-        outcome = await tokens.issue_token(
-            self.deps, self.ctx(), SYSTEM, account_id, f"t-{uuid.uuid4().hex[:12]}", expires_at
-        )
-        return outcome.state.token.token_id
+        command = IssueToken(account_id=account_id, name=f"t-{uuid.uuid4().hex[:12]}", expires_at=expires_at)
+        token_id: str = (await self.send(command)).token.token_id
+        return token_id
 
     def scheduler(
         self,
@@ -70,7 +77,7 @@ class Setup:
     ) -> Scheduler:
         return Scheduler(
             pool=self.world.pool,
-            deps=self.deps,
+            dispatcher=self.dispatcher,
             projections=self.world.projections,
             notifications=self.world.notifications,
             leads=leads,
@@ -101,6 +108,7 @@ async def setup(empty_database: str) -> AsyncIterator[Setup]:
     async with running(empty_database, [DeadlinesProjection()]) as world:
         deps = Dependencies(
             store=world.store,
+            directory=StreamDirectory(world.store),
             catalogue=load_catalogue(None),
             token_policy=TokenPolicy(max_lifetime=timedelta(days=365), allow_non_expiring=True),
             pepper=b"scheduler-test-pepper",
@@ -185,9 +193,7 @@ async def test_rotation_due_follows_the_account_period_or_the_deployment_period(
     ruled_by_account = await setup.token(own_period, None)
     ruled_by_deployment = await setup.token(default_period, None)
     given_a_period_later = await setup.token(later_period, None)
-    await accounts.update_account(
-        setup.deps, setup.ctx(), later_period, None, None, None, rotation_period_seconds=2 * 86400
-    )
+    await setup.send(UpdateAccount(account_id=later_period, rotation_period_seconds=2 * 86400))
     await setup.indexed()
 
     ten_days_later = setup.scheduler(ahead=timedelta(days=10), rotation_period=timedelta(days=7))
@@ -198,7 +204,7 @@ async def test_rotation_due_follows_the_account_period_or_the_deployment_period(
     assert {e.type for e in events} == {"token.rotation_due"}
     assert await ten_days_later.tick() == 0, "once per secret"
 
-    await tokens.rotate_token(setup.deps, setup.ctx(), SYSTEM, default_period, ruled_by_deployment, 0)
+    await setup.send(RotateToken(account_id=default_period, token_id=ruled_by_deployment))
     await setup.indexed()
     five_days_later = setup.scheduler(ahead=timedelta(days=5), rotation_period=timedelta(days=7))
     assert await five_days_later.tick() == 0, "the new secret is five days old"
@@ -208,7 +214,7 @@ async def test_rotation_due_follows_the_account_period_or_the_deployment_period(
 async def test_the_previous_secret_is_retired_when_its_grace_period_ends(setup: Setup) -> None:
     account = await setup.account()
     token = await setup.token(account, None)
-    await tokens.rotate_token(setup.deps, setup.ctx(), SYSTEM, account, token, 3600)
+    await setup.send(RotateToken(account_id=account, token_id=token, grace_period_seconds=3600))
     await setup.indexed()
 
     assert await setup.scheduler(ahead=timedelta(minutes=30)).tick() == 0
@@ -224,7 +230,7 @@ async def test_deadlines_missed_while_no_scheduler_ran_are_emitted_on_start_in_o
     first = await setup.token(account, timedelta(hours=1))
     second = await setup.token(account, timedelta(hours=3))
     third = await setup.token(account, timedelta(hours=2))
-    await tokens.rotate_token(setup.deps, setup.ctx(), SYSTEM, account, second, 1800)
+    await setup.send(RotateToken(account_id=account, token_id=second, grace_period_seconds=1800))
     await setup.indexed()
 
     scheduler = setup.scheduler(ahead=timedelta(days=1), leads=(timedelta(days=7),))
@@ -247,7 +253,7 @@ async def test_moot_deadlines_emit_nothing(setup: Setup) -> None:
     account = await setup.account()
     revoked = await setup.token(account, timedelta(hours=1))
     extended = await setup.token(account, timedelta(hours=1))
-    await tokens.revoke_token(setup.deps, setup.ctx(), account, revoked)
+    await setup.send(RevokeToken(account_id=account, token_id=revoked))
     new_expiry = utc_now() + timedelta(days=3)
     extension = new_event(TokenExtended(token_id=extended, account_id=account, expires_at=new_expiry))
     await setup.deps.store.append_many([StreamAppend(stream_of(extended), [extension], 1)])

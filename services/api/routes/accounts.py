@@ -5,9 +5,9 @@ from typing import Annotated, TypeVar
 import msgspec
 from aiohttp import web
 
-from services.accounts import handlers
+from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
 from services.api import representations as show
-from services.api.context import authorize, command_context, consistent_read, runtime, settle
+from services.api.context import admit, authorize, consistent_read, execute, runtime
 from services.api.listing import BoolFilter, FilterSpec, StringFilter, collection, list_query
 from services.api.parsing import MAX_DURATION_SECONDS, name_field, read_body
 from services.api.problems import NotFound
@@ -60,18 +60,15 @@ def _given(value: T | msgspec.UnsetType) -> T | None:
 
 
 async def create(request: web.Request) -> web.Response:
-    actor = authorize(request, Right.WRITE)
+    admit(request, CreateAccount)
     body = await read_body(request, CreateSystemAccount)
-    outcome = await handlers.create_account(
-        runtime(request).deps,
-        command_context(request),
-        actor,
-        body.name,
-        body.description,
-        body.konnect_managed,
+    command = CreateAccount(
+        name=body.name,
+        description=body.description,
+        konnect_managed=body.konnect_managed,
         rotation_period_seconds=body.rotation_period_seconds,
     )
-    await settle(request, outcome.cursor)
+    outcome = await execute(request, command)
     return json(show.account(outcome.state), 201)
 
 
@@ -95,29 +92,23 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
+    admit(request, UpdateAccount)
     body = await read_body(request, UpdateSystemAccount)
-    outcome = await handlers.update_account(
-        runtime(request).deps,
-        command_context(request),
-        account_id(request),
-        _given(body.name),
-        _given(body.description),
-        _given(body.enabled),
-        rotation_period_seconds=0
-        if body.rotation_period_seconds is None
-        else _given(body.rotation_period_seconds),
+    period = body.rotation_period_seconds
+    command = UpdateAccount(
+        account_id=account_id(request),
+        name=_given(body.name),
+        description=_given(body.description),
+        enabled=_given(body.enabled),
+        rotation_period_seconds=0 if period is None else _given(period),
     )
-    await settle(request, outcome.cursor)
+    outcome = await execute(request, command)
     return json(show.account(outcome.state))
 
 
 async def delete(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
-    outcome = await handlers.delete_account(
-        runtime(request).deps, command_context(request), account_id(request)
-    )
-    await settle(request, outcome.cursor)
+    admit(request, DeleteAccount)
+    await execute(request, DeleteAccount(account_id=account_id(request)))
     return no_content()
 
 

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from services.accounts import handlers as accounts
+from services.accounts.commands import AssignAccountRole, UnassignAccountRole
 from services.api import representations as show
-from services.api.context import authorize, command_context, consistent_read, runtime, settle
+from services.api.context import admit, authorize, consistent_read, execute, runtime
 from services.api.listing import ListQuery, StringFilter, collection, list_query, parse_list_query
 from services.api.parsing import read_body
 from services.api.problems import NotFound
@@ -20,8 +20,7 @@ from services.api.queries import teams as team_queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, account_role_id, json, no_content, team_id, team_role_id
 from services.authorization import Right
-from services.roles.assignment import RoleAssignment
-from services.teams import handlers as teams
+from services.teams.commands import AssignTeamRole, UnassignTeamRole
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Region = Literal["us", "eu", "au", "me", "in", "sg", "*"]
@@ -56,25 +55,18 @@ def _with_canonical_entity_id(query: ListQuery) -> ListQuery:
     return msgspec.structs.replace(query, filters=tuple(filters))
 
 
-def _grant(request: web.Request, body: AssignRole) -> RoleAssignment:
-    return RoleAssignment(
-        assignment_id=command_context(request).new_id("assignment"),
+async def assign_to_account(request: web.Request) -> web.Response:
+    admit(request, AssignAccountRole)
+    body = await read_body(request, AssignRole)
+    command = AssignAccountRole(
+        account_id=account_id(request),
         role_name=body.role_name,
         entity_id=str(body.entity_id),
         entity_type_name=body.entity_type_name,
         entity_region=body.entity_region,
     )
-
-
-async def assign_to_account(request: web.Request) -> web.Response:
-    actor = authorize(request, Right.WRITE)
-    body = await read_body(request, AssignRole)
-    grant = _grant(request, body)
-    outcome = await accounts.assign_role(
-        runtime(request).deps, command_context(request), actor, account_id(request), grant
-    )
-    await settle(request, outcome.cursor)
-    return json(show.assigned_role(grant), 201)
+    outcome = await execute(request, command)
+    return json(show.assigned_role(outcome.state), 201)
 
 
 async def list_account_roles(request: web.Request) -> web.Response:
@@ -103,23 +95,24 @@ async def get_account_role(request: web.Request) -> web.Response:
 
 
 async def unassign_from_account(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
-    outcome = await accounts.unassign_role(
-        runtime(request).deps, command_context(request), account_id(request), account_role_id(request)
-    )
-    await settle(request, outcome.cursor)
+    admit(request, UnassignAccountRole)
+    command = UnassignAccountRole(account_id=account_id(request), assignment_id=account_role_id(request))
+    await execute(request, command)
     return no_content()
 
 
 async def assign_to_team(request: web.Request) -> web.Response:
-    actor = authorize(request, Right.WRITE)
+    admit(request, AssignTeamRole)
     body = await read_body(request, AssignRole)
-    grant = _grant(request, body)
-    outcome = await teams.assign_role(
-        runtime(request).deps, command_context(request), actor, team_id(request), grant
+    command = AssignTeamRole(
+        team_id=team_id(request),
+        role_name=body.role_name,
+        entity_id=str(body.entity_id),
+        entity_type_name=body.entity_type_name,
+        entity_region=body.entity_region,
     )
-    await settle(request, outcome.cursor)
-    return json(show.assigned_role(grant), 201)
+    outcome = await execute(request, command)
+    return json(show.assigned_role(outcome.state), 201)
 
 
 async def list_team_roles(request: web.Request) -> web.Response:
@@ -144,11 +137,8 @@ async def get_team_role(request: web.Request) -> web.Response:
 
 
 async def unassign_from_team(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
-    outcome = await teams.unassign_role(
-        runtime(request).deps, command_context(request), team_id(request), team_role_id(request)
-    )
-    await settle(request, outcome.cursor)
+    admit(request, UnassignTeamRole)
+    await execute(request, UnassignTeamRole(team_id=team_id(request), assignment_id=team_role_id(request)))
     return no_content()
 
 

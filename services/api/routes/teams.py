@@ -7,7 +7,7 @@ import msgspec
 from aiohttp import web
 
 from services.api import representations as show
-from services.api.context import authorize, command_context, consistent_read, runtime, settle
+from services.api.context import admit, authorize, consistent_read, execute, runtime
 from services.api.listing import FilterSpec, LabelFilter, StringFilter, collection, list_query
 from services.api.parsing import name_field, read_body, uuid_path_param
 from services.api.problems import NotFound
@@ -16,7 +16,7 @@ from services.api.queries import teams as queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content, team_id
 from services.authorization import Right
-from services.teams import handlers
+from services.teams import commands
 
 TeamName = Annotated[str, msgspec.Meta(min_length=1, max_length=250)]
 TeamDescription = Annotated[str, msgspec.Meta(min_length=1, max_length=250)]
@@ -65,12 +65,12 @@ class AddSystemAccountToTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only
 
 
 async def create(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
+    admit(request, commands.CreateTeam)
     body = await read_body(request, CreateTeam)
-    outcome = await handlers.create_team(
-        runtime(request).deps, command_context(request), body.name, body.description, dict(body.labels)
+    command = commands.CreateTeam(
+        name=body.name, description=body.description, labels=tuple(sorted(body.labels.items()))
     )
-    await settle(request, outcome.cursor)
+    outcome = await execute(request, command)
     return json(show.team(outcome.state), 201)
 
 
@@ -92,50 +92,38 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
+    admit(request, commands.UpdateTeam)
     body = await read_body(request, UpdateTeam)
-    labels_given = body.labels is not msgspec.UNSET
-    labels = None if isinstance(body.labels, msgspec.UnsetType) else body.labels
-    outcome = await handlers.update_team(
-        runtime(request).deps,
-        command_context(request),
-        team_id(request),
-        None if isinstance(body.name, msgspec.UnsetType) else body.name,
-        None if isinstance(body.description, msgspec.UnsetType) else body.description,
-        labels,
-        labels_given,
+    labels = None if isinstance(body.labels, msgspec.UnsetType) or body.labels is None else body.labels
+    command = commands.UpdateTeam(
+        team_id=team_id(request),
+        name=None if isinstance(body.name, msgspec.UnsetType) else body.name,
+        description=None if isinstance(body.description, msgspec.UnsetType) else body.description,
+        labels=None if labels is None else tuple(sorted(labels.items())),
+        labels_given=body.labels is not msgspec.UNSET,
     )
-    await settle(request, outcome.cursor)
+    outcome = await execute(request, command)
     return json(show.team(outcome.state))
 
 
 async def delete(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
-    outcome = await handlers.delete_team(runtime(request).deps, command_context(request), team_id(request))
-    await settle(request, outcome.cursor)
+    admit(request, commands.DeleteTeam)
+    await execute(request, commands.DeleteTeam(team_id=team_id(request)))
     return no_content()
 
 
 async def add_member(request: web.Request) -> web.Response:
-    actor = authorize(request, Right.WRITE)
+    admit(request, commands.AddMember)
     body = await read_body(request, AddSystemAccountToTeam)
-    outcome = await handlers.add_member(
-        runtime(request).deps, command_context(request), actor, membership_team_id(request), str(body.id)
-    )
-    await settle(request, outcome.cursor)
+    await execute(request, commands.AddMember(team_id=membership_team_id(request), account_id=str(body.id)))
     return no_content(201)
 
 
 async def remove_member(request: web.Request) -> web.Response:
-    actor = authorize(request, Right.WRITE)
-    outcome = await handlers.remove_member(
-        runtime(request).deps,
-        command_context(request),
-        actor,
-        membership_team_id(request),
-        account_id(request),
+    admit(request, commands.RemoveMember)
+    await execute(
+        request, commands.RemoveMember(team_id=membership_team_id(request), account_id=account_id(request))
     )
-    await settle(request, outcome.cursor)
     return no_content()
 
 

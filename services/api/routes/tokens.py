@@ -7,7 +7,7 @@ import msgspec
 from aiohttp import web
 
 from services.api import representations as show
-from services.api.context import authorize, command_context, consistent_read, runtime, settle
+from services.api.context import admit, authorize, consistent_read, execute, runtime
 from services.api.listing import StringFilter, collection, list_query
 from services.api.parsing import MAX_DURATION_SECONDS, AwareDateTime, name_field, read_body
 from services.api.problems import NotFound
@@ -16,7 +16,7 @@ from services.api.queries import tokens as queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content, token_id
 from services.authorization import Right
-from services.tokens import handlers
+from services.tokens.commands import DeleteToken, IssueToken, RenameToken, RevokeToken, RotateToken
 from services.tokens.handlers import IssuedToken
 from services.tokens.model import MAX_GRACE_PERIOD
 
@@ -55,20 +55,17 @@ def _with_secret(issued: IssuedToken, request: web.Request) -> dict[str, object]
 
 
 async def create(request: web.Request) -> web.Response:
-    actor = authorize(request, Right.WRITE)
+    admit(request, IssueToken)
     body = await read_body(request, CreateAccessToken)
-    outcome = await handlers.issue_token(
-        runtime(request).deps,
-        command_context(request),
-        actor,
-        account_id(request),
-        body.name,
-        body.expires_at,
-        body.scopes,
-        body.auto_extend_seconds,
-        body.max_expires_at,
+    command = IssueToken(
+        account_id=account_id(request),
+        name=body.name,
+        expires_at=body.expires_at,
+        scopes=tuple(body.scopes) if body.scopes is not None else None,
+        auto_extend_seconds=body.auto_extend_seconds,
+        max_expires_at=body.max_expires_at,
     )
-    await settle(request, outcome.cursor)
+    outcome = await execute(request, command)
     return json(_with_secret(outcome.state, request), 201)
 
 
@@ -103,45 +100,35 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def rename(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
+    admit(request, RenameToken)
     body = await read_body(request, UpdateAccessToken)
-    outcome = await handlers.rename_token(
-        runtime(request).deps, command_context(request), account_id(request), token_id(request), body.name
+    await execute(
+        request, RenameToken(account_id=account_id(request), token_id=token_id(request), name=body.name)
     )
-    await settle(request, outcome.cursor)
     return await _token_response(request)
 
 
 async def revoke(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
-    outcome = await handlers.revoke_token(
-        runtime(request).deps, command_context(request), account_id(request), token_id(request)
-    )
-    await settle(request, outcome.cursor)
+    admit(request, RevokeToken)
+    await execute(request, RevokeToken(account_id=account_id(request), token_id=token_id(request)))
     return await _token_response(request)
 
 
 async def rotate(request: web.Request) -> web.Response:
-    actor = authorize(request, Right.WRITE)
+    admit(request, RotateToken)
     body = await read_body(request, RotateAccessToken)
-    outcome = await handlers.rotate_token(
-        runtime(request).deps,
-        command_context(request),
-        actor,
-        account_id(request),
-        token_id(request),
-        body.grace_period_seconds,
+    command = RotateToken(
+        account_id=account_id(request),
+        token_id=token_id(request),
+        grace_period_seconds=body.grace_period_seconds,
     )
-    await settle(request, outcome.cursor)
+    outcome = await execute(request, command)
     return json(_with_secret(outcome.state, request))
 
 
 async def delete(request: web.Request) -> web.Response:
-    authorize(request, Right.WRITE)
-    outcome = await handlers.delete_token(
-        runtime(request).deps, command_context(request), account_id(request), token_id(request)
-    )
-    await settle(request, outcome.cursor)
+    admit(request, DeleteToken)
+    await execute(request, DeleteToken(account_id=account_id(request), token_id=token_id(request)))
     return no_content()
 
 

@@ -1,0 +1,62 @@
+"""``StreamDirectory``: the ``services.lookups.Directory`` that folds the streams through the event
+store port. It is the one place that knows several aggregates' models at once (accounts, teams,
+tokens), so that the aggregates themselves stay independent.
+
+Holdings: an account's own role assignments, those of the live teams it is a member of (found
+through the membership claims, which commit with the membership), and whether it is the
+organization admin. A deletion's cascade: a revocation of each live token (found through the token
+name claims) and the end of each membership.
+"""
+
+from events.teams import TeamMemberRemoved
+from services.accounts import model as accounts
+from services.commands import CommandContext
+from services.lookups import AccountFacts, Cascade, Holdings
+from services.ports import EventStore, StreamAppend, StreamState
+from services.roles.assignment import RoleAssignment
+from services.teams import model as teams
+from services.tokens import model as tokens
+
+
+class StreamDirectory:
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def _account(self, account_id: str) -> accounts.Account:
+        return accounts.fold(account_id, await self._store.read_stream(accounts.stream_of(account_id)))
+
+    async def account(self, account_id: str) -> AccountFacts:
+        state = await self._account(account_id)
+        return AccountFacts(
+            account_id=account_id,
+            stream_id=accounts.stream_of(account_id),
+            version=state.version,
+            live=state.live,
+            konnect_managed=state.konnect_managed,
+            rotation_period_seconds=state.rotation_period_seconds,
+        )
+
+    async def holdings(self, account_id: str) -> Holdings:
+        account = accounts.require_live(await self._account(account_id))
+        grants: list[RoleAssignment] = list(account.roles.values())
+        memberships = await self._store.claims_with_prefix(teams.memberships_prefix(account_id))
+        for stream in sorted(set(memberships.values())):
+            team = teams.fold(stream.removeprefix("team-"), await self._store.read_stream(stream))
+            if team.live and account_id in team.members:
+                grants.extend(team.roles.values())
+        return Holdings(tuple(grants), account.konnect_managed)
+
+    async def deletion_cascade(self, ctx: CommandContext, account_id: str) -> Cascade:
+        appends: list[StreamAppend] = []
+        token_claims = await self._store.claims_with_prefix(tokens.account_claims_prefix(account_id))
+        for stream in sorted(set(token_claims.values())):
+            token = tokens.fold(stream.removeprefix("token-"), await self._store.read_stream(stream))
+            revocation = tokens.revoke(token, "account_deleted")
+            if revocation:
+                appends.append(StreamAppend(stream, ctx.new_events(stream, revocation), token.version))
+        membership_claims = await self._store.claims_with_prefix(teams.memberships_prefix(account_id))
+        for stream in sorted(set(membership_claims.values())):
+            team_id = stream.removeprefix("team-")
+            removal = [TeamMemberRemoved(team_id=team_id, account_id=account_id)]
+            appends.append(StreamAppend(stream, ctx.new_events(stream, removal), StreamState.ANY))
+        return Cascade(tuple(appends), (*token_claims, *membership_claims))

@@ -1,0 +1,84 @@
+"""The one door to the command side. Every door (the HTTP routes, the scheduler, bootstrap, and the
+coming CLI and console) sends commands as data through ``Dispatcher.dispatch(command, actor, ctx)``,
+which authorises the actor for the command before anything is read, decided or replayed, then runs
+the command's one handler (the message map ``HANDLERS``) and returns its ``Outcome``, whose cursor
+is what read-your-writes waits for.
+
+Authorisation here is the right a command needs (``identity:write`` for every caller's command);
+what the command would hand out (a token's rights, a role) is checked by its handler under the
+cover rule (``services.authorization``), on the state it folds. The scheduler's commands are
+tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger itself) is never checked.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from services.accounts import commands as account_commands
+from services.accounts import handlers as accounts
+from services.authorization import Actor, Right, SystemActor, require
+from services.commands import CommandContext, Forbidden, Outcome
+from services.dependencies import Dependencies
+from services.teams import commands as team_commands
+from services.teams import handlers as teams
+from services.tokens import commands as token_commands
+from services.tokens import handlers as tokens
+
+Handler = Callable[[Dependencies, CommandContext, Actor | SystemActor, Any], Awaitable[Outcome[Any]]]
+
+HANDLERS: Mapping[type, Handler] = {
+    account_commands.CreateAccount: accounts.create_account,
+    account_commands.UpdateAccount: accounts.update_account,
+    account_commands.DeleteAccount: accounts.delete_account,
+    account_commands.AssignAccountRole: accounts.assign_role,
+    account_commands.UnassignAccountRole: accounts.unassign_role,
+    team_commands.CreateTeam: teams.create_team,
+    team_commands.UpdateTeam: teams.update_team,
+    team_commands.DeleteTeam: teams.delete_team,
+    team_commands.AddMember: teams.add_member,
+    team_commands.RemoveMember: teams.remove_member,
+    team_commands.AssignTeamRole: teams.assign_role,
+    team_commands.UnassignTeamRole: teams.unassign_role,
+    token_commands.IssueToken: tokens.issue_token,
+    token_commands.RenameToken: tokens.rename_token,
+    token_commands.RevokeToken: tokens.revoke_token,
+    token_commands.RotateToken: tokens.rotate_token,
+    token_commands.DeleteToken: tokens.delete_token,
+    token_commands.ExpireToken: tokens.expire_token,
+    token_commands.WarnTokenExpiring: tokens.warn_token_expiring,
+    token_commands.FlagTokenRotationDue: tokens.flag_token_rotation_due,
+    token_commands.RetireTokenSecret: tokens.retire_token_secret,
+}
+
+SYSTEM_COMMANDS = frozenset(
+    {
+        token_commands.ExpireToken,
+        token_commands.WarnTokenExpiring,
+        token_commands.FlagTokenRotationDue,
+        token_commands.RetireTokenSecret,
+    }
+)
+"""Commands only tokenledger itself sends (the scheduler's)."""
+
+
+class Dispatcher:
+    def __init__(self, deps: Dependencies, handlers: Mapping[type, Handler] = HANDLERS) -> None:
+        self._deps = deps
+        self._handlers = handlers
+
+    def authorize(self, kind: type, actor: Actor | SystemActor) -> None:
+        """Refuses (``Forbidden``) an actor that may not send commands of type ``kind`` at all. A door
+        may ask before it reads the rest of a request (a refusal then comes before a bad body)."""
+        if isinstance(actor, SystemActor):
+            return
+        if kind in SYSTEM_COMMANDS:
+            raise Forbidden("this command is tokenledger's own")
+        require(actor, self._deps.organization_id, Right.WRITE)
+
+    async def dispatch(
+        self, command: object, actor: Actor | SystemActor, ctx: CommandContext
+    ) -> Outcome[Any]:
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise TypeError(f"no handler for {type(command).__name__}")
+        self.authorize(type(command), actor)
+        return await handler(self._deps, ctx, actor, command)

@@ -1,0 +1,67 @@
+"""What a command needs to know of streams other than its own, as a port: the aggregates
+(accounts, tokens, teams) never import one another; a handler asks this ``Directory`` instead, and
+the composition root gives it the one that folds the streams (``services.directory``).
+
+Every answer is folded from the log (never a read model that may lag), and carries what the
+handler needs to make its append conditional on it (an account's stream and version).
+"""
+
+from typing import Protocol
+
+import msgspec
+
+from services.commands import CommandContext, Forbidden, NotFound
+from services.ports import StreamAppend
+from services.roles.assignment import RoleAssignment
+
+
+class AccountFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """One system account as another aggregate's command sees it."""
+
+    account_id: str
+    stream_id: str
+    version: int
+    live: bool
+    konnect_managed: bool
+    rotation_period_seconds: int | None
+
+    def require_live(self) -> "AccountFacts":
+        if not self.live:
+            raise NotFound("system account not found")
+        return self
+
+    def require_unmanaged(self) -> "AccountFacts":
+        if self.konnect_managed:
+            raise Forbidden("konnect-managed system accounts cannot be changed through the API")
+        return self
+
+    def unchanged(self) -> StreamAppend:
+        """A condition for an append: the account stream is still where it was read."""
+        return StreamAppend(self.stream_id, [], self.version)
+
+
+class Holdings(msgspec.Struct, frozen=True):
+    """What an account holds: its own role assignments and its teams', and whether it is the
+    organization admin (konnect-managed: made only by bootstrap)."""
+
+    grants: tuple[RoleAssignment, ...]
+    organization_admin: bool
+
+
+class Cascade(msgspec.Struct, frozen=True):
+    """What an account's deletion takes with it: appends to other streams, and the claims released."""
+
+    appends: tuple[StreamAppend, ...]
+    releases: tuple[str, ...]
+
+
+class Directory(Protocol):
+    async def account(self, account_id: str) -> AccountFacts: ...
+
+    async def holdings(self, account_id: str) -> Holdings:
+        """What the live account ``account_id`` holds (NotFound when it is not live)."""
+        ...
+
+    async def deletion_cascade(self, ctx: CommandContext, account_id: str) -> Cascade:
+        """Revocations of the account's live tokens and removals of its memberships."""
+        ...

@@ -1,0 +1,63 @@
+"""The commands on access tokens, as data: the callers' (issue, rename, revoke, rotate, delete) and
+the scheduler's time-driven ones (expire, warn, flag rotation due, retire a secret).
+
+Each has one handler (``services.tokens.handlers``), reached only through
+``services.dispatch.Dispatcher``, which authorises the actor first; the time-driven commands are
+tokenledger's own and refused to any caller.
+"""
+
+from datetime import datetime, timedelta
+
+import msgspec
+
+
+class IssueToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.issue"):
+    account_id: str
+    name: str
+    expires_at: datetime | None
+    scopes: tuple[str, ...] | None = None
+    auto_extend_seconds: int | None = None
+    max_expires_at: datetime | None = None
+
+
+class RenameToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.rename"):
+    account_id: str
+    token_id: str
+    name: str
+
+
+class RevokeToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.revoke"):
+    account_id: str
+    token_id: str
+
+
+class RotateToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.rotate"):
+    account_id: str
+    token_id: str
+    grace_period_seconds: int = 0
+
+
+class DeleteToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.delete"):
+    account_id: str
+    token_id: str
+
+
+class ExpireToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.expire"):
+    token_id: str
+
+
+class WarnTokenExpiring(msgspec.Struct, frozen=True, kw_only=True, tag="token.warn_expiring"):
+    token_id: str
+    leads: tuple[timedelta, ...]
+    """The warning leads configured."""
+
+
+class FlagTokenRotationDue(msgspec.Struct, frozen=True, kw_only=True, tag="token.flag_rotation_due"):
+    token_id: str
+    deployment_period: timedelta | None
+    """The deployment's rotation period, for accounts without one of their own."""
+
+
+class RetireTokenSecret(msgspec.Struct, frozen=True, kw_only=True, tag="token.retire_secret"):
+    token_id: str
+    secret_version: int
