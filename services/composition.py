@@ -73,20 +73,13 @@ class Runtime(msgspec.Struct, kw_only=True):
         return await self.verifier.wait_for(cursor, timeout) and reached
 
 
-async def open_database(settings: Settings) -> str:
-    """The DSN of the configured database (starting the embedded one if needed), migrated."""
-    dsn = await database.resolve_dsn(settings.database_url, settings.data_dir)
-    await database.migrate(dsn)
-    return dsn
-
-
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: Settings, *, pool_size: int = 20, clock: Clock = utc_now
 ) -> AsyncIterator[Runtime]:
     pepper = load_pepper(settings)
     catalogue = load_catalogue(settings.role_catalogue)
-    dsn = await open_database(settings)
+    dsn = await database.open_database(settings.database_url, settings.data_dir)
     async with contextlib.AsyncExitStack() as stack:
         pool = await database.create_pool(dsn, max_size=pool_size)
         stack.push_async_callback(pool.close)

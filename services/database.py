@@ -63,3 +63,10 @@ async def migrate(dsn: str) -> list[str]:
         return await apply_migrations(connection)
     finally:
         await connection.close()
+
+
+async def open_database(database_url: str | None, data_dir: Path) -> str:
+    """The DSN of the configured database (starting the embedded one if needed), migrated."""
+    dsn = await resolve_dsn(database_url, data_dir)
+    await migrate(dsn)
+    return dsn

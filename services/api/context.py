@@ -16,11 +16,10 @@ from aiohttp import web
 from events import LogCursor
 from services.api.idempotency import command_scope
 from services.api.problems import REQUEST_ID, ServiceUnavailable
-from services.api.state import RUNTIME
+from services.api.state import RUNTIME, ServedRuntime
 from services.auth.principal import Principal
 from services.authorization import MissingRight, Right, require
 from services.commands import CommandContext, Outcome
-from services.composition import Runtime
 
 PRINCIPAL = web.RequestKey("tokenledger.principal", Principal)
 OUT_OF_SCOPE = web.RequestKey("tokenledger.out_of_scope", bool)
@@ -30,7 +29,7 @@ SETTLE_SECONDS = 5.0
 _log = logging.getLogger(__name__)
 
 
-def runtime(request: web.Request) -> Runtime:
+def runtime(request: web.Request) -> ServedRuntime:
     current = request.app[RUNTIME].runtime
     if current is None:
         raise ServiceUnavailable("the service is starting")

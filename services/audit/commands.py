@@ -19,7 +19,6 @@ from services.audit.importer import ImportRefused, import_lines
 from services.audit.replay import replay
 from services.audit.usage_export import UsageExportFilter, export_usage_pages
 from services.audit.verify import verify
-from services.composition import open_database
 from services.config import Settings
 
 MAX_FINDINGS_SHOWN = 20
@@ -28,7 +27,8 @@ _encoder = msgspec.json.Encoder()
 
 @asynccontextmanager
 async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await database.create_pool(await open_database(settings), min_size=1, max_size=2)
+    dsn = await database.open_database(settings.database_url, settings.data_dir)
+    pool = await database.create_pool(dsn, min_size=1, max_size=2)
     try:
         yield pool
     finally:
