@@ -16,13 +16,14 @@ import msgspec
 
 from services.accounts import handlers as accounts
 from services.accounts import model as account_model
-from services.accounts.commands import AssignAccountRole, CreateAccount
+from services.accounts.commands import CreateAccount
 from services.authorization import SYSTEM
 from services.commands import CommandContext, Conflict
 from services.composition import open_runtime
 from services.config import Settings
 from services.dependencies import Dependencies
 from services.dispatch import Dispatcher
+from services.role_holders import AccountHolder, AssignRole
 from services.roles.catalogue import IDENTITY_ENTITY_TYPE, IDENTITY_ROLES
 from services.tokens.commands import IssueToken
 
@@ -64,8 +65,8 @@ async def bootstrap(deps: Dependencies, dispatcher: Dispatcher, name: str, now: 
     held = {(g.role_name, g.entity_type_name, g.entity_id) for g in account.roles.values()}
     for role in IDENTITY_ROLES:
         if (role, IDENTITY_ENTITY_TYPE, deps.organization_id) not in held:
-            grant = AssignAccountRole(
-                account_id=account.account_id,
+            grant = AssignRole(
+                holder=AccountHolder(account_id=account.account_id),
                 role_name=role,
                 entity_id=deps.organization_id,
                 entity_type_name=IDENTITY_ENTITY_TYPE,

@@ -13,6 +13,7 @@ tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger itself) is n
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from services import role_holders
 from services.accounts import commands as account_commands
 from services.accounts import handlers as accounts
 from services.authorization import Actor, Right, SystemActor, require
@@ -29,15 +30,13 @@ HANDLERS: Mapping[type, Handler] = {
     account_commands.CreateAccount: accounts.create_account,
     account_commands.UpdateAccount: accounts.update_account,
     account_commands.DeleteAccount: accounts.delete_account,
-    account_commands.AssignAccountRole: accounts.assign_role,
-    account_commands.UnassignAccountRole: accounts.unassign_role,
     team_commands.CreateTeam: teams.create_team,
     team_commands.UpdateTeam: teams.update_team,
     team_commands.DeleteTeam: teams.delete_team,
     team_commands.AddMember: teams.add_member,
     team_commands.RemoveMember: teams.remove_member,
-    team_commands.AssignTeamRole: teams.assign_role,
-    team_commands.UnassignTeamRole: teams.unassign_role,
+    role_holders.AssignRole: role_holders.assign_role,
+    role_holders.UnassignRole: role_holders.unassign_role,
     token_commands.IssueToken: tokens.issue_token,
     token_commands.RenameToken: tokens.rename_token,
     token_commands.RevokeToken: tokens.revoke_token,

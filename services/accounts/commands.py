@@ -26,16 +26,3 @@ class UpdateAccount(msgspec.Struct, frozen=True, kw_only=True, tag="account.upda
 
 class DeleteAccount(msgspec.Struct, frozen=True, kw_only=True, tag="account.delete"):
     account_id: str
-
-
-class AssignAccountRole(msgspec.Struct, frozen=True, kw_only=True, tag="account.assign_role"):
-    account_id: str
-    role_name: str
-    entity_id: str
-    entity_type_name: str
-    entity_region: str
-
-
-class UnassignAccountRole(msgspec.Struct, frozen=True, kw_only=True, tag="account.unassign_role"):
-    account_id: str
-    assignment_id: str

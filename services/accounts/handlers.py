@@ -17,18 +17,15 @@ from functools import partial
 from events import Event
 from services.accounts import model
 from services.accounts.commands import (
-    AssignAccountRole,
     CreateAccount,
     DeleteAccount,
-    UnassignAccountRole,
     UpdateAccount,
 )
 from services.accounts.model import Account
-from services.authorization import Actor, SystemActor, check_can_grant
+from services.authorization import Actor, SystemActor
 from services.commands import CommandContext, Conflict, Invalid, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
 from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
-from services.roles.assignment import RoleAssignment, check_in_catalogue
 
 
 async def load(deps: Dependencies, account_id: str) -> Account:
@@ -110,49 +107,6 @@ async def update_account(
         claims = [Claim(model.name_claim(name), model.stream_of(account_id))] if renamed and name else []
         releases = [model.name_claim(state.name)] if renamed else []
         return await _append(deps, ctx, state, events, claims, releases)
-
-    return await with_retries(attempt)
-
-
-async def assign_role(
-    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: AssignAccountRole
-) -> Outcome[RoleAssignment]:
-    """The outcome's state is the assignment made (on a retry, the one the first attempt made)."""
-    account_id = command.account_id
-    grant = RoleAssignment(
-        assignment_id=ctx.new_id("assignment"),
-        role_name=command.role_name,
-        entity_id=command.entity_id,
-        entity_type_name=command.entity_type_name,
-        entity_region=command.entity_region,
-    )
-    check_in_catalogue(deps.catalogue, grant)
-    check_can_grant(actor, deps.organization_id, [grant])
-
-    async def attempt() -> Outcome[RoleAssignment]:
-        state, retried = await _load_or_recorded(deps, ctx, account_id)
-        if retried is not None:
-            original = retried.original()
-            return Outcome(original.state.roles[grant.assignment_id], original.cursor)
-        if not isinstance(actor, SystemActor):
-            model.require_unmanaged(state)  # bootstrap, tokenledger itself, gives its admin its roles
-        appended = await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
-        return Outcome(grant, appended.cursor)
-
-    return await with_retries(attempt)
-
-
-async def unassign_role(
-    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: UnassignAccountRole
-) -> Outcome[Account]:
-    account_id, assignment_id = command.account_id, command.assignment_id
-
-    async def attempt() -> Outcome[Account]:
-        state, retried = await _load_or_recorded(deps, ctx, account_id)
-        if retried is not None:
-            return retried.original()
-        model.require_unmanaged(state)
-        return await _append(deps, ctx, state, model.unassign_role(state, assignment_id))
 
     return await with_retries(attempt)
 

@@ -17,8 +17,7 @@ from events.accounts import (
 )
 from services.commands import Forbidden, Invalid, NotFound
 from services.names import check_new_name
-from services.roles.assignment import RoleAssignment, check_new_assignment
-from services.roles.catalogue import RoleCatalogue
+from services.roles.assignment import RoleAssignment
 
 
 def stream_of(account_id: str) -> str:
@@ -181,27 +180,3 @@ def delete(state: Account) -> list[Event]:
     require_live(state)
     require_unmanaged(state)
     return [AccountDeleted(account_id=state.account_id)]
-
-
-def assign_role(state: Account, catalogue: RoleCatalogue, grant: RoleAssignment) -> list[Event]:
-    """Managed accounts get their roles from ``tokenledger bootstrap`` only: the API refuses to
-    change them (see ``require_unmanaged``), which keeps the bootstrap admin from being locked out."""
-    require_live(state)
-    check_new_assignment(catalogue, state.roles, grant)
-    return [
-        AccountRoleAssigned(
-            account_id=state.account_id,
-            assignment_id=grant.assignment_id,
-            role_name=grant.role_name,
-            entity_id=grant.entity_id,
-            entity_type_name=grant.entity_type_name,
-            entity_region=grant.entity_region,
-        )
-    ]
-
-
-def unassign_role(state: Account, assignment_id: str) -> list[Event]:
-    require_live(state)
-    if assignment_id not in state.roles:
-        raise NotFound("assigned role not found")
-    return [AccountRoleUnassigned(account_id=state.account_id, assignment_id=assignment_id)]

@@ -36,16 +36,3 @@ class AddMember(msgspec.Struct, frozen=True, kw_only=True, tag="team.add_member"
 class RemoveMember(msgspec.Struct, frozen=True, kw_only=True, tag="team.remove_member"):
     team_id: str
     account_id: str
-
-
-class AssignTeamRole(msgspec.Struct, frozen=True, kw_only=True, tag="team.assign_role"):
-    team_id: str
-    role_name: str
-    entity_id: str
-    entity_type_name: str
-    entity_region: str
-
-
-class UnassignTeamRole(msgspec.Struct, frozen=True, kw_only=True, tag="team.unassign_role"):
-    team_id: str
-    assignment_id: str

@@ -20,15 +20,12 @@ from services.authorization import Actor, SystemActor, check_can_grant, check_no
 from services.commands import CommandContext, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
 from services.ports import Claim, StreamAppend, StreamState
-from services.roles.assignment import RoleAssignment, check_in_catalogue
 from services.teams import model
 from services.teams.commands import (
     AddMember,
-    AssignTeamRole,
     CreateTeam,
     DeleteTeam,
     RemoveMember,
-    UnassignTeamRole,
     UpdateTeam,
 )
 from services.teams.model import Team
@@ -148,45 +145,5 @@ async def remove_member(
             return retried.original()
         events = model.remove_member(state, account_id)
         return await _append(deps, ctx, state, events, releases=[model.membership_claim(account_id, team_id)])
-
-    return await with_retries(attempt)
-
-
-async def assign_role(
-    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: AssignTeamRole
-) -> Outcome[RoleAssignment]:
-    """The outcome's state is the assignment made (on a retry, the one the first attempt made)."""
-    team_id = command.team_id
-    grant = RoleAssignment(
-        assignment_id=ctx.new_id("assignment"),
-        role_name=command.role_name,
-        entity_id=command.entity_id,
-        entity_type_name=command.entity_type_name,
-        entity_region=command.entity_region,
-    )
-    check_in_catalogue(deps.catalogue, grant)
-    check_can_grant(actor, deps.organization_id, [grant])
-
-    async def attempt() -> Outcome[RoleAssignment]:
-        state, retried = await _load_or_recorded(deps, ctx, team_id)
-        if retried is not None:
-            original = retried.original()
-            return Outcome(original.state.roles[grant.assignment_id], original.cursor)
-        appended = await _append(deps, ctx, state, model.assign_role(state, deps.catalogue, grant))
-        return Outcome(grant, appended.cursor)
-
-    return await with_retries(attempt)
-
-
-async def unassign_role(
-    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: UnassignTeamRole
-) -> Outcome[Team]:
-    team_id, assignment_id = command.team_id, command.assignment_id
-
-    async def attempt() -> Outcome[Team]:
-        state, retried = await _load_or_recorded(deps, ctx, team_id)
-        if retried is not None:
-            return retried.original()
-        return await _append(deps, ctx, state, model.unassign_role(state, assignment_id))
 
     return await with_retries(attempt)

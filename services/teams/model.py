@@ -21,8 +21,7 @@ from events.teams import (
 )
 from services.commands import Conflict, Invalid, NotFound
 from services.names import check_new_name
-from services.roles.assignment import RoleAssignment, check_new_assignment
-from services.roles.catalogue import RoleCatalogue
+from services.roles.assignment import RoleAssignment
 
 MAX_LABELS = 50
 _LABEL_VALUE = re.compile(r"^[a-z0-9A-Z]([a-z0-9A-Z\-._]*[a-z0-9A-Z]+)?$")
@@ -188,25 +187,3 @@ def remove_member(state: Team, account_id: str) -> list[Event]:
     if account_id not in state.members:
         raise NotFound("system account is not a member of the team")
     return [TeamMemberRemoved(team_id=state.team_id, account_id=account_id)]
-
-
-def assign_role(state: Team, catalogue: RoleCatalogue, grant: RoleAssignment) -> list[Event]:
-    require_live(state)
-    check_new_assignment(catalogue, state.roles, grant)
-    return [
-        TeamRoleAssigned(
-            team_id=state.team_id,
-            assignment_id=grant.assignment_id,
-            role_name=grant.role_name,
-            entity_id=grant.entity_id,
-            entity_type_name=grant.entity_type_name,
-            entity_region=grant.entity_region,
-        )
-    ]
-
-
-def unassign_role(state: Team, assignment_id: str) -> list[Event]:
-    require_live(state)
-    if assignment_id not in state.roles:
-        raise NotFound("assigned role not found")
-    return [TeamRoleUnassigned(team_id=state.team_id, assignment_id=assignment_id)]

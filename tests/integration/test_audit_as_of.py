@@ -15,10 +15,8 @@ import msgspec
 import pytest
 
 from services.accounts.commands import (
-    AssignAccountRole,
     CreateAccount,
     DeleteAccount,
-    UnassignAccountRole,
     UpdateAccount,
 )
 from services.audit.as_of import (
@@ -36,8 +34,9 @@ from services.dependencies import Dependencies
 from services.directory import StreamDirectory
 from services.dispatch import Dispatcher
 from services.policy import TokenPolicy
+from services.role_holders import AccountHolder, AssignRole, TeamHolder, UnassignRole
 from services.roles.catalogue import load_catalogue
-from services.teams.commands import AddMember, AssignTeamRole, CreateTeam, DeleteTeam, RemoveMember
+from services.teams.commands import AddMember, CreateTeam, DeleteTeam, RemoveMember
 from services.tokens.commands import IssueToken, RevokeToken
 from services.tokens.model import ACTIVE, REVOKED
 from tests.integration.eventstore_helpers import open_store
@@ -97,13 +96,17 @@ async def history(empty_database: str) -> AsyncIterator[History]:
         bot = (await send(at(0), CreateAccount(name="ci-bot", description=""))).account_id
         deployer = (await send(at(0), CreateAccount(name="deployer", description=""))).account_id
         team = (await send(at(0), CreateTeam(name="platform"))).team_id
-        viewer = await send(at(1), AssignAccountRole(account_id=bot, **grant("Viewer", "cp-1")))
-        await send(at(1), AssignAccountRole(account_id=deployer, **grant("Admin", "cp-3")))
-        await send(at(2), AssignTeamRole(team_id=team, **grant("Admin", "cp-2")))
+        viewer = await send(
+            at(1), AssignRole(holder=AccountHolder(account_id=bot), **grant("Viewer", "cp-1"))
+        )
+        await send(at(1), AssignRole(holder=AccountHolder(account_id=deployer), **grant("Admin", "cp-3")))
+        await send(at(2), AssignRole(holder=TeamHolder(team_id=team), **grant("Admin", "cp-2")))
         await send(at(3), AddMember(team_id=team, account_id=bot))
         expiry = day(40)
         first = (await send(at(3), IssueToken(account_id=bot, name="one", expires_at=expiry))).token.token_id
-        await send(at(4), UnassignAccountRole(account_id=bot, assignment_id=viewer.assignment_id))
+        await send(
+            at(4), UnassignRole(holder=AccountHolder(account_id=bot), assignment_id=viewer.assignment_id)
+        )
         second = (await send(at(4), IssueToken(account_id=bot, name="two", expires_at=expiry))).token.token_id
         await send(at(5), RemoveMember(team_id=team, account_id=bot))
         await send(at(5), RevokeToken(account_id=bot, token_id=first))

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from services.accounts.commands import AssignAccountRole, UnassignAccountRole
+from services import role_holders
 from services.api import representations as show
 from services.api.context import admit, authorize, consistent_read, execute, runtime
 from services.api.listing import ListQuery, StringFilter, collection, list_query, parse_list_query
@@ -20,7 +20,6 @@ from services.api.queries import teams as team_queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, account_role_id, json, no_content, team_id, team_role_id
 from services.authorization import Right
-from services.teams.commands import AssignTeamRole, UnassignTeamRole
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Region = Literal["us", "eu", "au", "me", "in", "sg", "*"]
@@ -55,11 +54,18 @@ def _with_canonical_entity_id(query: ListQuery) -> ListQuery:
     return msgspec.structs.replace(query, filters=tuple(filters))
 
 
-async def assign_to_account(request: web.Request) -> web.Response:
-    admit(request, AssignAccountRole)
+def _holder(request: web.Request) -> role_holders.Holder:
+    """The account or the team of the path (each family with its own answer to a malformed id)."""
+    if "accountId" in request.match_info:
+        return role_holders.AccountHolder(account_id=account_id(request))
+    return role_holders.TeamHolder(team_id=team_id(request))
+
+
+async def assign(request: web.Request) -> web.Response:
+    admit(request, role_holders.AssignRole)
     body = await read_body(request, AssignRole)
-    command = AssignAccountRole(
-        account_id=account_id(request),
+    command = role_holders.AssignRole(
+        holder=_holder(request),
         role_name=body.role_name,
         entity_id=str(body.entity_id),
         entity_type_name=body.entity_type_name,
@@ -67,6 +73,16 @@ async def assign_to_account(request: web.Request) -> web.Response:
     )
     outcome = await execute(request, command)
     return json(show.assigned_role(outcome.state), 201)
+
+
+async def unassign(request: web.Request) -> web.Response:
+    admit(request, role_holders.UnassignRole)
+    holder = _holder(request)
+    assignment = (
+        account_role_id(request) if isinstance(holder, role_holders.AccountHolder) else team_role_id(request)
+    )
+    await execute(request, role_holders.UnassignRole(holder=holder, assignment_id=assignment))
+    return no_content()
 
 
 async def list_account_roles(request: web.Request) -> web.Response:
@@ -94,27 +110,6 @@ async def get_account_role(request: web.Request) -> web.Response:
     return json(show.assigned_role_row(row))
 
 
-async def unassign_from_account(request: web.Request) -> web.Response:
-    admit(request, UnassignAccountRole)
-    command = UnassignAccountRole(account_id=account_id(request), assignment_id=account_role_id(request))
-    await execute(request, command)
-    return no_content()
-
-
-async def assign_to_team(request: web.Request) -> web.Response:
-    admit(request, AssignTeamRole)
-    body = await read_body(request, AssignRole)
-    command = AssignTeamRole(
-        team_id=team_id(request),
-        role_name=body.role_name,
-        entity_id=str(body.entity_id),
-        entity_type_name=body.entity_type_name,
-        entity_region=body.entity_region,
-    )
-    outcome = await execute(request, command)
-    return json(show.assigned_role(outcome.state), 201)
-
-
 async def list_team_roles(request: web.Request) -> web.Response:
     authorize(request, Right.READ)
     owner = team_id(request)
@@ -134,12 +129,6 @@ async def get_team_role(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound("The assigned role was not found")
     return json(show.assigned_role_row(row))
-
-
-async def unassign_from_team(request: web.Request) -> web.Response:
-    admit(request, UnassignTeamRole)
-    await execute(request, UnassignTeamRole(team_id=team_id(request), assignment_id=team_role_id(request)))
-    return no_content()
 
 
 async def catalogue(request: web.Request) -> web.Response:
@@ -167,13 +156,13 @@ async def organization(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     account_roles = "/v3/system-accounts/{accountId}/assigned-roles"
     app.router.add_get(account_roles, list_account_roles)
-    app.router.add_post(account_roles, assign_to_account)
+    app.router.add_post(account_roles, assign)
     app.router.add_get(account_roles + "/{roleId}", get_account_role)
-    app.router.add_delete(account_roles + "/{roleId}", unassign_from_account)
+    app.router.add_delete(account_roles + "/{roleId}", unassign)
     team_roles = "/v3/teams/{teamId}/assigned-roles"
     app.router.add_get(team_roles, list_team_roles)
-    app.router.add_post(team_roles, assign_to_team)
+    app.router.add_post(team_roles, assign)
     app.router.add_get(team_roles + "/{roleId}", get_team_role)
-    app.router.add_delete(team_roles + "/{roleId}", unassign_from_team)
+    app.router.add_delete(team_roles + "/{roleId}", unassign)
     app.router.add_get("/v3/roles", catalogue)
     app.router.add_get("/v3/organizations/me", organization)
