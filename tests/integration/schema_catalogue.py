@@ -1,7 +1,8 @@
 """The definition of a database's schema as the catalogue states it, as sorted JSON: every table's
 columns, every index, constraint, trigger and function (with its full ``pg_get_functiondef`` text),
 so two databases can be compared byte for byte. ``tests/fixtures/release_schema.json`` is this dump
-of a database the released migrations made."""
+of a database the released migrations made: a change that alters the schema on purpose (a new
+migration, a new body in ``functions/``) changes that file in the same commit, where it shows."""
 
 import json
 from pathlib import Path
