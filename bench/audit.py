@@ -1,6 +1,6 @@
 """Audit figures: ``python -m bench.audit [--events N] [--append-seconds S] [--as-of-events M]``.
 
-a. What the hash chain costs appends: ``EventStore.append`` against migration 0004's ``tl_append``
+a. What the hash chain costs appends: ``EventStore.append`` against the current ``tl_append``
    and against 0001's (without the chain, recreated in a second database), interleaved in the same
    run (the cases of ``bench.append``), so machine load hits both alike.
 b. ``audit export`` of the whole log: the in-process rate of ``export_pages``, and the CLI as a child
@@ -18,14 +18,13 @@ path computes; writing through the append function is what makes the chains vali
 import argparse
 import asyncio
 import os
-import re
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -51,12 +50,8 @@ _APPEND_SQL = "SELECT count(*) FROM tl_append($1, $2, $3, $4, $5, $6, $7, '{}', 
 
 
 def _chain_free_tl_append() -> str:
-    """0001's ``tl_append``, as a CREATE OR REPLACE."""
-    sql = (resources.files("services.eventstore") / "migrations" / "0001_event_log.sql").read_text()
-    found = re.search(r"CREATE FUNCTION tl_append\(.*?END \$\$;", sql, flags=re.DOTALL)
-    if found is None:
-        raise RuntimeError("tl_append not found in 0001")
-    return found.group(0).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    """0001's ``tl_append`` (no hash chain), as a CREATE OR REPLACE."""
+    return (Path(__file__).parent / "tl_append_without_hash_chain.sql").read_text()
 
 
 async def append_cost(server_dsn: str, args: argparse.Namespace) -> str:
