@@ -8,7 +8,7 @@ from typing import Any
 from bench.rebuild import LogGenerator, generate
 from projections.build import Builder, BuildTarget
 from projections.catalogue import ALL_PROJECTIONS
-from projections.runtime import RunnerState
+from projections.runner import RunnerState
 from services import database
 from tests.integration.test_projection_support import (
     PRIMARY_KEYS,
