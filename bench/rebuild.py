@@ -6,9 +6,9 @@ into a fresh database with COPY (valid rows: contiguous stream versions, ``data`
 ``events.encode_event``, ``tx_id`` defaulted, one transaction per 50,000 events), then measures:
 
 a. raw read: the events in log order through a server-side cursor, no decoding;
-b. decoding only: turning those rows into ``RecordedEvent`` (what ``PostgresEventStore.read_all`` does);
-   plus ``read_all`` itself in batches of 10,000 (read and decode, what a build consumes; see
-   ``OrderedReader`` for why the benchmark brings its own while the store's query sorts);
+b. decoding only: turning those rows into ``RecordedEvent`` (``services.eventstore.rows``, what
+   ``PostgresEventStore.read_all`` does); plus ``read_all`` itself in batches of 10,000 (read and
+   decode, what a build consumes);
 c. building all projections from the start of the log: the first build (``Projections.start``
    on an empty database until every view is live and current) and a ``rebuild()`` of all of them;
 d. with ``--statements``: the same build without folds (every event through ``apply`` and SQL).
@@ -31,7 +31,7 @@ import asyncpg
 import msgspec
 
 from bench.harness import fresh_database, machine, markdown_table, ratio, server, server_settings
-from events import Event, LogCursor, Metadata, RecordedEvent, decode_event, encode_event
+from events import Event, LogCursor, Metadata, encode_event
 from events.accounts import (
     AccountCreated,
     AccountDeleted,
@@ -72,13 +72,12 @@ from projections.source import CombinedLogSource
 from services import database
 from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
-from services.eventstore.store import SAFE_READ_SQL
+from services.eventstore.rows import recorded_event
 from services.eventstore.tail import LogTail
 
 COPY_CHUNK = 50_000
 READ_BATCH = 10_000
 _metadata_encoder = msgspec.json.Encoder()
-_metadata_decoder = msgspec.json.Decoder(Metadata)
 
 ROLES = ("Admin", "Viewer", "Creator", "Publisher", "Maintainer", "Deployer")
 ENTITY_TYPES = ("Control Planes", "Services", "Identity", "Portals")
@@ -568,20 +567,6 @@ _RAW_SQL = (
 )
 
 
-def decode_row(row: Any) -> RecordedEvent:
-    """What ``PostgresEventStore.read_all`` does with each row."""
-    return RecordedEvent(
-        global_position=row["global_position"],
-        tx_id=row["tx_id"],
-        stream_id=row["stream_id"],
-        stream_version=row["stream_version"],
-        event_id=row["event_id"],
-        event=decode_event(row["type"], row["data"]),
-        metadata=_metadata_decoder.decode(row["metadata"]),
-        recorded_at=row["recorded_at"],
-    )
-
-
 async def raw_read(connection: asyncpg.Connection) -> tuple[float, float, int]:
     """(seconds reading, seconds decoding, rows): a server-side cursor read in batches; decoding
     is timed apart, on each fetched batch."""
@@ -597,12 +582,12 @@ async def raw_read(connection: asyncpg.Connection) -> tuple[float, float, int]:
             rows += len(batch)
             started = time.perf_counter()
             for row in batch:
-                decode_row(row)
+                recorded_event(row)
             decoding += time.perf_counter() - started
     return time.perf_counter() - began - decoding, decoding, rows
 
 
-async def read_all_loop(store: "PostgresEventStore | OrderedReader") -> tuple[float, int]:
+async def read_all_loop(store: PostgresEventStore) -> tuple[float, int]:
     began = time.perf_counter()
     cursor = LOG_START
     count = 0
@@ -615,11 +600,11 @@ async def read_all_loop(store: "PostgresEventStore | OrderedReader") -> tuple[fl
     return time.perf_counter() - began, count
 
 
-async def first_build(dsn: str, pool: asyncpg.Pool, store: PostgresEventStore, reader: Any) -> float:
+async def first_build(dsn: str, pool: asyncpg.Pool, store: PostgresEventStore) -> float:
     """Seconds from ``Projections.start`` on a database without read models until all are current."""
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
-    source = CombinedLogSource(LogTail(store, notifications.waiter()), reader)
+    source = CombinedLogSource(LogTail(store, notifications.waiter()), store)
     projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
     began = time.perf_counter()
     await projections.start()
@@ -632,18 +617,18 @@ async def first_build(dsn: str, pool: asyncpg.Pool, store: PostgresEventStore, r
         await notifications.stop()
 
 
-async def rebuild_all(dsn: str, pool: asyncpg.Pool, reader: Any) -> float:
+async def rebuild_all(dsn: str, pool: asyncpg.Pool, store: PostgresEventStore) -> float:
     """Seconds for ``Projections.rebuild()`` of every projection (runners stopped: the log is still)."""
-    source = CombinedLogSource(_NoTail(), reader)
+    source = CombinedLogSource(_NoTail(), store)
     projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
     began = time.perf_counter()
     await projections.rebuild()
     return time.perf_counter() - began
 
 
-async def statement_build(dsn: str, reader: Any, projections: list[Projection]) -> float:
+async def statement_build(dsn: str, store: PostgresEventStore, projections: list[Projection]) -> float:
     """Seconds to build every projection into scratch tables with statements only (no folds)."""
-    builder = Builder(reader)
+    builder = Builder(store)
     connections = [await database.connect(dsn) for _ in projections]
     try:
         targets = [
@@ -661,32 +646,12 @@ async def statement_build(dsn: str, reader: Any, projections: list[Projection]) 
             await connection.close()
 
 
-_UNQUALIFIED_ORDER = "ORDER BY tx_id, global_position"
-STORE_READ_IS_QUADRATIC = _UNQUALIFIED_ORDER in SAFE_READ_SQL
-"""``SAFE_READ_SQL`` selects ``tx_id::text::bigint AS tx_id`` and orders by ``tx_id``, which PostgreSQL
-resolves to that output column: not the index order, so every read sorts all events after the
-cursor (a full sort of the log for the first batch of a build). Qualifying the column fixes it."""
-
-
-class OrderedReader:
-    """``PostgresEventStore.read_all`` with its ORDER BY qualified (``events.tx_id``), so it walks the
-    ``(tx_id, global_position)`` index; otherwise the same statement and the same decoding."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._sql = SAFE_READ_SQL.replace(_UNQUALIFIED_ORDER, "ORDER BY events.tx_id, events.global_position")
-
-    async def read_all(self, after: LogCursor, limit: int) -> list[RecordedEvent]:
-        rows = await self._pool.fetch(self._sql, after.tx_id, after.position, limit)
-        return [decode_row(row) for row in rows]
-
-
 class _NoTail:
     def batches(self, after: LogCursor) -> Any:
         raise RuntimeError("a rebuild does not tail the log")
 
 
-async def run(count: int, seed: int, statements: bool, store_reader: bool = False) -> dict[str, Any]:
+async def run(count: int, seed: int, statements: bool) -> dict[str, Any]:
     async with server() as server_dsn, fresh_database(server_dsn, "rebuild") as dsn:
         began = time.perf_counter()
         log = generate(count, seed)
@@ -703,11 +668,10 @@ async def run(count: int, seed: int, statements: bool, store_reader: bool = Fals
         pool = await database.create_pool(dsn, min_size=2, max_size=10)
         try:
             store = PostgresEventStore(pool)
-            reader: Any = OrderedReader(pool) if STORE_READ_IS_QUADRATIC and not store_reader else store
-            read_all_seconds, read_all_rows = await read_all_loop(reader)
-            build_seconds = await first_build(dsn, pool, store, reader)
-            rebuild_seconds = await rebuild_all(dsn, pool, reader)
-            statement_seconds = await statement_build(dsn, reader, ALL_PROJECTIONS) if statements else None
+            read_all_seconds, read_all_rows = await read_all_loop(store)
+            build_seconds = await first_build(dsn, pool, store)
+            rebuild_seconds = await rebuild_all(dsn, pool, store)
+            statement_seconds = await statement_build(dsn, store, ALL_PROJECTIONS) if statements else None
             async with pool.acquire() as c:
                 sizes = {
                     name: await c.fetchval(f"SELECT count(*) FROM rm_{name}")
@@ -736,7 +700,6 @@ async def run(count: int, seed: int, statements: bool, store_reader: bool = Fals
         "rebuild_all_eps": round(rows / rebuild_seconds),
         "rebuild_all_s": round(rebuild_seconds, 2),
         "statement_build_eps": round(rows / statement_seconds) if statement_seconds else None,
-        "reader": type(reader).__name__,
         "rows": sizes,
         "machine": machine(),
         "server": settings,
@@ -785,15 +748,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--statements", action="store_true", help="also build with statements only")
-    parser.add_argument(
-        "--store-reader",
-        action="store_true",
-        help="read with the store's read_all even while its ORDER BY sorts (see STORE_READ_IS_QUADRATIC)",
-    )
     args = parser.parse_args()
-    if STORE_READ_IS_QUADRATIC and not args.store_reader:
-        print("note: PostgresEventStore.read_all sorts the whole log per batch; reading with OrderedReader")
-    asyncio.run(run(args.events, args.seed, args.statements, args.store_reader))
+    asyncio.run(run(args.events, args.seed, args.statements))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from events import Event, LogCursor, Metadata, NewEvent, RecordedEvent, decode_event, encode_event
+from events import Event, LogCursor, Metadata, NewEvent, RecordedEvent, encode_event
 from events.registry import UnknownEventType
 from services.eventstore.errors import translate
+from services.eventstore.rows import EVENT_COLUMNS, recorded_event
 from services.ports import (
     AppendedEvent,
     AppendResult,
@@ -40,12 +41,6 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 """U+0000 in encoded JSON: ``\u0000`` after an even number of backslashes (else it is text)."""
 
 _metadata_encoder = msgspec.json.Encoder()
-_metadata_decoder = msgspec.json.Decoder(Metadata)
-
-_COLUMNS = (
-    "global_position, tx_id::text::bigint AS tx_id, stream_id, stream_version, event_id, type,"
-    " data::text AS data, metadata::text AS metadata, recorded_at"
-)
 
 
 def _expected_code(expected: object) -> int:
@@ -108,19 +103,6 @@ def _encode(new_event: NewEvent) -> tuple[str, str, str]:
     if len(metadata) > MAX_EVENT_BYTES:
         raise InvalidAppend(f"metadata is {len(metadata)} bytes; the limit is {MAX_EVENT_BYTES}")
     return tag, _check_json(data, f"event {tag}"), _check_json(metadata, f"metadata of event {tag}")
-
-
-def _record(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        global_position=row["global_position"],
-        tx_id=row["tx_id"],
-        stream_id=row["stream_id"],
-        stream_version=row["stream_version"],
-        event_id=row["event_id"],
-        event=decode_event(row["type"], row["data"]),
-        metadata=_metadata_decoder.decode(row["metadata"]),
-        recorded_at=row["recorded_at"],
-    )
 
 
 class PostgresEventStore:
@@ -221,13 +203,13 @@ class PostgresEventStore:
         """A stream's events from ``from_version`` on, in version order; with ``until``, only those
         recorded at or before that instant."""
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2"  # noqa: S608
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2"  # noqa: S608
             " AND ($3::timestamptz IS NULL OR recorded_at <= $3) ORDER BY stream_version",
             stream_id,
             from_version,
             until,
         )
-        return [_record(r) for r in rows]
+        return [recorded_event(r) for r in rows]
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
@@ -240,7 +222,7 @@ class PostgresEventStore:
         """Committed events past ``after`` in commit-safe order; never returns an event while an
         older transaction that could still write a preceding one is running."""
         rows = await self._pool.fetch(SAFE_READ_SQL, after.tx_id, after.position, limit)
-        return [_record(r) for r in rows]
+        return [recorded_event(r) for r in rows]
 
     async def claims_with_prefix(self, prefix: str) -> dict[str, str]:
         """Claims whose key starts with ``prefix``, mapped to the stream holding each."""
@@ -258,7 +240,7 @@ class PostgresEventStore:
 
 
 SAFE_READ_SQL = (
-    f"SELECT {_COLUMNS} FROM events"  # noqa: S608 (a constant column list)
+    f"SELECT {EVENT_COLUMNS} FROM events"  # noqa: S608 (a constant column list)
     " WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2::bigint)"
     " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
     " ORDER BY events.tx_id, events.global_position LIMIT $3"  # the column, not the bigint alias
