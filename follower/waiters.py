@@ -25,10 +25,6 @@ class CursorWaiters:
         """The cursor the follower has handled everything up to (as far as this process knows)."""
         return self._reached
 
-    @property
-    def waiting(self) -> int:
-        return len(self._heap)
-
     def open(self) -> None:
         """The follower is running: waits for cursors it has not reached block until it does."""
         self._open = True

@@ -78,7 +78,6 @@ async def keep_running(
     what: str,
     backoff: Backoff,
     on_error: Callable[[BaseException], None] | None = None,
-    describe_error: Callable[[BaseException], str] = describe,
 ) -> None:
     """Runs ``session`` until it returns True (see the module docstring)."""
     while True:
@@ -89,7 +88,7 @@ async def keep_running(
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            _log.warning("%s: %s; retrying in %.1fs", what, describe_error(error), backoff.delay)
+            _log.warning("%s: %s; retrying in %.1fs", what, describe(error), backoff.delay)
             if on_error is not None:
                 on_error(error)
         await backoff.sleep()

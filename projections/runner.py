@@ -41,7 +41,7 @@ class RunnerState(enum.StrEnum):
     STANDBY = "standby"  # another runner (here or in another process) holds the lock
     BUILDING = "building"  # building this code's version from the start of the log
     RUNNING = "running"  # following the log
-    FAILED = "failed"  # stopped by a poison event; ``restart`` tries again
+    FAILED = "failed"  # stopped by a poison event; ``start`` tries that event again
     SUPERSEDED = "superseded"  # the live version is newer than this code's: this runner stays idle
     STOPPED = "stopped"
 
@@ -117,7 +117,6 @@ class ProjectionRunner:
         self._lock_retry = lock_retry_seconds
         self._key = lock_key(projection.name)
         self._state = RunnerState.STOPPED
-        self._error: str | None = None
         self._failed_event: FailedEvent | None = None
         self._checkpoint = CursorWaiters()
         self._generation = -1
@@ -127,17 +126,8 @@ class ProjectionRunner:
     # -- what callers see ------------------------------------------------------------------------
 
     @property
-    def checkpoint(self) -> LogCursor:
-        """The cursor this runner's tables are committed up to (as far as this process knows)."""
-        return self._checkpoint.reached
-
-    @property
     def state(self) -> RunnerState:
         return self._state
-
-    @property
-    def error(self) -> str | None:
-        return self._error
 
     @property
     def failed_event(self) -> FailedEvent | None:
@@ -159,7 +149,6 @@ class ProjectionRunner:
         if self._task.running:
             return
         self._state = RunnerState.STARTING
-        self._error = None
         self._failed_event = None
         self._checkpoint.open()
         self._task.start()
@@ -177,7 +166,6 @@ class ProjectionRunner:
             what=f"projection {self.name}",
             backoff=Backoff(0.2, 10.0),
             on_error=lambda _error: self._restarting(),
-            describe_error=describe,
         )
 
     def _restarting(self) -> None:
@@ -358,13 +346,13 @@ class ProjectionRunner:
 
     def _failed(self, event: RecordedEvent, error: BaseException) -> None:
         self._state = RunnerState.FAILED
-        self._error = describe(error)
+        reason = describe(error)
         self._failed_event = FailedEvent(
             position=event.global_position,
             tx_id=event.tx_id,
             event_type=event.type,
             event_id=str(event.event_id),
-            error=self._error,
+            error=reason,
         )
         self._checkpoint.close()
         _log.error(
@@ -372,6 +360,6 @@ class ProjectionRunner:
             self.name,
             event.global_position,
             event.type,
-            self._error,
+            reason,
         )
         self._wake()

@@ -76,6 +76,8 @@ class Projections:
         return list(self._runners)
 
     def runner(self, name: str) -> ProjectionRunner:
+        """One runner, to look at its state (a seam the runtime's tests use to watch a runner fail,
+        stand by and take over)."""
         return self._runners[name]
 
     async def prepare(self) -> None:
@@ -99,10 +101,6 @@ class Projections:
         self._builds.cancel()
         await asyncio.gather(*(runner.stop() for runner in self._runners.values()))
         await self._builds.drain()
-
-    def restart(self, name: str) -> None:
-        """Starts a failed or stopped runner again (it retries the event that stopped it)."""
-        self._runners[name].start()
 
     async def wait_until_current(
         self,

@@ -200,6 +200,7 @@ class TokenVerifier:
 
     @property
     def cache_size(self) -> int:
+        """Entries held (known and unknown): a seam for the tests of the cache's bounds."""
         return len(self._cache)
 
     def tail_is_alive(self) -> bool:

@@ -125,15 +125,12 @@ class Relay:
 
     @property
     def state(self) -> RelayState:
+        """What the relay is doing (a seam: the tests of its lock watch it stand by and take over)."""
         return self._state
 
-    @property
-    def checkpoint(self) -> LogCursor:
-        """Everything up to here is acknowledged by Kafka (as far as this process knows)."""
-        return self._published.reached
-
     async def wait_for(self, cursor: LogCursor, timeout: float) -> bool:  # noqa: ASYNC109
-        """Waits until this relay has published everything up to ``cursor``; False on timeout."""
+        """Waits until this relay has published everything up to ``cursor``; False on timeout or when
+        it stops (a seam for the tests and ``bench.relay``: commands never wait for the relay)."""
         return await self._published.wait_for(cursor, timeout)
 
     async def start(self) -> None:
