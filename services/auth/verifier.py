@@ -49,7 +49,7 @@ from typing import Any
 
 import asyncpg
 
-from events import Event, LogCursor, RecordedEvent
+from events import Event, LogCursor
 from events.envelope import LOG_START
 from follower.waiters import CursorWaiters
 from follower.worker import BackgroundTask, Backoff, keep_running, periodically
@@ -57,8 +57,12 @@ from services.auth.entry_cache import EntryCache
 from services.auth.evaluation import Entry, evaluate
 from services.auth.invalidation import Drop, Extended, Invalidations
 from services.auth.principal import Principal, Rejection, Verification
-from services.auth.verifier_reads import CheckpointPoll, VerificationReads, default_projection_names
-from services.eventstore import PostgresEventStore
+from services.auth.verifier_reads import (
+    CheckpointPoll,
+    HeartbeatStore,
+    VerificationReads,
+    default_projection_names,
+)
 from services.eventstore.notifications import LogNotifications, Waiter
 from services.eventstore.tail import LogTail
 from services.ports import AppendResult, StreamAppend
@@ -90,19 +94,6 @@ class VerifierMetrics:
         for reason in Rejection:
             values[f"rejected_{reason.value}"] = self.rejections[reason]
         return values
-
-
-class _HeartbeatStore(PostgresEventStore):
-    """The event store, remembering when a read of the log last succeeded (the tail's pulse)."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        super().__init__(pool)
-        self.last_read = -float("inf")
-
-    async def read_all(self, after: LogCursor, limit: int = 1000) -> list[RecordedEvent]:
-        events = await super().read_all(after, limit)
-        self.last_read = time.monotonic()
-        return events
 
 
 class TokenVerifier:
@@ -147,7 +138,7 @@ class TokenVerifier:
             self._reads, interval=checkpoint_poll_interval, observe=self._observe_checkpoint, warn=self._warn
         )
         self._waiter: Waiter | None = None
-        self._tail_store = _HeartbeatStore(pool)
+        self._tail_store = HeartbeatStore(pool)
         self._follower = BackgroundTask("verifier-tail", self._follow)
         self._housekeeper = BackgroundTask(
             "verifier-housekeeping",

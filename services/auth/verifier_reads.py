@@ -1,20 +1,24 @@
-"""The verifier's reads of the read model: ONE statement per load (``VERIFY_SQL``: the secret, token
-and account rows, the roles direct and through teams, and the lowest checkpoint of the projections
-those rows come from, all in one snapshot), the projections' checkpoint, and the log's head.
+"""The verifier's reads of the read model and the log: ONE statement per load (``VERIFY_SQL``: the
+secret, token and account rows, the roles direct and through teams, and the lowest checkpoint of the
+projections those rows come from, all in one snapshot), the projections' checkpoint (polled once for
+every waiting load: ``CheckpointPoll``), the log's head, and the log itself for the tail
+(``HeartbeatStore`` remembers when a read last succeeded).
 """
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import datetime
 
 import asyncpg
 import msgspec
 
-from events import LogCursor
+from events import LogCursor, RecordedEvent
 from events.envelope import LOG_START
 from services.auth.evaluation import Entry
 from services.auth.principal import DIRECT, TEAM_SOURCE_PREFIX, Principal, RoleGrant
+from services.eventstore import PostgresEventStore
 
 READ_MODEL_TABLES = frozenset(
     {"accounts", "tokens", "token_secrets", "role_assignments", "teams", "team_members"}
@@ -238,3 +242,16 @@ class CheckpointPoll:
             finally:
                 if not tick.done():
                     tick.set_result(None)
+
+
+class HeartbeatStore(PostgresEventStore):
+    """The event store, remembering when a read of the log last succeeded (the tail's pulse)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.last_read = -float("inf")
+
+    async def read_all(self, after: LogCursor, limit: int = 1000) -> list[RecordedEvent]:
+        events = await super().read_all(after, limit)
+        self.last_read = time.monotonic()
+        return events

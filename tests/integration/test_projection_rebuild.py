@@ -5,7 +5,7 @@ with statements only (no folds) even when writers append during the rebuild."""
 import asyncio
 from typing import Any
 
-from bench.rebuild import LogGenerator, generate
+from bench.generated_log import LogGenerator, generate
 from projections.build import Builder, BuildTarget
 from projections.catalogue import ALL_PROJECTIONS
 from projections.runner import RunnerState
