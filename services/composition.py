@@ -21,7 +21,6 @@ from projections.catalogue import ALL_PROJECTIONS
 from projections.runtime import Projections
 from projections.source import CombinedLogSource
 from services import database
-from services.api.idempotency import IdempotencyStore
 from services.auth.usage import UsageRecorder
 from services.auth.usage_log import UsageLog
 from services.auth.verifier import TokenVerifier
@@ -32,6 +31,7 @@ from services.dispatch import Dispatcher
 from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
 from services.eventstore.tail import LogTail
+from services.idempotency import IdempotencyStore
 from services.organization import Organization, ensure_organization
 from services.pepper import load_pepper
 from services.policy import TokenPolicy

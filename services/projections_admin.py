@@ -8,7 +8,7 @@ models: nothing is sent to Kafka (the relay has its own checkpoint, untouched by
 
 import msgspec
 
-from projections.runtime import ProjectionStatus
+from projections.status import ProjectionStatus
 from services.composition import open_runtime
 from services.config import Settings
 

@@ -1,23 +1,32 @@
-"""The background workers a process runs besides HTTP, chosen by ``TOKENLEDGER_WORKERS``.
+"""The background workers a process runs besides HTTP, chosen by ``TOKENLEDGER_WORKERS``, and their
+wiring: each worker is given what it uses, here, never the runtime itself.
 
 ``projector`` (the projection runners) is started by ``open_runtime`` itself, because the read side's
-barrier belongs to the runtime; the others are built here from the runtime. ``serve`` runs them next
-to the HTTP service; ``tokenledger projector|scheduler|relay`` runs one alone (see ``services.cli``).
+barrier belongs to the runtime. ``scheduler`` also brings the time-driven housekeeping (sealing the
+log's chained checkpoints, deleting expired idempotency claims); ``relay`` is the Kafka relay when
+Kafka is configured. ``serve`` runs them next to the HTTP service; ``tokenledger
+projector|scheduler|relay`` runs one alone (see ``services.cli``).
 """
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator
 from typing import Protocol
 
 import msgspec
 
+from services import database
 from services.audit.sealer import CheckpointSealer
 from services.composition import Runtime, open_runtime
 from services.config import Settings
-from services.relay.relay import relay_from
-from services.scheduler import scheduler_from
+from services.idempotency import IdempotencyHousekeeping
+from services.relay.cloudevents import Topics
+from services.relay.relay import Relay, RelayConfig
+from services.scheduler import Scheduler
+
+_log = logging.getLogger(__name__)
 
 
 class Worker(Protocol):
@@ -28,13 +37,35 @@ class Worker(Protocol):
 
 def workers_for(runtime: Runtime) -> list[Worker]:
     """The workers besides the projector that ``runtime.settings.workers`` asks for."""
+    settings = runtime.settings
     chosen: list[Worker] = []
-    if "scheduler" in runtime.settings.workers:
-        chosen.append(scheduler_from(runtime))
-        # Sealing the global log's chained checkpoints is time-driven housekeeping too.
+    if "scheduler" in settings.workers:
+        chosen.append(
+            Scheduler(
+                pool=runtime.pool,
+                dispatcher=runtime.dispatcher,
+                projections=runtime.projections,
+                notifications=runtime.notifications,
+                leads=settings.expiry_warning_leads,
+                rotation_period=settings.rotation_period,
+                clock=runtime.clock,
+            )
+        )
         chosen.append(CheckpointSealer(runtime.pool))
-    if "relay" in runtime.settings.workers and (relay := relay_from(runtime)) is not None:
-        chosen.append(relay)
+        chosen.append(IdempotencyHousekeeping(runtime.idempotency))
+    if "relay" in settings.workers:
+        if settings.kafka_bootstrap_servers is None:
+            _log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: no Kafka relay; events wait in the log")
+        else:
+            config = RelayConfig(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                topics=Topics(tokens=settings.kafka_tokens_topic, accounts=settings.kafka_accounts_topic),
+                source=settings.deployment_uri,
+                partitions=settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_replication_factor,
+            )
+            dsn = runtime.dsn
+            chosen.append(Relay(config, runtime.store, runtime.notifications, lambda: database.connect(dsn)))
     return chosen
 
 

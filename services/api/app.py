@@ -19,11 +19,12 @@ from services.api import health, introspection, openapi
 from services.api.authentication import authentication_middleware
 from services.api.context import PRINCIPAL, authorize
 from services.api.domain_errors import domain_error_middleware
-from services.api.idempotency import IdempotencyStore, idempotency_middleware
+from services.api.idempotency import idempotency_middleware
 from services.api.problems import Handler, problem_middleware
 from services.api.routes import accounts, audit, roles, teams, tokens, usage
 from services.api.state import RUNTIME, AppState
 from services.authorization import Right
+from services.idempotency import IdempotencyStore
 
 MAX_BODY_BYTES = 64 * 1024
 

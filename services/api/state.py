@@ -16,11 +16,11 @@ from aiohttp import web
 
 from events import LogCursor
 from projections.runtime import Projections
-from services.api.idempotency import IdempotencyStore
 from services.auth.usage import UsageRecorder
 from services.auth.verifier import TokenVerifier
 from services.dependencies import Dependencies
 from services.dispatch import Dispatcher
+from services.idempotency import IdempotencyStore
 from services.organization import Organization
 
 

@@ -11,21 +11,16 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from events import Metadata, RecordedEvent, decode_event
+from events import RecordedEvent
 from events.accounts import ACCOUNT_EVENTS
 from events.teams import TEAM_EVENTS
 from services.accounts import model as accounts
 from services.audit.as_of import EffectiveRole, effective_roles, happened_by
+from services.eventstore.rows import EVENT_COLUMNS, recorded_event
 from services.teams import model as teams
 
 _FETCH = 2000
-_SQL = """
-SELECT global_position, tx_id::text::bigint AS tx_id, stream_id, stream_version, event_id, type,
-       data::text AS data, metadata::text AS metadata, recorded_at
-FROM events WHERE type = ANY ($1::text[])
-ORDER BY stream_id, stream_version
-"""
-_metadata_decoder = msgspec.json.Decoder(Metadata)
+_SQL = f"SELECT {EVENT_COLUMNS} FROM events WHERE type = ANY ($1::text[]) ORDER BY stream_id, stream_version"  # noqa: S608
 
 
 class AccountRights(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,17 +73,6 @@ async def _streams(pool: asyncpg.Pool) -> AsyncIterator[tuple[str, list[Recorded
                 if stream_id is not None:
                     yield stream_id, history
                 stream_id, history = row["stream_id"], []
-            history.append(
-                RecordedEvent(
-                    global_position=row["global_position"],
-                    tx_id=row["tx_id"],
-                    stream_id=row["stream_id"],
-                    stream_version=row["stream_version"],
-                    event_id=row["event_id"],
-                    event=decode_event(row["type"], row["data"]),
-                    metadata=_metadata_decoder.decode(row["metadata"]),
-                    recorded_at=row["recorded_at"],
-                )
-            )
+            history.append(recorded_event(row))
     if stream_id is not None:
         yield stream_id, history

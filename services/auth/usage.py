@@ -37,7 +37,6 @@ Sliding expiry: for a token with ``auto_extend_seconds``, a use moves ``expires_
 """
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -47,6 +46,7 @@ from typing import Protocol
 
 from events import Metadata, NewEvent
 from events.tokens import TokenExtended, TokenUsed
+from follower.worker import BackgroundTask, periodically
 from services.auth.principal import Principal, Verification
 from services.auth.usage_log import MAX_CLIENT_ADDRESS, MAX_OPERATION, MAX_USER_AGENT, UsageLog
 from services.client_text import recordable
@@ -129,7 +129,6 @@ class UsageRecorder:
         self._expiry = expiry
         self._log = log
         self._throttle = timedelta(seconds=throttle_seconds)
-        self._flush_interval = flush_interval
         self._max_pending = max_pending
         self.metrics = UsageMetrics()
         self._used: list[NewEvent] = []
@@ -140,7 +139,12 @@ class UsageRecorder:
         """The batch being appended; after a failure, retried as it is before anything new."""
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = BackgroundTask(
+            "usage-recorder",
+            lambda: periodically(
+                self.flush, what="recording token usage", interval=flush_interval, wake=self._wake
+            ),
+        )
 
     @property
     def log(self) -> UsageLog | None:
@@ -252,17 +256,13 @@ class UsageRecorder:
     # -- flushing --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is not None:
+        if self._flusher.running:
             raise RuntimeError("the usage recorder is already started")
-        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+        self._flusher.start()
 
     async def stop(self, *, attempts: int = 3) -> None:
         """Stops the background task and flushes what is buffered (a few attempts)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._flusher.stop()
         if self._log is not None:
             await self._log.close(attempts=attempts)
         for _ in range(attempts):
@@ -272,14 +272,6 @@ class UsageRecorder:
         lost = len(self._used) + len(self._extensions) + sum(len(a.events) for a in self._batch or ())
         if lost:
             _log.warning("stopping with %d usage event(s) not recorded", lost)
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._flush_interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            await self.flush()
 
     async def flush(self) -> bool:
         """Stores the usage log's buffer, then appends the buffered events. True when nothing is

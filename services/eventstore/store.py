@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
-import msgspec
 
-from events import LogCursor, Metadata, NewEvent, RecordedEvent, decode_event
+from events import LogCursor, NewEvent, RecordedEvent
 from services.append_request import append_request
 from services.eventstore.errors import translate
+from services.eventstore.rows import EVENT_COLUMNS, recorded_event
 from services.ports import (
     AppendedEvent,
     AppendResult,
@@ -27,26 +27,6 @@ from services.ports import (
     InvalidAppend,
     StreamAppend,
 )
-
-_metadata_decoder = msgspec.json.Decoder(Metadata)
-
-_COLUMNS = (
-    "global_position, tx_id::text::bigint AS tx_id, stream_id, stream_version, event_id, type,"
-    " data::text AS data, metadata::text AS metadata, recorded_at"
-)
-
-
-def _record(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        global_position=row["global_position"],
-        tx_id=row["tx_id"],
-        stream_id=row["stream_id"],
-        stream_version=row["stream_version"],
-        event_id=row["event_id"],
-        event=decode_event(row["type"], row["data"]),
-        metadata=_metadata_decoder.decode(row["metadata"]),
-        recorded_at=row["recorded_at"],
-    )
 
 
 class PostgresEventStore:
@@ -114,13 +94,13 @@ class PostgresEventStore:
         """A stream's events from ``from_version`` on, in version order; with ``until``, only those
         recorded at or before that instant."""
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2"  # noqa: S608
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2"  # noqa: S608
             " AND ($3::timestamptz IS NULL OR recorded_at <= $3) ORDER BY stream_version",
             stream_id,
             from_version,
             until,
         )
-        return [_record(r) for r in rows]
+        return [recorded_event(r) for r in rows]
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""
@@ -133,7 +113,7 @@ class PostgresEventStore:
         """Committed events past ``after`` in commit-safe order; never returns an event while an
         older transaction that could still write a preceding one is running."""
         rows = await self._pool.fetch(SAFE_READ_SQL, after.tx_id, after.position, limit)
-        return [_record(r) for r in rows]
+        return [recorded_event(r) for r in rows]
 
     async def claims_with_prefix(self, prefix: str) -> dict[str, str]:
         """Claims whose key starts with ``prefix``, mapped to the stream holding each."""
@@ -151,7 +131,7 @@ class PostgresEventStore:
 
 
 SAFE_READ_SQL = (
-    f"SELECT {_COLUMNS} FROM events"  # noqa: S608 (a constant column list)
+    f"SELECT {EVENT_COLUMNS} FROM events"  # noqa: S608 (a constant column list)
     " WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2::bigint)"
     " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
     " ORDER BY events.tx_id, events.global_position LIMIT $3"  # the column, not the bigint alias

@@ -27,7 +27,6 @@ never re-sends anything.
 """
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -40,9 +39,9 @@ from aiokafka.errors import KafkaTimeoutError
 
 from events import LogCursor
 from events.envelope import LOG_START
+from follower.waiters import CursorWaiters
+from follower.worker import BackgroundTask, Backoff, keep_running, take_session_lock
 from projections.naming import lock_key
-from services import database
-from services.composition import Runtime
 from services.eventstore.notifications import LogNotifications, Waiter
 from services.eventstore.tail import LogTail
 from services.ports import EventStore
@@ -120,41 +119,32 @@ class Relay:
         self._key = lock_key(config.name)
         self._waiter: Waiter | None = None
         self._state = RelayState.STOPPED
-        self._checkpoint = LOG_START
-        self._progress = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._published = CursorWaiters()
+        self._backoff = Backoff(_FIRST_BACKOFF, _LAST_BACKOFF)
+        self._task = BackgroundTask(f"relay-{config.name}", self._main)
 
     @property
     def state(self) -> RelayState:
+        """What the relay is doing (a seam: the tests of its lock watch it stand by and take over)."""
         return self._state
 
-    @property
-    def checkpoint(self) -> LogCursor:
-        """Everything up to here is acknowledged by Kafka (as far as this process knows)."""
-        return self._checkpoint
-
     async def wait_for(self, cursor: LogCursor, timeout: float) -> bool:  # noqa: ASYNC109
-        """Waits until this relay has published everything up to ``cursor``; False on timeout."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self._checkpoint < cursor:
-                    await self._progress.wait()
-        return self._checkpoint >= cursor
+        """Waits until this relay has published everything up to ``cursor``; False on timeout or when
+        it stops (a seam for the tests and ``bench.relay``: commands never wait for the relay)."""
+        return await self._published.wait_for(cursor, timeout)
 
     async def start(self) -> None:
         """Returns at once; the relay connects, takes its lock and catches up in the background."""
-        if self._task is not None:
+        if self._task.running:
             return
         self._waiter = self._notifications.waiter()
         self._state = RelayState.STARTING
-        self._task = asyncio.create_task(self._main(), name=f"relay-{self.config.name}")
+        self._published.open()
+        self._task.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
+        self._published.close()
         if self._waiter is not None:
             self._notifications.forget(self._waiter)
             self._waiter = None
@@ -163,32 +153,25 @@ class Relay:
     # -- sessions --------------------------------------------------------------------------------
 
     async def _main(self) -> None:
-        delay = _FIRST_BACKOFF
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await self._connect()
-                await self._session(connection)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                _log.warning(
-                    "kafka relay %s: %s; retrying in %.1fs", self.config.name, _describe(error), delay
-                )
-            finally:
-                self._state = RelayState.STARTING
-                if connection is not None:
-                    await _close(connection)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _LAST_BACKOFF)
+        await keep_running(
+            self._connected_session, what=f"kafka relay {self.config.name}", backoff=self._backoff
+        )
+
+    async def _connected_session(self) -> bool:
+        connection: asyncpg.Connection | None = None
+        try:
+            connection = await self._connect()
+            await self._session(connection)
+            return False
+        finally:
+            self._state = RelayState.STARTING
+            if connection is not None:
+                await _close(connection)
 
     async def _session(self, connection: asyncpg.Connection) -> None:
         """One connection's life: take the lock, make sure the topics exist, follow the log."""
         self._state = RelayState.STANDBY
-        while True:  # a session lock: it lasts as long as this connection
-            if await connection.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS_RELAY, self._key):
-                break
-            await asyncio.sleep(self._lock_retry)
+        await take_session_lock(connection, LOCK_CLASS_RELAY, self._key, retry_seconds=self._lock_retry)
         self._state = RelayState.STARTING
         config = self.config
         await ensure_topics(
@@ -200,9 +183,10 @@ class Relay:
         producer = new_producer(config.bootstrap_servers, client_id=f"tokenledger-relay-{config.name}")
         try:
             await producer.start()
-            self._checkpoint = await load_checkpoint(connection, config.name)
+            self._published.advance(await load_checkpoint(connection, config.name))
             self._state = RelayState.RUNNING
-            _log.info("kafka relay %s: publishing from %s", config.name, self._checkpoint)
+            self._backoff.reset()
+            _log.info("kafka relay %s: publishing from %s", config.name, self._published.reached)
             sent: asyncio.Queue[_SentBatch] = asyncio.Queue(maxsize=IN_FLIGHT_BATCHES)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._publish(producer, sent))
@@ -213,7 +197,7 @@ class Relay:
     async def _publish(self, producer: AIOKafkaProducer, sent: "asyncio.Queue[_SentBatch]") -> None:
         assert self._waiter is not None
         tail = LogTail(self._store, self._waiter, batch_size=self.config.batch_size)
-        batches = tail.batches(self._checkpoint)
+        batches = tail.batches(self._published.reached)
         try:
             async for batch in batches:
                 acknowledgements = []
@@ -231,7 +215,7 @@ class Relay:
         """Hands one record to the producer, retrying while the producer cannot take it (no metadata,
         or its buffer for the partition is full because the broker is unreachable). A ``send`` that
         fails has queued nothing, so the retry keeps the order."""
-        delay = _FIRST_BACKOFF
+        backoff = Backoff(_FIRST_BACKOFF, _LAST_BACKOFF)
         while True:
             try:
                 acknowledgement: asyncio.Future[Any] = await producer.send(
@@ -240,10 +224,11 @@ class Relay:
                 return acknowledgement
             except KafkaTimeoutError:
                 _log.warning(
-                    "kafka relay %s: Kafka takes no records; retrying in %.1fs", self.config.name, delay
+                    "kafka relay %s: Kafka takes no records; retrying in %.1fs",
+                    self.config.name,
+                    backoff.delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _LAST_BACKOFF)
+                await backoff.sleep()
 
     async def _acknowledge(self, connection: asyncpg.Connection, sent: "asyncio.Queue[_SentBatch]") -> None:
         while True:
@@ -253,15 +238,7 @@ class Relay:
             await connection.execute(
                 CHECKPOINT_SQL, self.config.name, batch.cursor.tx_id, batch.cursor.position
             )
-            self._checkpoint = batch.cursor
-            self._progress.set()
-            self._progress = asyncio.Event()
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, BaseExceptionGroup):
-        return "; ".join(_describe(inner) for inner in error.exceptions)
-    return f"{type(error).__name__}: {error}"
+            self._published.advance(batch.cursor)
 
 
 async def _close(connection: asyncpg.Connection) -> None:
@@ -280,20 +257,3 @@ async def _close_producer(producer: AIOKafkaProducer) -> None:
         _log.warning("kafka relay: the producer did not flush within %.0fs", PRODUCER_CLOSE_SECONDS)
     except Exception as error:
         _log.warning("kafka relay: closing the producer failed: %r", error)
-
-
-def relay_from(runtime: Runtime) -> Relay | None:
-    """The relay the runtime's settings describe; None (events wait in the log) without Kafka."""
-    settings = runtime.settings
-    if settings.kafka_bootstrap_servers is None:
-        _log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: no Kafka relay; events wait in the log")
-        return None
-    config = RelayConfig(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        topics=Topics(tokens=settings.kafka_tokens_topic, accounts=settings.kafka_accounts_topic),
-        source=settings.deployment_uri,
-        partitions=settings.kafka_topic_partitions,
-        replication_factor=settings.kafka_replication_factor,
-    )
-    dsn = runtime.dsn
-    return Relay(config, runtime.store, runtime.notifications, lambda: database.connect(dsn))

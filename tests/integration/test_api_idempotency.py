@@ -13,16 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from services.api.idempotency import (
-    Claimed,
-    IdempotencyStore,
-    command_scope,
-    idempotency_key,
-    idempotency_middleware,
-    request_fingerprint,
-)
+from services.api.idempotency import command_scope, idempotency_key, idempotency_middleware
 from services.api.parsing import read_body
 from services.api.problems import BadRequest, InvalidParameter, problem_middleware
+from services.idempotency import Claimed, IdempotencyHousekeeping, IdempotencyStore, request_fingerprint
 
 CREDENTIAL = web.RequestKey("test.credential", str)
 Client = TestClient[web.Request, web.Application]
@@ -357,6 +351,25 @@ async def test_purge_deletes_expired_rows(pool: asyncpg.Pool, idempotency_store:
     assert await idempotency_store.purge_expired() >= 1
     keys = await pool.fetch("SELECT key FROM idempotency_keys WHERE scope = $1", scope)
     assert [r["key"] for r in keys] == ["new"]
+
+
+async def test_the_housekeeping_worker_deletes_expired_claims(pool: asyncpg.Pool) -> None:
+    """The periodic purge runs on its own (first at start): an expired claim is gone without anyone
+    calling ``purge_expired``, a live one stays."""
+    store = IdempotencyStore(pool)
+    scope = _scope(_credential())
+    for key in ("old", "new"):
+        await store.claim(scope, key, "f" * 64)
+    await _age(pool, scope, "old", "2 days")
+    housekeeping = IdempotencyHousekeeping(store, interval=0.01)
+    await housekeeping.start()
+    try:
+        while await _row(pool, scope, "old") is not None:
+            await asyncio.sleep(0.01)
+    finally:
+        await housekeeping.stop()
+    assert await _row(pool, scope, "old") is None
+    assert await _row(pool, scope, "new") is not None
 
 
 def test_fingerprints_cover_method_path_and_canonical_body() -> None:

@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from bench.rebuild import generate
+from bench.generated_log import generate
 from events.registry import UnknownEventType
 from services.audit.export import EVERYTHING, ExportedEvent, ExportFilter, export_pages
 from services.audit.importer import PLACEHOLDER_PREFIX, ImportRefused, import_lines

@@ -5,10 +5,10 @@ with statements only (no folds) even when writers append during the rebuild."""
 import asyncio
 from typing import Any
 
-from bench.rebuild import LogGenerator, generate
+from bench.generated_log import LogGenerator, generate
 from projections.build import Builder, BuildTarget
 from projections.catalogue import ALL_PROJECTIONS
-from projections.runtime import RunnerState
+from projections.runner import RunnerState
 from services import database
 from tests.integration.test_projection_support import (
     PRIMARY_KEYS,

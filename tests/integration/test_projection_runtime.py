@@ -15,7 +15,7 @@ from events.tokens import TokenIssued, TokenRevoked, TokenRotated, TokenUsed
 from projections.accounts import AccountsProjection
 from projections.base import Statement
 from projections.catalogue import ALL_PROJECTIONS
-from projections.runtime import RunnerState
+from projections.runner import RunnerState
 from tests.integration.test_projection_support import Journal, new_id, running
 
 

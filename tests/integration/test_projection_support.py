@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.rebuild import Generated
+from bench.generated_log import Generated
 from events import Event, Metadata, NewEvent
 from projections.base import Projection, Statement
 from projections.catalogue import ALL_PROJECTIONS

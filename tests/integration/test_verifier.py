@@ -560,7 +560,7 @@ async def test_the_cache_is_bounded(world: World) -> None:
     for _ in range(4):
         await verifier.verify(generate_secret(), utc_now())
     assert verifier.cache_size == 5
-    assert len(verifier._by_token) == 3
+    assert len(verifier._cache.by_token) == 3
     # The most recent entries are the ones kept.
     before = verifier.metrics.loads
     await verifier.verify(tokens[-1].secret, utc_now())

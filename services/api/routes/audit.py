@@ -23,7 +23,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from events import decode_event, public_data
+from events import public_data
 from services.api import representations as show
 from services.api.context import authorize, consistent_read, runtime
 from services.api.cursor_query import PAGE_AFTER, PAGE_SIZE, cursor_page, page_after, page_size
@@ -33,6 +33,7 @@ from services.api.problems import BadRequest, InvalidParameter, NotFound
 from services.api.routes.common import account_id, json, token_id
 from services.audit import as_of as history
 from services.authorization import Right
+from services.eventstore.rows import EVENT_COLUMNS, recorded_event
 
 AS_OF = "as_of"
 WHOLE_LIST = ListQuery(page_size=None, page_number=1)
@@ -45,8 +46,7 @@ _FILTERS = {
 }
 _INSTANTS = frozenset({"filter[occurred_at][gte]", "filter[occurred_at][lt]"})
 _EVENTS_SQL = (
-    "SELECT e.global_position, e.tx_id::text::bigint AS tx, e.stream_id, e.stream_version, e.event_id,"
-    " e.type, e.data::text AS data, e.metadata::text AS metadata, e.recorded_at FROM events e"
+    f"SELECT {EVENT_COLUMNS} FROM events e"  # noqa: S608 (a constant column list)
     " WHERE (e.tx_id, e.global_position) > ($1::bigint::text::xid8, $2::bigint)"
     " AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) AND {conditions}"
     " ORDER BY e.tx_id, e.global_position LIMIT $3"
@@ -82,27 +82,20 @@ def _events_query(request: web.Request) -> tuple[int, tuple[int, int], str, list
 
 
 def _event_item(row: asyncpg.Record) -> dict[str, Any]:
-    recorded = decode_event(row["type"], row["data"])
-    metadata = _metadata(row["metadata"])
+    recorded = recorded_event(row)
+    metadata = recorded.metadata
     return {
-        "event_id": str(row["event_id"]),
-        "type": row["type"],
-        "stream_id": row["stream_id"],
-        "stream_version": row["stream_version"],
-        "position": row["global_position"],
-        "occurred_at": metadata.get("occurred_at"),
-        "recorded_at": show.timestamp(row["recorded_at"]),
-        "actor": {"account_id": metadata.get("actor"), "token_id": metadata.get("actor_token_id")},
-        "correlation_id": metadata.get("correlation_id"),
-        "data": public_data(recorded),
+        "event_id": str(recorded.event_id),
+        "type": recorded.type,
+        "stream_id": recorded.stream_id,
+        "stream_version": recorded.stream_version,
+        "position": recorded.global_position,
+        "occurred_at": msgspec.to_builtins(metadata.occurred_at),
+        "recorded_at": show.timestamp(recorded.recorded_at),
+        "actor": {"account_id": metadata.actor, "token_id": metadata.actor_token_id},
+        "correlation_id": metadata.correlation_id,
+        "data": public_data(recorded.event),
     }
-
-
-_metadata_decoder = msgspec.json.Decoder(dict[str, Any])
-
-
-def _metadata(text: str) -> dict[str, Any]:
-    return _metadata_decoder.decode(text)
 
 
 async def audit_events(request: web.Request) -> web.Response:
@@ -111,7 +104,7 @@ async def audit_events(request: web.Request) -> web.Response:
     sql = _EVENTS_SQL.replace("{conditions}", conditions)
     rows = await runtime(request).pool.fetch(sql, tx, position, size + 1, *args)
     page = rows[:size]
-    next_after = f"{page[-1]['tx']}.{page[-1]['global_position']}" if len(rows) > size else None
+    next_after = f"{page[-1]['tx_id']}.{page[-1]['global_position']}" if len(rows) > size else None
     return json(cursor_page(request, size, [_event_item(row) for row in page], next_after))
 
 

@@ -1,0 +1,107 @@
+"""The idempotency claims table: one row per (scope, key), where the scope is the credential that used
+the key, the method and the route.
+
+A request claims the key's row (pending) and runs; when it ends, however it ends, the row is
+completed. A retry with the same fingerprint claims the completed row again; another fingerprint under
+the same key (and scope) is a ``Mismatch``; a retry while a run is pending is ``InProgress``, unless
+that run's claim is older than ``pending_timeout`` (its process died), when the retry takes it over.
+Rows expire after ``ttl`` (24 h): an expired row is overwritten by any request, and
+``IdempotencyHousekeeping`` deletes expired rows periodically so the table does not grow for ever.
+"""
+
+import uuid
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+
+from follower.worker import PeriodicWorker
+
+DEFAULT_TTL = timedelta(hours=24)
+DEFAULT_PENDING_TIMEOUT = timedelta(minutes=1)
+PURGE_INTERVAL_SECONDS = 600.0
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    claim_id: uuid.UUID
+
+
+class InProgress(msgspec.Struct, frozen=True):
+    pass
+
+
+class Mismatch(msgspec.Struct, frozen=True):
+    pass
+
+
+ClaimOutcome = Claimed | InProgress | Mismatch
+
+_CLAIM = """
+INSERT INTO idempotency_keys AS k (scope, key, request_fingerprint, state, claim_id)
+VALUES ($1, $2, $3, 'pending', $4)
+ON CONFLICT (scope, key) DO UPDATE
+SET request_fingerprint = EXCLUDED.request_fingerprint, state = 'pending', claim_id = EXCLUDED.claim_id,
+    claimed_at = now(), completed_at = NULL,
+    created_at = CASE WHEN k.created_at <= now() - $5::interval THEN now() ELSE k.created_at END
+WHERE k.created_at <= now() - $5::interval
+   OR (k.request_fingerprint = EXCLUDED.request_fingerprint
+       AND (k.state = 'completed' OR k.claimed_at <= now() - $6::interval))
+RETURNING k.claim_id
+"""
+_EXISTING = """
+SELECT request_fingerprint FROM idempotency_keys
+WHERE scope = $1 AND key = $2 AND created_at > now() - $3::interval
+"""
+_COMPLETE = """
+UPDATE idempotency_keys SET state = 'completed', completed_at = now()
+WHERE scope = $1 AND key = $2 AND claim_id = $3 AND state = 'pending'
+"""
+_PURGE = "DELETE FROM idempotency_keys WHERE created_at <= now() - $1::interval"
+
+
+class IdempotencyStore:
+    """The claims table (migrations 0002 and 0006): one row per (scope, key)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        ttl: timedelta = DEFAULT_TTL,
+        pending_timeout: timedelta = DEFAULT_PENDING_TIMEOUT,
+    ) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._pending_timeout = pending_timeout
+
+    async def claim(self, scope: str, key: str, fingerprint: str) -> ClaimOutcome:
+        """Takes the key for this run, or says why not (another request, a run in progress)."""
+        for _ in range(3):  # the row may expire between the two statements
+            claim_id = uuid.uuid4()
+            won = await self._pool.fetchval(
+                _CLAIM, scope, key, fingerprint, claim_id, self._ttl, self._pending_timeout
+            )
+            if won == claim_id:
+                return Claimed(claim_id)
+            stored = await self._pool.fetchval(_EXISTING, scope, key, self._ttl)
+            if stored is None:
+                continue
+            return Mismatch() if stored != fingerprint else InProgress()
+        return InProgress()
+
+    async def complete(self, scope: str, key: str, claim: Claimed) -> bool:
+        """Ends the run; False when its claim was lost (taken over after ``pending_timeout``)."""
+        result: str = await self._pool.execute(_COMPLETE, scope, key, claim.claim_id)
+        return result == "UPDATE 1"
+
+    async def purge_expired(self) -> int:
+        """Deletes expired rows (for a periodic job); returns how many."""
+        result: str = await self._pool.execute(_PURGE, self._ttl)
+        return int(result.rsplit(" ", 1)[1])
+
+
+class IdempotencyHousekeeping(PeriodicWorker):
+    """Deletes expired claims every ``interval`` seconds (first at start). Any number of processes may
+    run one: a purge is one idempotent DELETE."""
+
+    def __init__(self, store: IdempotencyStore, *, interval: float = PURGE_INTERVAL_SECONDS) -> None:
+        super().__init__("idempotency-housekeeping", store.purge_expired, interval=interval)
