@@ -26,15 +26,7 @@ class StreamDirectory:
         return accounts.fold(account_id, await self._store.read_stream(accounts.stream_of(account_id)))
 
     async def account(self, account_id: str) -> AccountFacts:
-        state = await self._account(account_id)
-        return AccountFacts(
-            account_id=account_id,
-            stream_id=accounts.stream_of(account_id),
-            version=state.version,
-            live=state.live,
-            konnect_managed=state.konnect_managed,
-            rotation_period_seconds=state.rotation_period_seconds,
-        )
+        return _facts(account_id, await self._account(account_id))
 
     async def holdings(self, account_id: str) -> Holdings:
         account = accounts.require_live(await self._account(account_id))
@@ -44,7 +36,7 @@ class StreamDirectory:
             team = teams.fold(stream.removeprefix("team-"), await self._store.read_stream(stream))
             if team.live and account_id in team.members:
                 grants.extend(team.roles.values())
-        return Holdings(tuple(grants), account.konnect_managed)
+        return Holdings(_facts(account_id, account), tuple(grants), account.konnect_managed)
 
     async def deletion_cascade(self, ctx: CommandContext, account_id: str) -> Cascade:
         appends: list[StreamAppend] = []
@@ -60,3 +52,14 @@ class StreamDirectory:
             removal = [TeamMemberRemoved(team_id=team_id, account_id=account_id)]
             appends.append(StreamAppend(stream, ctx.new_events(stream, removal), StreamState.ANY))
         return Cascade(tuple(appends), (*token_claims, *membership_claims))
+
+
+def _facts(account_id: str, state: accounts.Account) -> AccountFacts:
+    return AccountFacts(
+        account_id=account_id,
+        stream_id=accounts.stream_of(account_id),
+        version=state.version,
+        live=state.live,
+        konnect_managed=state.konnect_managed,
+        rotation_period_seconds=state.rotation_period_seconds,
+    )

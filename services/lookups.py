@@ -42,8 +42,9 @@ class AccountFacts(msgspec.Struct, frozen=True, kw_only=True):
 
 class Holdings(msgspec.Struct, frozen=True):
     """What an account holds: its own role assignments and its teams', and whether it is the
-    organization admin (konnect-managed: made only by bootstrap)."""
+    organization admin (konnect-managed: made only by bootstrap); with the account itself, as read."""
 
+    account: AccountFacts
     grants: tuple[RoleAssignment, ...]
     organization_admin: bool
 

@@ -140,8 +140,8 @@ async def issue_token(
     stream = model.stream_of(token_id)
 
     async def attempt() -> Outcome[IssuedToken]:
-        account = (await deps.directory.account(account_id)).require_live()
-        check_can_obtain(actor, deps.organization_id, await deps.directory.holdings(account_id), scopes)
+        holdings = await deps.directory.holdings(account_id)  # NotFound unless the account is live
+        check_can_obtain(actor, deps.organization_id, holdings, scopes)
         current, retried = await _load_or_recorded(deps, ctx, token_id, new=True)
         if retried is not None:
             return _recorded_secret(deps, ctx, current, retried)
@@ -158,7 +158,7 @@ async def issue_token(
         )
         appends = [
             StreamAppend(stream, ctx.new_events(stream, [issued]), StreamState.NO_STREAM),
-            account.unchanged(),
+            holdings.account.unchanged(),
         ]
         try:
             result = await deps.store.append_many(
