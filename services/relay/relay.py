@@ -215,7 +215,7 @@ class Relay:
         """Hands one record to the producer, retrying while the producer cannot take it (no metadata,
         or its buffer for the partition is full because the broker is unreachable). A ``send`` that
         fails has queued nothing, so the retry keeps the order."""
-        backoff = Backoff(_FIRST_BACKOFF, _LAST_BACKOFF)
+        backoff: Backoff | None = None  # made on the first refusal only: this runs once per record
         while True:
             try:
                 acknowledgement: asyncio.Future[Any] = await producer.send(
@@ -223,6 +223,7 @@ class Relay:
                 )
                 return acknowledgement
             except KafkaTimeoutError:
+                backoff = backoff or Backoff(_FIRST_BACKOFF, _LAST_BACKOFF)
                 _log.warning(
                     "kafka relay %s: Kafka takes no records; retrying in %.1fs",
                     self.config.name,
