@@ -35,6 +35,8 @@ from services.composition import Runtime
 from tests.api.helpers import in_days
 from tests.api_fixture import ApiClient, unique
 
+pytestmark = pytest.mark.slow
+
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",

@@ -27,6 +27,8 @@ from tests.api.identity_support import PROBLEM_CONTENT_TYPE
 from tests.api.test_conformance import Seeded, seed
 from tests.api_fixture import ApiClient, unique
 
+pytestmark = pytest.mark.slow
+
 Document = dict[str, Any]
 UNFUZZED_PATHS = frozenset({"/openapi.json"})
 ALWAYS_ON_GET = ("as_of", "page[size]", "page[number]", "page[after]")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from events import LogCursor, Metadata, NewEvent
 from events.accounts import AccountUpdated
@@ -38,6 +39,8 @@ from tests.relay_helpers import (
     running_relay,
     unique_topics,
 )
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNTS = 16

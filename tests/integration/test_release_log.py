@@ -6,10 +6,13 @@ canonical dump equals the one the release produced, byte for byte."""
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from events.registry import registered_tags
 from services.audit.export import ExportedEvent
 from tests.integration.release_log import EVERY_EVENT_TYPE, LOG, READ_MODELS, rebuilt_dump
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_fixture_log_holds_every_event_type_of_the_release() -> None:

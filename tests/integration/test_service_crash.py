@@ -9,9 +9,12 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from tests.api.helpers import in_days
 from tests.service_process import ServiceProcess, bootstrap_token
+
+pytestmark = pytest.mark.slow
 
 WRITERS = 8
 

@@ -13,11 +13,14 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from services.tokens.secrets import secret_hash
 from tests.api.helpers import in_days
 from tests.api_fixture import TEST_PEPPER
 from tests.service_process import ServiceProcess, bootstrap_token
+
+pytestmark = pytest.mark.slow
 
 WRITERS = 6
 ROTATED_TOKENS = 3
