@@ -1,0 +1,234 @@
+"""System accounts: create, update and delete, given events, when the command, then the events it
+appended (and the claims it moved) or the refusal, which appends nothing; under an idempotency key
+a retry appends nothing more and answers as the first time, or ``Superseded`` when what it made is
+gone."""
+
+from events import Metadata
+from events.accounts import AccountCreated, AccountDeleted, AccountDisabled, AccountEnabled, AccountUpdated
+from events.teams import TeamMemberAdded, TeamMemberRemoved
+from events.tokens import TokenRevoked
+from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
+from services.authorization import SYSTEM
+from services.commands import Conflict, Forbidden, Invalid, NotFound, Superseded
+from tests.handlers.world import (
+    ADMIN,
+    T0,
+    World,
+    account_created,
+    team_created,
+    token_issued,
+)
+
+
+def _account(account_id: str) -> str:
+    return f"account-{account_id}"
+
+
+# -- CreateAccount ------------------------------------------------------------------------------
+
+
+async def test_create_account_records_the_account_and_claims_its_name(world: World) -> None:
+    outcome = await world.when(
+        CreateAccount(name="ci-bot", description="builds", rotation_period_seconds=3600)
+    )
+    account = outcome.state
+    assert world.then() == [
+        (
+            _account(account.account_id),
+            AccountCreated(
+                account_id=account.account_id,
+                name="ci-bot",
+                description="builds",
+                konnect_managed=False,
+                rotation_period_seconds=3600,
+            ),
+        )
+    ]
+    assert (account.name, account.live, account.version, account.created_at) == ("ci-bot", True, 1, T0)
+    assert await world.claims() == {"account-name:ci-bot": _account(account.account_id)}
+    assert outcome.cursor == world.then_recorded()[-1].cursor
+
+
+async def test_create_account_records_who_asked_when_and_under_which_key(world: World) -> None:
+    await world.when(CreateAccount(name="ci-bot", description=""))
+    (recorded,) = world.then_recorded()
+    assert recorded.metadata == Metadata(
+        occurred_at=T0, actor=ADMIN.account_id, actor_token_id=ADMIN.token_id, correlation_id="correlation"
+    )
+    keyed = await world.when(CreateAccount(name="ci-bot-2", description=""), key="k")
+    (recorded,) = world.then_recorded()
+    ctx = world.context(ADMIN, "k")
+    assert keyed.state.account_id == ctx.new_id("account")
+    assert recorded.event_id == ctx.event_id(_account(keyed.state.account_id), 0)
+
+
+async def test_only_tokenledger_makes_a_konnect_managed_account(world: World) -> None:
+    await world.then_raises(Invalid, CreateAccount(name="admin", description="", konnect_managed=True))
+    outcome = await world.when(CreateAccount(name="admin", description="", konnect_managed=True), SYSTEM)
+    assert outcome.state.konnect_managed
+    ((_, created),) = world.then()
+    assert isinstance(created, AccountCreated) and created.konnect_managed
+
+
+async def test_create_account_refuses_a_taken_name(world: World) -> None:
+    await world.given(account_created("ci-bot"))
+    await world.then_raises(Conflict, CreateAccount(name="ci-bot", description=""), match="already exists")
+
+
+async def test_create_account_refuses_a_bad_name_or_period(world: World) -> None:
+    await world.then_raises(Invalid, CreateAccount(name="ci\u200bbot", description=""), match="name")
+    await world.then_raises(Invalid, CreateAccount(name=" ", description=""), match="name")
+    await world.then_raises(
+        Invalid,
+        CreateAccount(name="ci-bot", description="", rotation_period_seconds=0),
+        match="rotation_period_seconds",
+    )
+
+
+async def test_a_retried_create_account_appends_nothing_and_answers_as_before(world: World) -> None:
+    command = CreateAccount(name="ci-bot", description="")
+    first = await world.when(command, key="k")
+    retry = await world.when(command, key="k")
+    assert world.then() == []
+    assert retry == first
+
+
+async def test_a_retried_create_account_after_its_deletion_is_superseded(world: World) -> None:
+    command = CreateAccount(name="ci-bot", description="")
+    first = await world.when(command, key="k")
+    await world.when(DeleteAccount(account_id=first.state.account_id))
+    await world.then_raises(Superseded, command, key="k")
+
+
+# -- UpdateAccount ------------------------------------------------------------------------------
+
+
+async def test_update_account_records_the_change_then_the_disabling(world: World) -> None:
+    created = account_created("ci-bot", description="old")
+    await world.given(created)
+    stream = _account(created.account_id)
+    outcome = await world.when(
+        UpdateAccount(
+            account_id=created.account_id,
+            name="ci-bot-2",
+            description="new",
+            enabled=False,
+            rotation_period_seconds=60,
+        )
+    )
+    assert world.then() == [
+        (
+            stream,
+            AccountUpdated(
+                account_id=created.account_id, name="ci-bot-2", description="new", rotation_period_seconds=60
+            ),
+        ),
+        (stream, AccountDisabled(account_id=created.account_id)),
+    ]
+    assert (outcome.state.name, outcome.state.enabled, outcome.state.version) == ("ci-bot-2", False, 3)
+    assert await world.claims() == {"account-name:ci-bot-2": stream}
+
+
+async def test_update_account_enables_and_clears_the_period_with_zero(world: World) -> None:
+    created = account_created("ci-bot", rotation_period_seconds=60)
+    await world.given(created, AccountDisabled(account_id=created.account_id))
+    stream = _account(created.account_id)
+    await world.when(UpdateAccount(account_id=created.account_id, enabled=True, rotation_period_seconds=0))
+    assert world.then() == [
+        (
+            stream,
+            AccountUpdated(
+                account_id=created.account_id, name="ci-bot", description="", rotation_period_seconds=None
+            ),
+        ),
+        (stream, AccountEnabled(account_id=created.account_id)),
+    ]
+
+
+async def test_an_update_that_changes_nothing_appends_nothing(world: World) -> None:
+    created = account_created("ci-bot", description="same")
+    await world.given(created)
+    outcome = await world.when(
+        UpdateAccount(account_id=created.account_id, name="ci-bot", description="same", enabled=True)
+    )
+    assert world.then() == []
+    assert outcome.cursor is None
+
+
+async def test_update_account_refuses_a_missing_deleted_or_managed_account(world: World) -> None:
+    gone, managed = account_created(), account_created(konnect_managed=True)
+    await world.given(gone, AccountDeleted(account_id=gone.account_id), managed)
+    await world.then_raises(NotFound, UpdateAccount(account_id="nobody", description="x"))
+    await world.then_raises(NotFound, UpdateAccount(account_id=gone.account_id, description="x"))
+    await world.then_raises(
+        Forbidden, UpdateAccount(account_id=managed.account_id, description="x"), match="konnect-managed"
+    )
+
+
+async def test_update_account_refuses_a_taken_name_or_bad_values(world: World) -> None:
+    mine, theirs = account_created("mine"), account_created("theirs")
+    await world.given(mine, theirs)
+    await world.then_raises(Conflict, UpdateAccount(account_id=mine.account_id, name="theirs"))
+    await world.then_raises(Invalid, UpdateAccount(account_id=mine.account_id, name="a\u0000b"))
+    await world.then_raises(Invalid, UpdateAccount(account_id=mine.account_id, rotation_period_seconds=-1))
+
+
+async def test_a_retried_update_account_appends_nothing_and_answers_as_before(world: World) -> None:
+    created = account_created("ci-bot")
+    await world.given(created)
+    command = UpdateAccount(account_id=created.account_id, description="first")
+    first = await world.when(command, key="k")
+    await world.when(UpdateAccount(account_id=created.account_id, description="second"))
+    retry = await world.when(command, key="k")
+    assert world.then() == []
+    assert retry == first
+    assert retry.state.description == "first"
+
+
+async def test_a_retried_update_account_after_its_deletion_is_superseded(world: World) -> None:
+    created = account_created("ci-bot")
+    await world.given(created)
+    command = UpdateAccount(account_id=created.account_id, description="first")
+    await world.when(command, key="k")
+    await world.when(DeleteAccount(account_id=created.account_id))
+    await world.then_raises(Superseded, command, key="k")
+
+
+# -- DeleteAccount ------------------------------------------------------------------------------
+
+
+async def test_delete_account_revokes_its_live_tokens_and_ends_its_memberships(world: World) -> None:
+    created = account_created("ci-bot")
+    live, revoked = token_issued(created.account_id), token_issued(created.account_id)
+    team = team_created()
+    await world.given(
+        created,
+        live,
+        revoked,
+        TokenRevoked(token_id=revoked.token_id, account_id=created.account_id, reason="revoked"),
+        team,
+        TeamMemberAdded(team_id=team.team_id, account_id=created.account_id),
+    )
+    outcome = await world.when(DeleteAccount(account_id=created.account_id))
+    appended = world.then()
+    assert appended[0] == (_account(created.account_id), AccountDeleted(account_id=created.account_id))
+    assert sorted(appended[1:], key=lambda pair: pair[0]) == sorted(
+        [
+            (
+                f"token-{live.token_id}",
+                TokenRevoked(token_id=live.token_id, account_id=created.account_id, reason="account_deleted"),
+            ),
+            (f"team-{team.team_id}", TeamMemberRemoved(team_id=team.team_id, account_id=created.account_id)),
+        ],
+        key=lambda pair: pair[0],
+    )
+    assert not outcome.state.live
+    assert await world.claims() == {}
+
+
+async def test_delete_account_refuses_a_missing_or_managed_account(world: World) -> None:
+    gone, managed = account_created(), account_created(konnect_managed=True)
+    await world.given(gone, AccountDeleted(account_id=gone.account_id), managed)
+    await world.then_raises(NotFound, DeleteAccount(account_id="nobody"))
+    await world.then_raises(NotFound, DeleteAccount(account_id=gone.account_id))
+    await world.then_raises(Forbidden, DeleteAccount(account_id=managed.account_id), match="konnect-managed")

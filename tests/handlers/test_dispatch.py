@@ -1,0 +1,142 @@
+"""The dispatcher, the one door to the command side: a caller needs ``identity:write`` for every
+command of its own, checked before anything is read, decided or replayed; the scheduler's commands
+are tokenledger's own, refused to every caller however privileged and run for ``SYSTEM``; a command
+of no known type is a ``TypeError``. Nothing a refusal touches is written."""
+
+from datetime import timedelta
+
+import msgspec
+import pytest
+
+from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
+from services.authorization import SYSTEM, MissingRight
+from services.commands import Forbidden
+from services.dispatch import HANDLERS, SYSTEM_COMMANDS
+from services.role_holders import AccountHolder, AssignRole, TeamHolder, UnassignRole
+from services.teams.commands import AddMember, CreateTeam, DeleteTeam, RemoveMember, UpdateTeam
+from services.tokens.commands import (
+    DeleteToken,
+    ExpireToken,
+    FlagTokenRotationDue,
+    IssueToken,
+    RenameToken,
+    RetireTokenSecret,
+    RevokeToken,
+    RotateToken,
+    WarnTokenExpiring,
+)
+from tests.handlers.world import ADMIN, ORG, T0, World, account_created, caller, grant
+
+NOBODY = "00000000-0000-4000-8000-000000000000"
+"""An id no stream has: a command that got past the door would be refused as not found."""
+
+SAMPLES: dict[type, object] = {
+    command.__class__: command
+    for command in (
+        CreateAccount(name="ci-bot", description=""),
+        UpdateAccount(account_id=NOBODY, description="x"),
+        DeleteAccount(account_id=NOBODY),
+        CreateTeam(name="ops"),
+        UpdateTeam(team_id=NOBODY, name="x"),
+        DeleteTeam(team_id=NOBODY),
+        AddMember(team_id=NOBODY, account_id=NOBODY),
+        RemoveMember(team_id=NOBODY, account_id=NOBODY),
+        AssignRole(
+            holder=AccountHolder(account_id=NOBODY),
+            role_name="Viewer",
+            entity_id=ORG,
+            entity_type_name="Identity",
+            entity_region="*",
+        ),
+        UnassignRole(holder=TeamHolder(team_id=NOBODY), assignment_id=NOBODY),
+        IssueToken(account_id=NOBODY, name="deploy", expires_at=T0 + timedelta(days=1)),
+        RenameToken(account_id=NOBODY, token_id=NOBODY, name="x"),
+        RevokeToken(account_id=NOBODY, token_id=NOBODY),
+        RotateToken(account_id=NOBODY, token_id=NOBODY),
+        DeleteToken(account_id=NOBODY, token_id=NOBODY),
+        ExpireToken(token_id=NOBODY),
+        WarnTokenExpiring(token_id=NOBODY, leads=(timedelta(days=1),)),
+        FlagTokenRotationDue(token_id=NOBODY, deployment_period=timedelta(days=1)),
+        RetireTokenSecret(token_id=NOBODY, secret_version=1),
+    )
+}
+"""One command of every type the dispatcher knows."""
+
+CALLER_COMMANDS = [kind for kind in HANDLERS if kind not in SYSTEM_COMMANDS]
+WITHOUT_WRITE = {
+    "no roles": caller(),
+    "Viewer": caller("Viewer"),
+    "every Identity role, scoped to read": caller(
+        "Admin", "Viewer", "Auditor", "Introspector", scopes=["identity:read"]
+    ),
+    "Admin scoped to audit and introspection": caller("Admin", scopes=["audit:read", "tokens:introspect"]),
+    "Admin scoped to nothing": caller("Admin", scopes=[]),
+    "Admin of another organization": caller(grant("Admin", entity_id="another-organization")),
+    "Admin of every Control Plane": caller(grant("Admin", "Control Planes", "*", "*")),
+}
+
+
+def _named(kind: object) -> str:
+    return getattr(kind, "__name__", repr(kind))
+
+
+def test_every_command_has_a_sample() -> None:
+    assert set(SAMPLES) == set(HANDLERS)
+
+
+@pytest.mark.parametrize("kind", CALLER_COMMANDS, ids=_named)
+@pytest.mark.parametrize("who", WITHOUT_WRITE)
+async def test_a_caller_without_write_is_refused_every_command(world: World, kind: type, who: str) -> None:
+    """Refused as lacking the right, before the handler could find that nothing it names exists."""
+    await world.then_raises(MissingRight, SAMPLES[kind], WITHOUT_WRITE[who], match="identity:write")
+
+
+@pytest.mark.parametrize("kind", CALLER_COMMANDS, ids=_named)
+async def test_a_caller_with_write_is_admitted_to_every_command(world: World, kind: type) -> None:
+    world.dispatcher.authorize(kind, caller("Viewer", "Admin", scopes=["identity:write"]))
+
+
+@pytest.mark.parametrize("kind", sorted(SYSTEM_COMMANDS, key=_named), ids=_named)
+@pytest.mark.parametrize("who", ["Admin", "the organization admin", "no write"])
+async def test_the_schedulers_commands_are_refused_to_every_caller(
+    world: World, kind: type, who: str
+) -> None:
+    actor = {
+        "Admin": ADMIN,
+        "the organization admin": caller(
+            "Admin", "Viewer", "Auditor", "Introspector", organization_admin=True
+        ),
+        "no write": caller("Viewer"),
+    }[who]
+    refused = await world.then_raises(Forbidden, SAMPLES[kind], actor, match="tokenledger's own")
+    assert not isinstance(refused, MissingRight)
+
+
+@pytest.mark.parametrize("kind", sorted(SYSTEM_COMMANDS, key=_named), ids=_named)
+async def test_the_schedulers_commands_run_for_tokenledger(world: World, kind: type) -> None:
+    outcome = await world.when(SAMPLES[kind], SYSTEM)
+    assert (world.then(), outcome.cursor) == ([], None)
+
+
+async def test_tokenledger_itself_is_never_checked(world: World) -> None:
+    outcome = await world.when(CreateAccount(name="admin", description="", konnect_managed=True), SYSTEM)
+    assert outcome.state.konnect_managed
+
+
+class NotACommand(msgspec.Struct, frozen=True):
+    account_id: str
+
+
+@pytest.mark.parametrize("actor", [ADMIN, SYSTEM], ids=["a caller", "tokenledger"])
+async def test_an_unknown_command_type_is_a_type_error(world: World, actor: object) -> None:
+    await world.then_raises(TypeError, NotACommand(account_id=NOBODY), actor, match="NotACommand")  # type: ignore[arg-type]
+    await world.then_raises(TypeError, {"account_id": NOBODY}, actor, match="dict")  # type: ignore[arg-type]
+
+
+async def test_a_retry_by_a_caller_that_lost_the_right_is_refused_not_replayed(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    command = UpdateAccount(account_id=account.account_id, description="x")
+    await world.when(command, ADMIN, key="k")
+    read_only = caller("Admin", account_id=ADMIN.account_id, scopes=["identity:read"])
+    await world.then_raises(MissingRight, command, read_only, key="k")

@@ -1,0 +1,486 @@
+"""Access tokens as callers change them: issue, rename, revoke, rotate and delete, given events, when
+the command, then the events it appended (and the name claims it moved) or the refusal, which
+appends nothing. Issuing and rotating hand out a secret: the caller must cover what it can do, and
+a retry under an idempotency key returns the very secret whose hash is stored, while it works,
+and ``SecretUnavailable`` otherwise."""
+
+from datetime import timedelta
+
+import pytest
+
+from events.accounts import AccountDeleted
+from events.teams import TeamMemberAdded
+from events.tokens import TokenDeleted, TokenIssued, TokenRenamed, TokenRevoked, TokenRotated
+from services.authorization import SYSTEM
+from services.commands import Conflict, Forbidden, Invalid, NotFound, Superseded
+from services.policy import TokenPolicy
+from services.tokens.commands import DeleteToken, IssueToken, RenameToken, RevokeToken, RotateToken
+from services.tokens.handlers import SecretUnavailable
+from services.tokens.secrets import derived_secret, is_well_formed, secret_hash
+from tests.handlers.world import (
+    ADMIN,
+    PEPPER,
+    POLICY,
+    T0,
+    World,
+    account_created,
+    caller,
+    role_assigned,
+    team_created,
+    token_issued,
+)
+
+DAY = timedelta(days=1)
+WRITER = caller("Admin", scopes=["identity:write"])
+"""An Admin whose token carries only identity:write."""
+
+
+def _token(token_id: str) -> str:
+    return f"token-{token_id}"
+
+
+def _issue(account_id: str, name: str = "deploy", **fields: object) -> IssueToken:
+    fields.setdefault("expires_at", T0 + DAY)
+    return IssueToken(account_id=account_id, name=name, **fields)  # type: ignore[arg-type]
+
+
+# -- IssueToken ---------------------------------------------------------------------------------
+
+
+async def test_issue_token_records_the_hash_of_the_secret_it_returns_once(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    outcome = await world.when(_issue(account.account_id, scopes=("identity:read",)))
+    token, secret = outcome.state.token, outcome.state.secret
+    assert is_well_formed(secret)
+    assert world.then() == [
+        (
+            _token(token.token_id),
+            TokenIssued(
+                token_id=token.token_id,
+                account_id=account.account_id,
+                name="deploy",
+                secret_hash=secret_hash(secret, PEPPER),
+                expires_at=T0 + DAY,
+                scopes=["identity:read"],
+            ),
+        )
+    ]
+    assert (token.account_id, token.secret_version, token.created_at) == (account.account_id, 1, T0)
+    claims = await world.claims()
+    assert claims[f"token-name:{account.account_id}:deploy"] == _token(token.token_id)
+    assert secret not in str(world.then_recorded())
+
+
+async def test_sliding_expiry_is_bounded_by_the_policy(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    await world.when(_issue(account.account_id, auto_extend_seconds=3600))
+    ((_, issued),) = world.then()
+    assert isinstance(issued, TokenIssued)
+    assert (issued.auto_extend_seconds, issued.max_expires_at) == (3600, T0 + POLICY.max_lifetime)
+
+
+async def test_issue_token_refuses_bad_scopes_and_expiries(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    account_id = account.account_id
+    for command, field in [
+        (_issue(account_id, scopes=("tokens:everything",)), "scopes"),
+        (_issue(account_id, scopes=("identity:read", "identity:read")), "scopes"),
+        (_issue(account_id, expires_at=T0), "expires_at"),
+        (_issue(account_id, expires_at=T0 + 366 * DAY), "expires_at"),
+        (_issue(account_id, max_expires_at=T0 + 2 * DAY), "max_expires_at"),
+        (_issue(account_id, auto_extend_seconds=0), "auto_extend_seconds"),
+        (_issue(account_id, auto_extend_seconds=60, max_expires_at=T0 + DAY / 2), "max_expires_at"),
+    ]:
+        refused = await world.then_raises(Invalid, command)
+        assert isinstance(refused, Invalid) and refused.field.startswith(field), command
+
+
+async def test_a_token_that_never_expires_needs_the_deployment_to_allow_it() -> None:
+    world = World(policy=TokenPolicy(max_lifetime=POLICY.max_lifetime, allow_non_expiring=False))
+    account = account_created()
+    await world.given(account)
+    await world.then_raises(Invalid, _issue(account.account_id, expires_at=None), match="expires_at")
+
+
+async def test_issue_token_refuses_a_missing_account_or_a_taken_name(world: World) -> None:
+    account, gone = account_created(), account_created()
+    await world.given(
+        account, token_issued(account.account_id, "deploy"), gone, AccountDeleted(account_id=gone.account_id)
+    )
+    await world.then_raises(NotFound, _issue("nobody"), match="system account not found")
+    await world.then_raises(NotFound, _issue(gone.account_id))
+    await world.then_raises(
+        Conflict, _issue(account.account_id, "deploy"), match="already has an access token"
+    )
+    other = account_created()
+    await world.given(other)
+    await world.when(_issue(other.account_id, "deploy"))
+    assert len(world.then()) == 1
+
+
+async def test_issue_token_needs_covering_what_the_token_can_do(world: World) -> None:
+    auditor, admin, team = account_created(), account_created(), team_created()
+    managed = account_created(konnect_managed=True)
+    await world.given(
+        auditor,
+        role_assigned(auditor, "Auditor"),
+        admin,
+        role_assigned(admin, "Admin"),
+        team,
+        role_assigned(team, "Admin", entity_type_name="Control Planes", entity_id="cp-1", entity_region="us"),
+        TeamMemberAdded(team_id=team.team_id, account_id=admin.account_id),
+        managed,
+        role_assigned(managed, "Admin"),
+    )
+    await world.then_raises(Forbidden, _issue(auditor.account_id), match="the Identity role Auditor")
+    await world.then_raises(Forbidden, _issue(admin.account_id), match="Control Planes cp-1")
+    await world.then_raises(
+        Forbidden, _issue(admin.account_id, scopes=("identity:read",)), WRITER, match="identity:read"
+    )
+    await world.then_raises(Forbidden, _issue(managed.account_id), match="organization admin")
+    scoped = await world.when(
+        _issue(auditor.account_id, scopes=("identity:read",)), caller("Viewer", "Admin")
+    )
+    assert scoped.state.token.scopes == ["identity:read"]
+    await world.when(_issue(managed.account_id), SYSTEM)
+    assert len(world.then()) == 1
+
+
+async def test_a_retried_issue_token_returns_the_very_secret_it_stored(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    command = _issue(account.account_id)
+    first = await world.when(command, key="k")
+    token_id = first.state.token.token_id
+    ctx = world.context(ADMIN, "k")
+    assert first.state.secret == derived_secret(PEPPER, ctx.derivation(f"secret:{token_id}:1") or "")
+    world.now = T0 + timedelta(hours=1)
+    retry = await world.when(command, key="k")
+    assert world.then() == []
+    assert retry == first
+
+
+async def test_a_retried_issue_token_whose_secret_no_longer_works_is_refused(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    command = _issue(account.account_id)
+    first = await world.when(command, key="k")
+    await world.when(RevokeToken(account_id=account.account_id, token_id=first.state.token.token_id))
+    refused = await world.then_raises(SecretUnavailable, command, key="k", match="rotate")
+    assert first.state.secret not in str(refused)
+
+
+async def test_a_retried_issue_token_after_the_accounts_deletion_is_refused(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    command = _issue(account.account_id)
+    await world.when(command, key="k")
+    await world.given(AccountDeleted(account_id=account.account_id))
+    await world.then_raises(NotFound, command, key="k", match="system account not found")
+
+
+async def test_a_retried_issue_token_is_authorised_again(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    command = _issue(account.account_id)
+    await world.when(command, key="k")
+    await world.given(role_assigned(account, "Auditor"))
+    await world.then_raises(Forbidden, command, key="k", match="Auditor")
+
+
+# -- RenameToken --------------------------------------------------------------------------------
+
+
+async def test_rename_token_records_the_name_and_moves_its_claim(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, "old")
+    await world.given(account, token)
+    outcome = await world.when(
+        RenameToken(account_id=account.account_id, token_id=token.token_id, name="new")
+    )
+    assert world.then() == [
+        (
+            _token(token.token_id),
+            TokenRenamed(token_id=token.token_id, account_id=account.account_id, name="new"),
+        )
+    ]
+    assert outcome.state.name == "new"
+    claims = await world.claims()
+    assert claims[f"token-name:{account.account_id}:new"] == _token(token.token_id)
+    assert f"token-name:{account.account_id}:old" not in claims
+
+
+async def test_renaming_a_token_to_its_name_appends_nothing(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, "same")
+    await world.given(account, token)
+    outcome = await world.when(
+        RenameToken(account_id=account.account_id, token_id=token.token_id, name="same")
+    )
+    assert world.then() == []
+    assert outcome.cursor is None
+
+
+async def test_rename_token_refuses_a_missing_token_a_taken_name_or_a_bad_one(world: World) -> None:
+    account, other = account_created(), account_created()
+    token, sibling = token_issued(account.account_id, "mine"), token_issued(account.account_id, "taken")
+    await world.given(account, other, token, sibling)
+    await world.then_raises(NotFound, RenameToken(account_id=account.account_id, token_id="nope", name="x"))
+    await world.then_raises(
+        NotFound,
+        RenameToken(account_id=other.account_id, token_id=token.token_id, name="x"),
+        match="access token",
+    )
+    await world.then_raises(
+        Conflict, RenameToken(account_id=account.account_id, token_id=token.token_id, name="taken")
+    )
+    await world.then_raises(
+        Invalid, RenameToken(account_id=account.account_id, token_id=token.token_id, name="\t")
+    )
+    await world.when(DeleteToken(account_id=account.account_id, token_id=sibling.token_id))
+    await world.then_raises(
+        NotFound, RenameToken(account_id=account.account_id, token_id=sibling.token_id, name="x")
+    )
+
+
+async def test_a_retried_rename_token_appends_nothing_and_answers_as_before(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, "old")
+    await world.given(account, token)
+    command = RenameToken(account_id=account.account_id, token_id=token.token_id, name="new")
+    first = await world.when(command, key="k")
+    retry = await world.when(command, key="k")
+    assert world.then() == []
+    assert retry == first
+    await world.when(DeleteToken(account_id=account.account_id, token_id=token.token_id))
+    await world.then_raises(Superseded, command, key="k")
+
+
+# -- RevokeToken --------------------------------------------------------------------------------
+
+
+async def test_revoke_token_records_the_revocation_once(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id)
+    await world.given(account, token)
+    command = RevokeToken(account_id=account.account_id, token_id=token.token_id)
+    outcome = await world.when(command)
+    assert world.then() == [
+        (
+            _token(token.token_id),
+            TokenRevoked(token_id=token.token_id, account_id=account.account_id, reason="revoked"),
+        )
+    ]
+    assert (outcome.state.state, outcome.state.revoked_at) == ("REVOKED", T0)
+    again = await world.when(command)
+    assert (world.then(), again.cursor) == ([], None)
+
+
+async def test_revoke_token_refuses_a_missing_token(world: World) -> None:
+    account, other = account_created(), account_created()
+    token = token_issued(account.account_id)
+    await world.given(account, other, token)
+    await world.then_raises(NotFound, RevokeToken(account_id=account.account_id, token_id="nope"))
+    await world.then_raises(NotFound, RevokeToken(account_id=other.account_id, token_id=token.token_id))
+    await world.when(DeleteToken(account_id=account.account_id, token_id=token.token_id))
+    await world.then_raises(NotFound, RevokeToken(account_id=account.account_id, token_id=token.token_id))
+
+
+async def test_a_retried_revoke_token_appends_nothing_and_answers_as_before(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id)
+    await world.given(account, token)
+    command = RevokeToken(account_id=account.account_id, token_id=token.token_id)
+    first = await world.when(command, key="k")
+    retry = await world.when(command, key="k")
+    assert world.then() == []
+    assert retry == first
+    await world.when(DeleteToken(account_id=account.account_id, token_id=token.token_id))
+    await world.then_raises(Superseded, command, key="k")
+
+
+# -- RotateToken --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("grace", "previous_valid_until"), [(60, T0 + timedelta(seconds=60)), (0, None)])
+async def test_rotate_token_records_the_new_secrets_hash(
+    world: World, grace: int, previous_valid_until: object
+) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, expires_at=T0 + DAY)
+    await world.given(account, token)
+    outcome = await world.when(
+        RotateToken(account_id=account.account_id, token_id=token.token_id, grace_period_seconds=grace)
+    )
+    secret = outcome.state.secret
+    assert is_well_formed(secret)
+    assert world.then() == [
+        (
+            _token(token.token_id),
+            TokenRotated(
+                token_id=token.token_id,
+                account_id=account.account_id,
+                secret_hash=secret_hash(secret, PEPPER),
+                secret_version=2,
+                previous_valid_until=previous_valid_until,  # type: ignore[arg-type]
+            ),
+        )
+    ]
+    assert outcome.state.token.secret_version == 2
+
+
+async def test_rotate_token_refuses_a_token_that_cannot_be_rotated(world: World) -> None:
+    account, other = account_created(), account_created()
+    revoked, expiring = (
+        token_issued(account.account_id),
+        token_issued(account.account_id, expires_at=T0 + DAY),
+    )
+    await world.given(
+        account,
+        other,
+        revoked,
+        TokenRevoked(token_id=revoked.token_id, account_id=account.account_id, reason="revoked"),
+        expiring,
+    )
+    await world.then_raises(NotFound, RotateToken(account_id=account.account_id, token_id="nope"))
+    await world.then_raises(NotFound, RotateToken(account_id=other.account_id, token_id=expiring.token_id))
+    await world.then_raises(
+        Conflict, RotateToken(account_id=account.account_id, token_id=revoked.token_id), match="REVOKED"
+    )
+    for grace in (-1, 7 * 86400 + 1):
+        await world.then_raises(
+            Invalid,
+            RotateToken(
+                account_id=account.account_id, token_id=expiring.token_id, grace_period_seconds=grace
+            ),
+            match="grace_period_seconds",
+        )
+    world.now = T0 + 2 * DAY
+    await world.then_raises(
+        Conflict, RotateToken(account_id=account.account_id, token_id=expiring.token_id), match="EXPIRED"
+    )
+
+
+async def test_rotate_token_needs_covering_what_the_token_can_do(world: World) -> None:
+    account = account_created()
+    unscoped, read_only = (
+        token_issued(account.account_id),
+        token_issued(account.account_id, scopes=["identity:read"]),
+    )
+    await world.given(account, role_assigned(account, "Admin"), unscoped, read_only)
+    await world.then_raises(
+        Forbidden,
+        RotateToken(account_id=account.account_id, token_id=unscoped.token_id),
+        WRITER,
+        match="identity:read",
+    )
+    await world.then_raises(
+        Forbidden,
+        RotateToken(account_id=account.account_id, token_id=read_only.token_id),
+        WRITER,
+        match="identity:read",
+    )
+    await world.when(RotateToken(account_id=account.account_id, token_id=read_only.token_id), caller("Admin"))
+    assert len(world.then()) == 1
+
+
+async def test_a_retried_rotation_returns_its_secret_until_rotated_again(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, expires_at=T0 + DAY)
+    await world.given(account, token)
+    command = RotateToken(account_id=account.account_id, token_id=token.token_id, grace_period_seconds=60)
+    first = await world.when(command, key="k")
+    retry = await world.when(command, key="k")
+    assert world.then() == []
+    assert retry == first
+    await world.when(
+        RotateToken(account_id=account.account_id, token_id=token.token_id, grace_period_seconds=60)
+    )
+    assert await world.when(command, key="k") == first  # the replaced secret, in its grace period
+    world.now = T0 + timedelta(minutes=2)
+    await world.then_raises(SecretUnavailable, command, key="k", match="rotate")
+
+
+async def test_a_retried_rotation_after_an_emergency_rotation_is_refused(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, expires_at=T0 + DAY)
+    await world.given(account, token)
+    command = RotateToken(account_id=account.account_id, token_id=token.token_id, grace_period_seconds=60)
+    await world.when(command, key="k")
+    await world.when(RotateToken(account_id=account.account_id, token_id=token.token_id))
+    await world.then_raises(SecretUnavailable, command, key="k")
+
+
+async def test_a_retried_rotation_is_authorised_again(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, expires_at=T0 + DAY)
+    await world.given(account, token)
+    command = RotateToken(account_id=account.account_id, token_id=token.token_id)
+    await world.when(command, key="k")
+    await world.given(role_assigned(account, "Auditor"))
+    await world.then_raises(Forbidden, command, key="k", match="Auditor")
+
+
+async def test_a_retried_rotation_of_a_deleted_token_is_refused(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, expires_at=T0 + DAY)
+    await world.given(account, token)
+    command = RotateToken(account_id=account.account_id, token_id=token.token_id)
+    await world.when(command, key="k")
+    await world.when(DeleteToken(account_id=account.account_id, token_id=token.token_id))
+    await world.then_raises(NotFound, command, key="k", match="access token not found")
+
+
+# -- DeleteToken --------------------------------------------------------------------------------
+
+
+async def test_delete_token_revokes_then_deletes_and_frees_the_name(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id, "deploy")
+    await world.given(account, token)
+    outcome = await world.when(DeleteToken(account_id=account.account_id, token_id=token.token_id))
+    stream = _token(token.token_id)
+    assert world.then() == [
+        (stream, TokenRevoked(token_id=token.token_id, account_id=account.account_id, reason="deleted")),
+        (stream, TokenDeleted(token_id=token.token_id, account_id=account.account_id)),
+    ]
+    assert not outcome.state.visible
+    assert f"token-name:{account.account_id}:deploy" not in await world.claims()
+    await world.when(_issue(account.account_id, "deploy"))
+    assert len(world.then()) == 1
+
+
+async def test_deleting_a_revoked_token_only_deletes_it(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id)
+    await world.given(
+        account, token, TokenRevoked(token_id=token.token_id, account_id=account.account_id, reason="revoked")
+    )
+    await world.when(DeleteToken(account_id=account.account_id, token_id=token.token_id))
+    assert world.then() == [
+        (_token(token.token_id), TokenDeleted(token_id=token.token_id, account_id=account.account_id))
+    ]
+
+
+async def test_delete_token_refuses_a_missing_token(world: World) -> None:
+    account, other = account_created(), account_created()
+    token = token_issued(account.account_id)
+    await world.given(account, other, token)
+    await world.then_raises(NotFound, DeleteToken(account_id=account.account_id, token_id="nope"))
+    await world.then_raises(NotFound, DeleteToken(account_id=other.account_id, token_id=token.token_id))
+    await world.when(DeleteToken(account_id=account.account_id, token_id=token.token_id))
+    await world.then_raises(NotFound, DeleteToken(account_id=account.account_id, token_id=token.token_id))
+
+
+async def test_a_retried_delete_token_appends_nothing_and_answers_as_before(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id)
+    await world.given(account, token)
+    command = DeleteToken(account_id=account.account_id, token_id=token.token_id)
+    first = await world.when(command, key="k")
+    retry = await world.when(command, key="k")
+    assert world.then() == []
+    assert retry == first
