@@ -36,6 +36,7 @@ from services.commands import (
     with_retries,
 )
 from services.dependencies import Dependencies
+from services.names import check_new_name
 from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
 from services.tokens import model
 from services.tokens.commands import (
@@ -134,6 +135,7 @@ async def issue_token(
     account_id, name, expires_at = command.account_id, command.name, command.expires_at
     scopes = list(command.scopes) if command.scopes is not None else None
     auto_extend_seconds, max_expires_at = command.auto_extend_seconds, command.max_expires_at
+    check_new_name(name)
     check_scopes(scopes)
     ceiling = model.check_expiry(deps.token_policy, ctx.now, expires_at, auto_extend_seconds, max_expires_at)
     token_id = ctx.new_id("token")

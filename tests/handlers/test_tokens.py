@@ -81,7 +81,7 @@ async def test_sliding_expiry_is_bounded_by_the_policy(world: World) -> None:
     assert (issued.auto_extend_seconds, issued.max_expires_at) == (3600, T0 + POLICY.max_lifetime)
 
 
-async def test_issue_token_refuses_bad_scopes_and_expiries(world: World) -> None:
+async def test_issue_token_refuses_bad_scopes_expiries_and_names(world: World) -> None:
     account = account_created()
     await world.given(account)
     account_id = account.account_id
@@ -93,6 +93,8 @@ async def test_issue_token_refuses_bad_scopes_and_expiries(world: World) -> None
         (_issue(account_id, max_expires_at=T0 + 2 * DAY), "max_expires_at"),
         (_issue(account_id, auto_extend_seconds=0), "auto_extend_seconds"),
         (_issue(account_id, auto_extend_seconds=60, max_expires_at=T0 + DAY / 2), "max_expires_at"),
+        (_issue(account_id, name="de\u200bploy"), "name"),
+        (_issue(account_id, name=" "), "name"),
     ]:
         refused = await world.then_raises(Invalid, command)
         assert isinstance(refused, Invalid) and refused.field.startswith(field), command
