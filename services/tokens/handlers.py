@@ -137,7 +137,6 @@ async def issue_token(
     auto_extend_seconds, max_expires_at = command.auto_extend_seconds, command.max_expires_at
     check_new_name(name)
     check_scopes(scopes)
-    ceiling = model.check_expiry(deps.token_policy, ctx.now, expires_at, auto_extend_seconds, max_expires_at)
     token_id = ctx.new_id("token")
     stream = model.stream_of(token_id)
 
@@ -147,6 +146,10 @@ async def issue_token(
         current, retried = await _load_or_recorded(deps, ctx, token_id, new=True)
         if retried is not None:
             return _recorded_secret(deps, ctx, current, retried)
+        # Checked against now only when deciding: a retry is answered as of the original decision.
+        ceiling = model.check_expiry(
+            deps.token_policy, ctx.now, expires_at, auto_extend_seconds, max_expires_at
+        )
         secret = _new_secret(deps, ctx, token_id, 1)
         issued = TokenIssued(
             token_id=token_id,

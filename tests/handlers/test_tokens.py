@@ -175,6 +175,19 @@ async def test_a_retried_issue_token_whose_secret_no_longer_works_is_refused(wor
     assert first.state.secret not in str(refused)
 
 
+async def test_a_retried_issue_token_after_its_expiry_or_deletion_is_refused(world: World) -> None:
+    """Refused as a retry whose secret no longer works, not as a request whose expiry has passed:
+    the request was carried out, as of its own time."""
+    account = account_created()
+    await world.given(account)
+    command = _issue(account.account_id)
+    first = await world.when(command, key="k")
+    world.now = T0 + 2 * DAY
+    await world.then_raises(SecretUnavailable, command, key="k", match="rotate")
+    await world.when(DeleteToken(account_id=account.account_id, token_id=first.state.token.token_id))
+    await world.then_raises(Superseded, command, key="k")
+
+
 async def test_a_retried_issue_token_after_the_accounts_deletion_is_refused(world: World) -> None:
     account = account_created()
     await world.given(account)
