@@ -8,13 +8,16 @@ moved; so once ``account.deleted`` is in, no new token or membership can appear,
 after it catches any that committed while the first one was being decided.
 
 Every handler first looks for its own events in the account's stream (``commands.recorded``): a
-retry of a command that committed answers with its original outcome and never decides again.
+retry of a command that committed answers with its original outcome and never decides again. A
+deletion's outcome carries the cursor of everything it appended (the cascade and every sweep), so
+that read-your-writes covers the revocations; a retried deletion's reaches to the end of the
+original append, whose cascade went to other streams.
 """
 
 from collections.abc import Sequence
 from functools import partial
 
-from events import Event
+from events import Event, LogCursor
 from services.accounts import model
 from services.accounts.commands import (
     CreateAccount,
@@ -26,6 +29,9 @@ from services.authorization import Actor, SystemActor
 from services.commands import CommandContext, Conflict, Invalid, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
 from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
+
+_END_OF_APPEND_PAGE = 100
+"""Events read at a time when looking for the end of a retried deletion's append."""
 
 
 async def load(deps: Dependencies, account_id: str) -> Account:
@@ -119,7 +125,8 @@ async def delete_account(
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id)
         if retried is not None:
-            return retried.original()
+            original = retried.original()
+            return Outcome(original.state, await _end_of_append(deps, original.cursor))
         events = model.delete(state)
         cascade = await deps.directory.deletion_cascade(ctx, account_id)
         stream = model.stream_of(account_id)
@@ -130,16 +137,32 @@ async def delete_account(
         return Outcome(deleted, result.cursor)
 
     outcome = await with_retries(attempt)
+    cursor = outcome.cursor
 
     async def sweep() -> bool:
         """Cascades what committed while the deletion was decided; True when nothing was left."""
+        nonlocal cursor
         cascade = await deps.directory.deletion_cascade(ctx, account_id)
         if not cascade.releases:
             return True
         settled = StreamAppend(model.stream_of(account_id), [], outcome.state.version)
-        await deps.store.append_many([settled, *cascade.appends], releases=cascade.releases)
+        result = await deps.store.append_many([settled, *cascade.appends], releases=cascade.releases)
+        if result.events:
+            cursor = result.cursor if cursor is None else max(cursor, result.cursor)
         return False
 
     while not await with_retries(sweep):
         pass
-    return outcome
+    return Outcome(outcome.state, cursor)
+
+
+async def _end_of_append(deps: Dependencies, cursor: LogCursor | None) -> LogCursor | None:
+    """The cursor of the last event of the append (one transaction) whose event is at ``cursor``."""
+    if cursor is None:
+        return None
+    end = cursor
+    while same := [
+        e.cursor for e in await deps.store.read_all(end, _END_OF_APPEND_PAGE) if e.tx_id == cursor.tx_id
+    ]:
+        end = same[-1]
+    return end

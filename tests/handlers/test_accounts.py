@@ -3,13 +3,17 @@ appended (and the claims it moved) or the refusal, which appends nothing; under 
 a retry appends nothing more and answers as the first time, or ``Superseded`` when what it made is
 gone."""
 
-from events import Metadata
+from collections.abc import Sequence
+
+from events import Metadata, NewEvent
 from events.accounts import AccountCreated, AccountDeleted, AccountDisabled, AccountEnabled, AccountUpdated
 from events.teams import TeamMemberAdded, TeamMemberRemoved
-from events.tokens import TokenRevoked
+from events.tokens import TokenIssued, TokenRevoked
 from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
 from services.authorization import SYSTEM
 from services.commands import Conflict, Forbidden, Invalid, NotFound, Superseded
+from services.memory_store import MemoryEventStore
+from services.ports import AppendResult, Claim, StreamAppend, StreamState
 from tests.handlers.world import (
     ADMIN,
     T0,
@@ -226,9 +230,61 @@ async def test_delete_account_revokes_its_live_tokens_and_ends_its_memberships(w
     assert await world.claims() == {}
 
 
+class _IssuesDuringTheDeletion(MemoryEventStore):
+    """A store in which a token of the account commits while the account's deletion is decided
+    (after the deletion read the cascade, before it appended)."""
+
+    def __init__(self, late: TokenIssued) -> None:
+        super().__init__()
+        self._late: TokenIssued | None = late
+
+    async def append_many(
+        self, appends: Sequence[StreamAppend], claims: Sequence[Claim] = (), releases: Sequence[str] = ()
+    ) -> AppendResult:
+        deleting = any(isinstance(new.event, AccountDeleted) for append in appends for new in append.events)
+        if deleting and self._late is not None:
+            late, self._late = self._late, None
+            stream = f"token-{late.token_id}"
+            claim = Claim(f"token-name:{late.account_id}:{late.name}", stream)
+            issued = NewEvent(event=late, metadata=Metadata(occurred_at=T0))
+            await super().append_many([StreamAppend(stream, [issued], StreamState.NO_STREAM)], [claim])
+        return await super().append_many(appends, claims, releases)
+
+
+async def test_delete_account_revokes_a_token_issued_while_it_was_decided(world: World) -> None:
+    """The sweep after the deletion revokes it, and the outcome's cursor covers that revocation
+    (read-your-writes: the answer leaves only once the verifier has seen it)."""
+    created = account_created("ci-bot")
+    late = token_issued(created.account_id)
+    world = World(store=_IssuesDuringTheDeletion(late))
+    await world.given(created)
+    outcome = await world.when(DeleteAccount(account_id=created.account_id))
+    assert world.then() == [
+        (f"token-{late.token_id}", late),
+        (_account(created.account_id), AccountDeleted(account_id=created.account_id)),
+        (
+            f"token-{late.token_id}",
+            TokenRevoked(token_id=late.token_id, account_id=created.account_id, reason="account_deleted"),
+        ),
+    ]
+    assert outcome.cursor == world.then_recorded()[-1].cursor
+    assert await world.claims() == {}
+
+
 async def test_delete_account_refuses_a_missing_or_managed_account(world: World) -> None:
     gone, managed = account_created(), account_created(konnect_managed=True)
     await world.given(gone, AccountDeleted(account_id=gone.account_id), managed)
     await world.then_raises(NotFound, DeleteAccount(account_id="nobody"))
     await world.then_raises(NotFound, DeleteAccount(account_id=gone.account_id))
     await world.then_raises(Forbidden, DeleteAccount(account_id=managed.account_id), match="konnect-managed")
+
+
+async def test_a_retried_delete_account_appends_nothing_and_answers_as_before(world: World) -> None:
+    """Its cursor too is the original's: the end of the append that held the cascade."""
+    created = account_created("ci-bot")
+    await world.given(created, token_issued(created.account_id))
+    command = DeleteAccount(account_id=created.account_id)
+    first = await world.when(command, key="k")
+    retry = await world.when(command, key="k")
+    assert world.then() == []
+    assert retry == first
