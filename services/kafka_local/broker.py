@@ -8,6 +8,10 @@ the same ports and data, kill it, or freeze it with SIGSTOP.
 
 Usable from synchronous code (pytest session fixtures) as is; from a running event loop, call
 the blocking methods through ``asyncio.to_thread``.
+
+Why one module of over 400 lines: it is one process's life cycle (start, readiness, the fault
+controls that act on the same process handle and ports), whose parts share that state; the pieces
+that stand alone (classpath, configuration, process spawning) already have modules of their own.
 """
 
 from __future__ import annotations
