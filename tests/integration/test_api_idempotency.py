@@ -24,7 +24,8 @@ from services.api.idempotency import idempotency_key
 from services.api.parsing import read_body
 from services.api.problems import BadRequest, problem_middleware
 from services.api.state import RUNTIME, AppState
-from services.authorization import SYSTEM, Actor, SystemActor
+from services.authorization import SYSTEM, Actor, MissingRight, SystemActor
+from services.authorization import Grant as RoleGrant
 from services.commands import CommandContext, Invalid, Outcome
 from services.dependencies import Dependencies
 from services.directory import StreamDirectory
@@ -368,6 +369,29 @@ async def test_an_abandoned_claim_is_taken_over(
     taken = await client.post("/tokens", data=body, headers=_headers(credential, key))
     assert taken.status == 201
     assert harness.calls["tokens"] == 1
+
+
+class Rightless(msgspec.Struct, frozen=True):
+    """An authenticated caller whose token carries no right."""
+
+    account_id: str = "00000000-0000-0000-0000-0000000000bb"
+    scopes: tuple[str, ...] | None = ()
+    roles: tuple[RoleGrant, ...] = ()
+    organization_admin: bool = False
+
+
+async def test_a_refused_actor_never_claims_a_key(
+    harness: Harness, pool: asyncpg.Pool, idempotency_store: IdempotencyStore
+) -> None:
+    """Authorisation comes first: a caller refused the command neither runs it nor takes its key."""
+    dispatcher = Dispatcher(_deps(), claims=idempotency_store, handlers=harness.handlers())
+    credential, key = _credential(), str(uuid.uuid4())
+    ctx = CommandContext(now=T0, actor_token_id=credential)
+    for _ in range(2):
+        with pytest.raises(MissingRight):
+            await dispatcher.dispatch(MakeThing(name="a"), Rightless(), ctx, key)
+    assert await _row(pool, _scope(credential), key) is None
+    assert "tokens" not in harness.calls
 
 
 async def test_the_loser_of_a_takeover_cannot_complete(
