@@ -1,8 +1,8 @@
 """What every command handler shares: who is acting and when, how new ids are drawn, and the
 domain errors a decision may raise (the API maps them to problem+json; the domain knows no HTTP).
 
-Ids and event ids are random, except under an idempotency key (the API's ``Idempotency-Key`` scoped
-to the credential and the request, or a scheduler's deadline): then they are derived from the actor,
+Ids and event ids are random, except under an idempotency key (a door's key, scoped by the dispatcher
+to the credential and the command, or a scheduler's deadline): then they are derived from the actor,
 the key and a label, so a retried command produces the very same events. Before deciding again, a
 handler asks ``recorded`` whether its events are already in its stream: if so it answers with the
 outcome folded from the stream up to them (the original answer), or refuses with ``Superseded`` when

@@ -109,6 +109,7 @@ async def open_runtime(
         verifier = TokenVerifier(pool, notifications, pepper)
         await verifier.start()
         stack.push_async_callback(verifier.stop)
+        idempotency = IdempotencyStore(pool)
         usage = UsageRecorder(
             store,
             expiry=verifier,
@@ -125,10 +126,10 @@ async def open_runtime(
             notifications=notifications,
             organization=organization,
             deps=deps,
-            dispatcher=Dispatcher(deps),
+            dispatcher=Dispatcher(deps, claims=idempotency),
             projections=projections,
             verifier=verifier,
             usage=usage,
-            idempotency=IdempotencyStore(pool),
+            idempotency=idempotency,
             clock=clock,
         )

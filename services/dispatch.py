@@ -1,8 +1,17 @@
 """The one door to the command side. Every door (the HTTP routes, the scheduler, bootstrap, and the
-coming CLI and console) sends commands as data through ``Dispatcher.dispatch(command, actor, ctx)``,
-which authorises the actor for the command before anything is read, decided or replayed, then runs
-the command's one handler (the message map ``HANDLERS``) and returns its ``Outcome``, whose cursor
-is what read-your-writes waits for.
+coming CLI and console) sends commands as data through
+``Dispatcher.dispatch(command, actor, ctx, idempotency_key)``, which authorises the actor for the
+command before anything is read, decided or replayed, then runs the command's one handler (the
+message map ``HANDLERS``) and returns its ``Outcome``, whose cursor is what read-your-writes waits for.
+
+Idempotency is part of dispatch too, after authorisation. Under a key, and for a caller with a
+credential (``ctx.actor_token_id``), the run claims the key (``IdempotencyClaims``) for the
+credential and the command's kind, with the command as data as its fingerprint; another command
+under the key is ``KeyReused``, a retry while a run is pending ``KeyInProgress``. The handler then
+runs with ``ctx.idempotency_key`` set to the digest of (credential, key, fingerprint): it derives its
+ids and secrets from it and answers a retry from the log (``services.commands.recorded``); nothing
+is replayed from here. However the run ends, the claim is ended, so a failed command may be retried.
+Another credential never shares a claim nor a digest: for it the key names another command.
 
 Authorisation here is the right a command needs (``identity:write`` for every caller's command);
 what the command would hand out (a token's rights, a role) is checked by its handler under the
@@ -13,12 +22,24 @@ tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger itself) is n
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
+
 from services import role_holders
 from services.accounts import commands as account_commands
 from services.accounts import handlers as accounts
 from services.authorization import Actor, Right, SystemActor, require
 from services.commands import CommandContext, Forbidden, Outcome
 from services.dependencies import Dependencies
+from services.idempotency_claims import (
+    IdempotencyClaims,
+    InProgress,
+    KeyInProgress,
+    KeyReused,
+    Mismatch,
+    command_fingerprint,
+    command_tag,
+    scope_digest,
+)
 from services.teams import commands as team_commands
 from services.teams import handlers as teams
 from services.tokens import commands as token_commands
@@ -60,8 +81,16 @@ SYSTEM_COMMANDS = frozenset(
 
 
 class Dispatcher:
-    def __init__(self, deps: Dependencies, handlers: Mapping[type, Handler] = HANDLERS) -> None:
+    def __init__(
+        self,
+        deps: Dependencies,
+        *,
+        claims: IdempotencyClaims | None = None,
+        handlers: Mapping[type, Handler] = HANDLERS,
+    ) -> None:
+        """``claims`` may be left out by doors that never send a key (the scheduler, bootstrap)."""
         self._deps = deps
+        self._claims = claims
         self._handlers = handlers
 
     def authorize(self, kind: type, actor: Actor | SystemActor) -> None:
@@ -74,10 +103,32 @@ class Dispatcher:
         require(actor, self._deps.organization_id, Right.WRITE)
 
     async def dispatch(
-        self, command: object, actor: Actor | SystemActor, ctx: CommandContext
+        self,
+        command: object,
+        actor: Actor | SystemActor,
+        ctx: CommandContext,
+        idempotency_key: str | None = None,
     ) -> Outcome[Any]:
         handler = self._handlers.get(type(command))
         if handler is None:
             raise TypeError(f"no handler for {type(command).__name__}")
         self.authorize(type(command), actor)
-        return await handler(self._deps, ctx, actor, command)
+        credential = ctx.actor_token_id
+        if idempotency_key is None or credential is None:
+            return await handler(self._deps, ctx, actor, command)
+        if self._claims is None:
+            raise RuntimeError("an idempotency key was sent to a dispatcher without idempotency claims")
+        scope = f"{credential} {command_tag(command)}"
+        fingerprint = command_fingerprint(command)
+        claim = await self._claims.claim(scope, idempotency_key, fingerprint)
+        if isinstance(claim, Mismatch):
+            raise KeyReused("the idempotency key was already used with another command")
+        if isinstance(claim, InProgress):
+            raise KeyInProgress("a command with this idempotency key is in progress")
+        keyed = msgspec.structs.replace(
+            ctx, idempotency_key=scope_digest((credential, idempotency_key, fingerprint))
+        )
+        try:
+            return await handler(self._deps, keyed, actor, command)
+        finally:
+            await self._claims.end(scope, idempotency_key, claim)

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from events import LogCursor
-from services.api.idempotency import command_scope
+from services.api.idempotency import idempotency_key
 from services.api.problems import REQUEST_ID, ServiceUnavailable
 from services.api.state import RUNTIME, ServedRuntime
 from services.auth.principal import Principal
@@ -61,11 +61,13 @@ def admit(request: web.Request, kind: type) -> None:
 
 
 async def execute(request: web.Request, command: object) -> Outcome[Any]:
-    """Sends ``command`` as the caller through the dispatcher (which authorises it), then waits
-    until this node has applied what it wrote (read-your-writes)."""
+    """Sends ``command`` as the caller, with the request's ``Idempotency-Key`` (POST commands
+    only), through the dispatcher (which authorises it and claims the key), then waits until this
+    node has applied what it wrote (read-your-writes)."""
+    key = idempotency_key(request) if request.method == "POST" else None
     try:
         outcome = await runtime(request).dispatcher.dispatch(
-            command, principal(request), command_context(request)
+            command, principal(request), command_context(request), key
         )
     except MissingRight:
         request[OUT_OF_SCOPE] = True
@@ -81,7 +83,6 @@ def command_context(request: web.Request) -> CommandContext:
         actor=actor.account_id,
         actor_token_id=actor.token_id,
         correlation_id=request.get(REQUEST_ID),
-        idempotency_key=command_scope(request),
     )
 
 

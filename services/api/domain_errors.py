@@ -4,12 +4,15 @@ vocabulary to HTTP, used by the error middleware.
 A command that lost the race for its stream more often than its retry budget allows
 (``WrongExpectedVersion`` out of ``with_retries``, e.g. many parallel rotations of one token) wrote
 nothing and may simply be sent again: it is a 409 with ``Retry-After`` (``contention_problem``).
+So is a command whose idempotency key is held by a run still pending (``KeyInProgress``); a key
+already used with another command (``KeyReused``) is a 422 naming the header.
 """
 
 from typing import cast
 
 from aiohttp import web
 
+from services.api.idempotency import HEADER
 from services.api.problems import (
     BadRequest,
     Conflict,
@@ -18,12 +21,14 @@ from services.api.problems import (
     InvalidRule,
     NotFound,
     ProblemError,
+    UnprocessableEntity,
 )
 from services.api.problems import Handler as Handler
 from services.commands import Conflict as DomainConflict
 from services.commands import Forbidden as DomainForbidden
 from services.commands import Invalid
 from services.commands import NotFound as DomainNotFound
+from services.idempotency_claims import KeyInProgress, KeyReused
 from services.ports import WrongExpectedVersion
 
 CONTENTION_RETRY_AFTER_SECONDS = 1
@@ -33,6 +38,13 @@ def domain_problem(error: Exception) -> ProblemError | None:
     match error:
         case ProblemError():
             return error
+        case KeyInProgress():
+            return Conflict(f"a request with this {HEADER} is in progress", headers={"Retry-After": "1"})
+        case KeyReused():
+            return UnprocessableEntity(
+                f"The {HEADER} header was already used with a different request",
+                [InvalidParameter(HEADER, "was already used with a different request", "invalid", "header")],
+            )
         case DomainNotFound():
             return NotFound(str(error))
         case DomainConflict():
@@ -64,7 +76,7 @@ async def domain_error_middleware(request: web.Request, handler: Handler) -> web
     """Install inside ``problem_middleware``: a domain error raised by a handler becomes its problem."""
     try:
         return await handler(request)
-    except (DomainNotFound, DomainConflict, DomainForbidden, Invalid) as error:
+    except (DomainNotFound, DomainConflict, DomainForbidden, Invalid, KeyInProgress, KeyReused) as error:
         problem = domain_problem(error)
         assert problem is not None
         raise problem from None

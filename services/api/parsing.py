@@ -5,7 +5,7 @@ malformed, oversized or unrepresentable value gets past the boundary (it is a 40
 This module owns:
 
 * ``raw_body``: the request body, at most ``MAX_BODY_BYTES`` (413 beyond), read once (aiohttp caches it)
-  so that the idempotency middleware and the handler read the same bytes;
+  so that every reader (introspection, the body parser) reads the same bytes;
 * ``read_body(request, Type)``: the body as ``Type`` (a ``msgspec.Struct``; declare request Structs with
   ``forbid_unknown_fields=True``), every failure answered as a Konnect 400 whose ``invalid_parameters``
   names the JSON path (``labels.env``, ``tags[0]``) and the rule (``required``, ``is_string``,
@@ -79,7 +79,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 async def raw_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     """The body's bytes; ``PayloadTooLarge`` (413) past ``max_bytes``. aiohttp's ``request.read()``
-    caches the body, so every reader (the idempotency middleware, the handler) gets the same bytes; a
+    caches the body, so every reader gets the same bytes; a
     chunked body is read up to the application's ``client_max_size`` before it is measured."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:

@@ -20,7 +20,6 @@ from services.auth.usage import UsageRecorder
 from services.auth.verifier import TokenVerifier
 from services.dependencies import Dependencies
 from services.dispatch import Dispatcher
-from services.idempotency import IdempotencyStore
 from services.organization import Organization
 
 
@@ -39,8 +38,6 @@ class ServedRuntime(Protocol):
     def verifier(self) -> TokenVerifier: ...
     @property
     def usage(self) -> UsageRecorder: ...
-    @property
-    def idempotency(self) -> IdempotencyStore: ...
     @property
     def clock(self) -> Callable[[], datetime]: ...
 

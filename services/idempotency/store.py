@@ -1,5 +1,5 @@
-"""The idempotency claims table: one row per (scope, key), where the scope is the credential that used
-the key, the method and the route.
+"""The idempotency claims table (``services.idempotency_claims.IdempotencyClaims`` on PostgreSQL):
+one row per (scope, key), where the scope is the credential that used the key and the command's kind.
 
 A request claims the key's row (pending) and runs; when it ends, however it ends, the row is
 completed. A retry with the same fingerprint claims the completed row again; another fingerprint under
@@ -9,32 +9,22 @@ Rows expire after ``ttl`` (24 h): an expired row is overwritten by any request, 
 ``IdempotencyHousekeeping`` deletes expired rows periodically so the table does not grow for ever.
 """
 
+import logging
 import uuid
 from datetime import timedelta
 
 import asyncpg
-import msgspec
 
 from follower.worker import PeriodicWorker
+from services.idempotency_claims import Claimed, ClaimOutcome, InProgress, Mismatch
 
 DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_PENDING_TIMEOUT = timedelta(minutes=1)
 PURGE_INTERVAL_SECONDS = 600.0
 
 
-class Claimed(msgspec.Struct, frozen=True):
-    claim_id: uuid.UUID
-
-
-class InProgress(msgspec.Struct, frozen=True):
-    pass
-
-
-class Mismatch(msgspec.Struct, frozen=True):
-    pass
-
-
-ClaimOutcome = Claimed | InProgress | Mismatch
+_log = logging.getLogger(__name__)
+_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 _CLAIM = """
 INSERT INTO idempotency_keys AS k (scope, key, request_fingerprint, state, claim_id)
@@ -92,6 +82,14 @@ class IdempotencyStore:
         """Ends the run; False when its claim was lost (taken over after ``pending_timeout``)."""
         result: str = await self._pool.execute(_COMPLETE, scope, key, claim.claim_id)
         return result == "UPDATE 1"
+
+    async def end(self, scope: str, key: str, claim: Claimed) -> None:
+        """``complete``, logging (never raising) a lost claim or an unreachable database."""
+        try:
+            if not await self.complete(scope, key, claim):
+                _log.warning("an idempotency claim was taken over before its run ended")
+        except _DATABASE_ERRORS:
+            _log.exception("could not complete an idempotency claim; it frees itself after pending_timeout")
 
     async def purge_expired(self) -> int:
         """Deletes expired rows (for a periodic job); returns how many."""

@@ -156,8 +156,9 @@ async def custom_catalogue_api(
     path.write_text(json.dumps(CUSTOM_CATALOGUE))
     settings = api_settings(api_runtime.dsn, tmp_path, TOKENLEDGER_ROLE_CATALOGUE=str(path))
     deps = msgspec.structs.replace(api_runtime.deps, catalogue=load_catalogue(settings.role_catalogue))
+    dispatcher = Dispatcher(deps, claims=api_runtime.idempotency)
     server = TestServer(
-        create_app(AppState(msgspec.structs.replace(api_runtime, deps=deps, dispatcher=Dispatcher(deps)))),
+        create_app(AppState(msgspec.structs.replace(api_runtime, deps=deps, dispatcher=dispatcher))),
         host="127.0.0.1",
     )
     await server.start_server()

@@ -1,10 +1,13 @@
-"""Idempotency-Key on real PostgreSQL: the claim of a key per credential, method and route; another
-request under a key (422); a run in progress (409); 24 h expiry; takeover of abandoned claims. Nothing
-is replayed from here: every retry runs its route, with the same command scope."""
+"""Idempotency keys through the dispatcher, on real PostgreSQL: the claim of a key per credential
+and kind of command; another command under a key (422); a run in progress (409); 24 h expiry;
+takeover of abandoned claims. Nothing is replayed: every retry runs its handler, with the same
+idempotency scope. The handlers here are fakes that count their runs; the HTTP side is the real
+header parsing and problem mapping."""
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -12,19 +15,59 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.api.idempotency import command_scope, idempotency_key, idempotency_middleware
+from services.api.context import execute
+from services.api.domain_errors import domain_error_middleware
+from services.api.idempotency import idempotency_key
 from services.api.parsing import read_body
-from services.api.problems import BadRequest, InvalidParameter, problem_middleware
-from services.idempotency import Claimed, IdempotencyHousekeeping, IdempotencyStore, request_fingerprint
+from services.api.problems import BadRequest, problem_middleware
+from services.api.state import RUNTIME, AppState
+from services.authorization import SYSTEM, Actor, MissingRight, SystemActor
+from services.authorization import Grant as RoleGrant
+from services.commands import CommandContext, Invalid, Outcome
+from services.dependencies import Dependencies
+from services.directory import StreamDirectory
+from services.dispatch import Dispatcher, Handler
+from services.idempotency import IdempotencyHousekeeping, IdempotencyStore
+from services.idempotency_claims import Claimed, command_fingerprint
+from services.memory_store import MemoryEventStore
+from services.policy import TokenPolicy
+from services.roles.catalogue import load_catalogue
 
 CREDENTIAL = web.RequestKey("test.credential", str)
 Client = TestClient[web.Request, web.Application]
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     expires_at: str | None = None
+
+
+class MakeThing(msgspec.Struct, frozen=True, kw_only=True, tag="test.tokens"):
+    """The command of ``POST /tokens``: the body and the query it was sent with."""
+
+    name: str
+    expires_at: str | None = None
+    query: str = ""
+
+
+class Other(msgspec.Struct, frozen=True, kw_only=True, tag="test.other"):
+    name: str
+
+
+class Invalidate(msgspec.Struct, frozen=True, tag="test.invalid"):
+    pass
+
+
+class Boom(msgspec.Struct, frozen=True, tag="test.boom"):
+    pass
+
+
+class Slow(msgspec.Struct, frozen=True, tag="test.slow"):
+    pass
 
 
 class Harness:
@@ -37,49 +80,101 @@ class Harness:
         self.calls[name] = self.calls.get(name, 0) + 1
         return self.calls[name]
 
-    async def tokens(self, request: web.Request) -> web.Response:
-        body = await read_body(request, TokenRequest)
-        scope = command_scope(request)
+    def handlers(self) -> dict[type, Handler]:
+        return {
+            MakeThing: self.tokens,
+            Other: self.other,
+            Invalidate: self.invalid,
+            Boom: self.boom,
+            Slow: self.slow,
+        }
+
+    async def tokens(
+        self, _deps: Dependencies, ctx: CommandContext, _actor: Actor | SystemActor, command: MakeThing
+    ) -> Outcome[Any]:
+        scope = ctx.idempotency_key
         token_id = uuid.uuid5(uuid.NAMESPACE_URL, scope) if scope else uuid.uuid4()
-        return web.json_response(
-            {"id": str(token_id), "name": body.name, "call": self.count("tokens"), "scope": scope},
-            status=201,
-        )
+        body = {"id": str(token_id), "name": command.name, "call": self.count("tokens"), "scope": scope}
+        return Outcome(body, None)
 
-    async def invalid(self, _request: web.Request) -> web.Response:
+    async def invalid(
+        self, _deps: Dependencies, _ctx: CommandContext, _actor: object, _c: object
+    ) -> Outcome[Any]:
         self.count("invalid")
-        raise BadRequest([InvalidParameter("name", "cannot be blank", "min_length", "body", minimum=1)])
+        raise Invalid("name", "cannot be blank", "min_length")
 
-    async def boom(self, _request: web.Request) -> web.Response:
+    async def boom(
+        self, _deps: Dependencies, _ctx: CommandContext, _actor: object, _c: object
+    ) -> Outcome[Any]:
         if self.count("boom") == 1:
             raise RuntimeError("transient failure")
-        return web.json_response({"ok": True}, status=201)
+        return Outcome({"ok": True}, None)
 
-    async def slow(self, _request: web.Request) -> web.Response:
+    async def slow(
+        self, _deps: Dependencies, _ctx: CommandContext, _actor: object, _c: object
+    ) -> Outcome[Any]:
         self.entered.set()
         await self.gate.wait()
-        return web.json_response({"call": self.count("slow")}, status=201)
+        return Outcome({"call": self.count("slow")}, None)
 
-    async def other(self, request: web.Request) -> web.Response:
+    async def other(
+        self, _deps: Dependencies, ctx: CommandContext, _actor: object, _command: Other
+    ) -> Outcome[Any]:
         self.count("other")
-        return web.json_response({"scope": command_scope(request)}, status=201)
+        return Outcome({"scope": ctx.idempotency_key}, None)
 
-    async def read(self, request: web.Request) -> web.Response:
-        return web.json_response({"call": self.count("read"), "scope": command_scope(request)})
+    async def read(self, _request: web.Request) -> web.Response:
+        return web.json_response({"call": self.count("read"), "scope": None})
 
 
 @web.middleware
 async def fake_auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> Any:
+    """Stands in for authentication: ``X-Test-Credential`` is the caller's token id."""
     credential = request.headers.get("X-Test-Credential")
     if credential:
         request[CREDENTIAL] = credential
     return await handler(request)
 
 
-def _is_command(request: web.Request) -> bool:
-    return request.method == "POST" and request.path != "/read"
+def _deps() -> Dependencies:
+    store = MemoryEventStore()
+    return Dependencies(
+        store=store,
+        directory=StreamDirectory(store),
+        catalogue=load_catalogue(None),
+        token_policy=TokenPolicy(max_lifetime=timedelta(days=365), allow_non_expiring=True),
+        pepper=b"idempotency-test-pepper",
+        organization_id="00000000-0000-0000-0000-0000000000aa",
+    )
+
+
+def _route(dispatcher: Dispatcher, command_of: Callable[[web.Request], Awaitable[object]]) -> Any:
+    async def route(request: web.Request) -> web.Response:
+        key = idempotency_key(request)
+        command = await command_of(request)
+        ctx = CommandContext(now=T0, actor_token_id=request.get(CREDENTIAL))
+        outcome = await dispatcher.dispatch(command, SYSTEM, ctx, key)
+        return web.json_response(outcome.state, status=201)
+
+    return route
+
+
+async def _make_thing(request: web.Request) -> MakeThing:
+    body = await read_body(request, TokenRequest)
+    return MakeThing(name=body.name, expires_at=body.expires_at, query=request.query_string)
+
+
+async def _other(request: web.Request) -> Other:
+    return Other(name=(await read_body(request, TokenRequest)).name)
+
+
+def _constant(command: object) -> Callable[[web.Request], Awaitable[object]]:
+    async def read(_request: web.Request) -> object:
+        return command
+
+    return read
 
 
 @pytest.fixture(scope="session")
@@ -94,19 +189,17 @@ async def harness() -> Harness:
 
 @pytest.fixture
 async def client(idempotency_store: IdempotencyStore, harness: Harness) -> AsyncIterator[Client]:
-    middleware = idempotency_middleware(
-        lambda _request: idempotency_store, lambda request: request.get(CREDENTIAL), _is_command
-    )
-    app = web.Application(middlewares=[problem_middleware, fake_auth, middleware])
-    for path, handler in {
-        "/tokens": harness.tokens,
-        "/invalid": harness.invalid,
-        "/boom": harness.boom,
-        "/slow": harness.slow,
-        "/other": harness.other,
-        "/read": harness.read,
+    dispatcher = Dispatcher(_deps(), claims=idempotency_store, handlers=harness.handlers())
+    app = web.Application(middlewares=[problem_middleware, domain_error_middleware, fake_auth])
+    for path, command_of in {
+        "/tokens": _make_thing,
+        "/invalid": _constant(Invalidate()),
+        "/boom": _constant(Boom()),
+        "/slow": _constant(Slow()),
+        "/other": _other,
     }.items():
-        app.router.add_post(path, handler)
+        app.router.add_post(path, _route(dispatcher, command_of))
+    app.router.add_post("/read", harness.read)
     app.router.add_get("/tokens", harness.read)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
@@ -116,8 +209,8 @@ def _credential() -> str:
     return str(uuid.uuid4())
 
 
-def _scope(credential: str, route: str = "/tokens") -> str:
-    return f"{credential} POST {route}"
+def _scope(credential: str, tag: str = "test.tokens") -> str:
+    return f"{credential} {tag}"
 
 
 def _headers(credential: str, key: str | None = None) -> dict[str, str]:
@@ -241,7 +334,7 @@ async def test_an_exception_ends_the_run_so_a_retry_runs(
     credential, key = _credential(), str(uuid.uuid4())
     failed = await client.post("/boom", json={}, headers=_headers(credential, key))
     assert failed.status == 500
-    row = await _row(pool, _scope(credential, "/boom"), key)
+    row = await _row(pool, _scope(credential, "test.boom"), key)
     assert row is not None and row["state"] == "completed"
     retried = await client.post("/boom", json={}, headers=_headers(credential, key))
     assert retried.status == 201
@@ -259,7 +352,7 @@ async def test_expired_keys_are_ignored_and_overwritten(
     assert harness.calls["tokens"] == 2
     row = await _row(pool, _scope(credential), key)
     assert row is not None and row["state"] == "completed"
-    assert row["request_fingerprint"] == request_fingerprint("POST", "/tokens", b'{"name":"b"}')
+    assert row["request_fingerprint"] == command_fingerprint(MakeThing(name="b"))
 
 
 async def test_an_abandoned_claim_is_taken_over(
@@ -267,7 +360,7 @@ async def test_an_abandoned_claim_is_taken_over(
 ) -> None:
     credential, key = _credential(), str(uuid.uuid4())
     body = b'{"name":"a"}'
-    fingerprint = request_fingerprint("POST", "/tokens", body)
+    fingerprint = command_fingerprint(MakeThing(name="a"))
     assert isinstance(await idempotency_store.claim(_scope(credential), key, fingerprint), Claimed)
     blocked = await client.post("/tokens", data=body, headers=_headers(credential, key))
     assert blocked.status == 409
@@ -276,6 +369,29 @@ async def test_an_abandoned_claim_is_taken_over(
     taken = await client.post("/tokens", data=body, headers=_headers(credential, key))
     assert taken.status == 201
     assert harness.calls["tokens"] == 1
+
+
+class Rightless(msgspec.Struct, frozen=True):
+    """An authenticated caller whose token carries no right."""
+
+    account_id: str = "00000000-0000-0000-0000-0000000000bb"
+    scopes: tuple[str, ...] | None = ()
+    roles: tuple[RoleGrant, ...] = ()
+    organization_admin: bool = False
+
+
+async def test_a_refused_actor_never_claims_a_key(
+    harness: Harness, pool: asyncpg.Pool, idempotency_store: IdempotencyStore
+) -> None:
+    """Authorisation comes first: a caller refused the command neither runs it nor takes its key."""
+    dispatcher = Dispatcher(_deps(), claims=idempotency_store, handlers=harness.handlers())
+    credential, key = _credential(), str(uuid.uuid4())
+    ctx = CommandContext(now=T0, actor_token_id=credential)
+    for _ in range(2):
+        with pytest.raises(MissingRight):
+            await dispatcher.dispatch(MakeThing(name="a"), Rightless(), ctx, key)
+    assert await _row(pool, _scope(credential), key) is None
+    assert "tokens" not in harness.calls
 
 
 async def test_the_loser_of_a_takeover_cannot_complete(
@@ -329,18 +445,20 @@ async def test_a_255_character_key_is_fine(client: Client) -> None:
     assert response.status == 201
 
 
-async def test_no_store_yet_is_a_503(harness: Harness) -> None:
-    app = web.Application(
-        middlewares=[
-            problem_middleware,
-            fake_auth,
-            idempotency_middleware(lambda _r: None, lambda r: r.get(CREDENTIAL), _is_command),
-        ]
-    )
-    app.router.add_post("/tokens", harness.tokens)
+async def test_no_runtime_yet_is_a_503(harness: Harness) -> None:
+    """While the service is starting there is no dispatcher, and so no claims: a command is a 503."""
+    app = web.Application(middlewares=[problem_middleware, domain_error_middleware, fake_auth])
+    app[RUNTIME] = AppState()
+
+    async def route(request: web.Request) -> web.Response:
+        await execute(request, await _make_thing(request))
+        return web.json_response({}, status=201)
+
+    app.router.add_post("/tokens", route)
     async with TestClient(TestServer(app)) as test_client:
         response = await test_client.post("/tokens", json={"name": "a"}, headers=_headers(_credential(), "k"))
         assert response.status == 503
+    assert "tokens" not in harness.calls
 
 
 async def test_purge_deletes_expired_rows(pool: asyncpg.Pool, idempotency_store: IdempotencyStore) -> None:
@@ -372,21 +490,32 @@ async def test_the_housekeeping_worker_deletes_expired_claims(pool: asyncpg.Pool
     assert await _row(pool, scope, "new") is not None
 
 
-def test_fingerprints_cover_method_path_and_canonical_body() -> None:
-    base = request_fingerprint("POST", "/v3/system-accounts", b'{"a":1,"b":[1,2]}')
-    assert base == request_fingerprint("post", "/v3/system-accounts", b'{ "b": [1, 2], "a": 1 }')
-    assert base != request_fingerprint("POST", "/v3/system-accounts", b'{"a":1,"b":[2,1]}')
-    assert base != request_fingerprint("POST", "/v3/system-accounts?x=1", b'{"a":1,"b":[1,2]}')
-    assert base != request_fingerprint("PUT", "/v3/system-accounts", b'{"a":1,"b":[1,2]}')
-    assert request_fingerprint("POST", "/x", b"") == request_fingerprint("POST", "/x", b"{}")
-    assert request_fingerprint("POST", "/x", b"not json") != request_fingerprint("POST", "/x", b"not json!")
+class Grant(msgspec.Struct, frozen=True, kw_only=True, tag="test.grant"):
+    names: frozenset[str]
+    entity: str | None = None
 
 
-def test_fingerprints_of_any_body_and_path_are_total() -> None:
-    """Nesting too deep to re-encode and paths with undecodable bytes still have a fingerprint."""
-    deep = b"[" * 30_000 + b"]" * 30_000
-    assert request_fingerprint("POST", "/x", deep) != request_fingerprint("POST", "/x", b"[]")
-    assert request_fingerprint("POST", "/x\udcff", b"{}") != request_fingerprint("POST", "/x", b"{}")
+class Revoke(msgspec.Struct, frozen=True, kw_only=True, tag="test.revoke"):
+    names: frozenset[str]
+    entity: str | None = None
+
+
+names = st.frozensets(st.text(max_size=8), max_size=6)
+entities = st.none() | st.text(max_size=8)
+
+
+@given(names, entities, names, entities)
+def test_fingerprints_name_the_command_and_nothing_else(
+    first: frozenset[str], first_entity: str | None, second: frozenset[str], second_entity: str | None
+) -> None:
+    """Two commands share a fingerprint exactly when they are the same command (same kind, same
+    values); a set's order, which varies between processes, never matters."""
+    one, two = Grant(names=first, entity=first_entity), Grant(names=second, entity=second_entity)
+    assert (command_fingerprint(one) == command_fingerprint(two)) == (one == two)
+    assert command_fingerprint(one) == command_fingerprint(
+        Grant(names=frozenset(sorted(first)), entity=first_entity)
+    )
+    assert command_fingerprint(one) != command_fingerprint(Revoke(names=first, entity=first_entity))
 
 
 def test_idempotency_key_reads_the_header() -> None:
