@@ -99,6 +99,7 @@ async def open_runtime(
             pepper=pepper,
             organization_id=organization.organization_id,
         )
+        dispatcher = Dispatcher(deps)
         source = CombinedLogSource(LogTail(store, notifications.waiter()), store)
         projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
         if "projector" in settings.workers:
@@ -110,7 +111,7 @@ async def open_runtime(
         await verifier.start()
         stack.push_async_callback(verifier.stop)
         usage = UsageRecorder(
-            store,
+            dispatcher,
             expiry=verifier,
             log=UsageLog(pool, pepper),
             flush_interval=settings.usage_flush_seconds,
@@ -125,7 +126,7 @@ async def open_runtime(
             notifications=notifications,
             organization=organization,
             deps=deps,
-            dispatcher=Dispatcher(deps),
+            dispatcher=dispatcher,
             projections=projections,
             verifier=verifier,
             usage=usage,

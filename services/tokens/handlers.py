@@ -15,6 +15,11 @@ The time-driven handlers (``expire_token``, ``warn_token_expiring``, ``flag_toke
 ``retire_token_secret``) are the scheduler's commands: each folds the token, decides at ``ctx.now``
 and appends under an idempotency key naming the deadline, so two schedulers, or a retry after a
 lost answer, append the event once.
+
+``record_token_usage`` is the usage recorder's: it appends the uses and extensions it is given, as
+they are (a use is a fact; an extension was decided on the verifier's view of the token), with no
+expected version and content-derived event ids, so a batch retried after a lost answer is
+recognised by the store as a retry.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,7 +28,7 @@ from functools import partial
 
 import msgspec
 
-from events import Event
+from events import Event, NewEvent
 from events.tokens import TokenIssued, TokenRotated
 from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes
 from services.commands import (
@@ -36,13 +41,14 @@ from services.commands import (
     with_retries,
 )
 from services.dependencies import Dependencies
-from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
+from services.ports import AppendResult, Claim, StreamAppend, StreamState, UniquenessViolation
 from services.tokens import model
 from services.tokens.commands import (
     DeleteToken,
     ExpireToken,
     FlagTokenRotationDue,
     IssueToken,
+    RecordTokenUsage,
     RenameToken,
     RetireTokenSecret,
     RevokeToken,
@@ -303,3 +309,44 @@ async def retire_token_secret(
         return model.retire_secret(state, ctx.now, command.secret_version)
 
     return await _append_scheduled(deps, ctx, command.token_id, decide)
+
+
+class RecordedUsage(msgspec.Struct, frozen=True):
+    """What ``record_token_usage`` appended (one ``StreamAppend`` per stream) and where it landed;
+    no result when the batch was empty."""
+
+    appends: tuple[StreamAppend, ...]
+    result: AppendResult | None
+
+
+async def record_token_usage(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RecordTokenUsage
+) -> Outcome[RecordedUsage]:
+    """One ``append_many``: the uses to their tokens' usage streams, the extensions to the tokens'
+    streams, each event's id derived from its content (``model.used``, ``model.extended``)."""
+    by_stream: dict[str, list[NewEvent]] = {}
+    for use in command.uses:
+        new_event = model.used(
+            token_id=use.token_id,
+            account_id=use.account_id,
+            used_at=use.used_at,
+            operation=use.operation,
+            client_address=use.client_address,
+            user_agent=use.user_agent,
+        )
+        by_stream.setdefault(model.usage_stream_of(use.token_id), []).append(new_event)
+    for extension in command.extensions:
+        new_event = model.extended(
+            token_id=extension.token_id,
+            account_id=extension.account_id,
+            expires_at=extension.expires_at,
+            decided_at=extension.decided_at,
+        )
+        by_stream.setdefault(model.stream_of(extension.token_id), []).append(new_event)
+    appends = tuple(
+        StreamAppend(stream, tuple(events), StreamState.ANY) for stream, events in by_stream.items()
+    )
+    if not appends:
+        return Outcome(RecordedUsage((), None), None)
+    result = await deps.store.append_many(appends)
+    return Outcome(RecordedUsage(appends, result), result.cursor)
