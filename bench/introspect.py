@@ -51,8 +51,13 @@ from events.accounts import AccountCreated, AccountRoleAssigned
 from events.teams import TeamCreated, TeamMemberAdded, TeamRoleAssigned
 from events.tokens import TokenIssued, TokenRevoked
 from services import database
+from services.dependencies import Dependencies
+from services.directory import StreamDirectory
+from services.dispatch import Dispatcher
 from services.eventstore import PostgresEventStore
-from services.ports import StreamAppend, StreamState
+from services.policy import TokenPolicy
+from services.ports import EventStore, StreamAppend, StreamState
+from services.roles.catalogue import load_catalogue
 from services.tokens.secrets import generate_secret, secret_hash
 
 PEPPER = b"bench-pepper-0123456789abcdef0123456789"
@@ -61,6 +66,19 @@ ACCOUNTS = 20
 PATH = "/v3/tokens/introspect"
 ROOT = Path(__file__).resolve().parent.parent
 METRICS_PATH = "/bench/metrics"
+
+
+def dispatcher(store: EventStore) -> Dispatcher:
+    """The real dispatcher over ``store``: what the usage recorder sends its batches through."""
+    deps = Dependencies(
+        store=store,
+        directory=StreamDirectory(store),
+        catalogue=load_catalogue(None),
+        token_policy=TokenPolicy(max_lifetime=timedelta(days=365), allow_non_expiring=True),
+        pepper=PEPPER,
+        organization_id=ORGANIZATION,
+    )
+    return Dispatcher(deps)
 
 
 # -- seeding -----------------------------------------------------------------------------------------
@@ -227,7 +245,9 @@ async def _serve_introspection(dsn: str, stop: asyncio.Event, *, usage_log: bool
         raise RuntimeError("the projections did not catch up")
     verifier = TokenVerifier(pool, notifications, PEPPER)
     await verifier.start()
-    usage = UsageRecorder(store, expiry=verifier, log=UsageLog(pool, PEPPER) if usage_log else None)
+    usage = UsageRecorder(
+        dispatcher(store), expiry=verifier, log=UsageLog(pool, PEPPER) if usage_log else None
+    )
     await usage.start()
     services = StaticAuthServices(verifier, usage)
 

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.introspect import PEPPER, Mix, Seeded, fetch_metrics, run_load, seed, server_process
+from bench.introspect import PEPPER, Mix, Seeded, dispatcher, fetch_metrics, run_load, seed, server_process
 from services import database
 from services.eventstore import PostgresEventStore
 
@@ -138,7 +138,7 @@ async def _in_process(dsn: str, seeded: Seeded, args: argparse.Namespace) -> Res
         for number in range(args.rounds * 2):
             mode = LOOP_LABELS[number % 2]
             log = UsageLog(pool, PEPPER) if mode == "on" else None
-            usage = UsageRecorder(store, expiry=verifier, log=log, flush_interval=FLUSH_SECONDS)
+            usage = UsageRecorder(dispatcher(store), expiry=verifier, log=log, flush_interval=FLUSH_SECONDS)
             await usage.start()
             before = await pool.fetchval("SELECT coalesce(max(position), 0) FROM usage_log")
 

@@ -99,6 +99,8 @@ async def open_runtime(
             pepper=pepper,
             organization_id=organization.organization_id,
         )
+        idempotency = IdempotencyStore(pool)
+        dispatcher = Dispatcher(deps, claims=idempotency)
         source = CombinedLogSource(LogTail(store, notifications.waiter()), store)
         projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
         if "projector" in settings.workers:
@@ -109,9 +111,8 @@ async def open_runtime(
         verifier = TokenVerifier(pool, notifications, pepper)
         await verifier.start()
         stack.push_async_callback(verifier.stop)
-        idempotency = IdempotencyStore(pool)
         usage = UsageRecorder(
-            store,
+            dispatcher,
             expiry=verifier,
             log=UsageLog(pool, pepper),
             flush_interval=settings.usage_flush_seconds,
@@ -126,7 +127,7 @@ async def open_runtime(
             notifications=notifications,
             organization=organization,
             deps=deps,
-            dispatcher=Dispatcher(deps, claims=idempotency),
+            dispatcher=dispatcher,
             projections=projections,
             verifier=verifier,
             usage=usage,

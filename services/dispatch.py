@@ -15,8 +15,9 @@ Another credential never shares a claim nor a digest: for it the key names anoth
 
 Authorisation here is the right a command needs (``identity:write`` for every caller's command);
 what the command would hand out (a token's rights, a role) is checked by its handler under the
-cover rule (``services.authorization``), on the state it folds. The scheduler's commands are
-tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger itself) is never checked.
+cover rule (``services.authorization``), on the state it folds. The scheduler's and the usage
+recorder's commands are tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger
+itself) is never checked.
 """
 
 from collections.abc import Awaitable, Callable, Mapping
@@ -67,6 +68,7 @@ HANDLERS: Mapping[type, Handler] = {
     token_commands.WarnTokenExpiring: tokens.warn_token_expiring,
     token_commands.FlagTokenRotationDue: tokens.flag_token_rotation_due,
     token_commands.RetireTokenSecret: tokens.retire_token_secret,
+    token_commands.RecordTokenUsage: tokens.record_token_usage,
 }
 
 SYSTEM_COMMANDS = frozenset(
@@ -75,9 +77,10 @@ SYSTEM_COMMANDS = frozenset(
         token_commands.WarnTokenExpiring,
         token_commands.FlagTokenRotationDue,
         token_commands.RetireTokenSecret,
+        token_commands.RecordTokenUsage,
     }
 )
-"""Commands only tokenledger itself sends (the scheduler's)."""
+"""Commands only tokenledger itself sends (the scheduler's and the usage recorder's)."""
 
 
 class Dispatcher:

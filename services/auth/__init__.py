@@ -3,7 +3,7 @@ log), the principal and rejection types, and usage recording (the usage log of e
 ``token.used``, sliding expiry).
 
 Wiring (composition root): construct ``TokenVerifier(pool, notifications, pepper)`` and
-``UsageRecorder(store, expiry=verifier, log=UsageLog(pool, pepper))``; ``await verifier.start()``
+``UsageRecorder(dispatcher, expiry=verifier, log=UsageLog(pool, pepper))``; ``await verifier.start()``
 then ``await usage.start()``; on shutdown ``await usage.stop()`` (flushes) then
 ``await verifier.stop()``. Writers call ``verifier.note_appended(appends, result)`` after each
 successful append.

@@ -6,10 +6,12 @@ synchronous and never touches the database. Every verification, accepted or reje
 usage log (``services.auth.usage_log``: a bounded buffer stored with COPY) when the recorder has
 one. A genuine token (accepted, or refused only for lack of a right: ``out_of_scope``) also counts
 as a use: ``token.used`` throttled to one event per token per ``throttle_seconds`` (per process),
-buffered in a bounded queue (full: the event is dropped and counted), and sliding expiry. A
-background task stores the usage log's buffer and then appends the buffered events with ONE
-``append_many`` every ``flush_interval`` seconds (``TOKENLEDGER_USAGE_FLUSH_SECONDS``), and once
-more on ``stop``.
+buffered in a bounded queue (full: the use is dropped and counted), and sliding expiry. A
+background task stores the usage log's buffer and then sends the buffered uses and extensions as
+ONE command, ``RecordTokenUsage`` (``services.tokens.commands``), through the dispatcher as
+tokenledger itself (``USAGE``), every ``flush_interval`` seconds
+(``TOKENLEDGER_USAGE_FLUSH_SECONDS``), and once more on ``stop``. Its handler appends the batch in
+one ``append_many``; the recorder never calls the event store itself.
 
 ``last_used_at`` (tokens read model) stays derived from ``token.used``, which is now a throttled
 summary of the usage log: both come from the same call, for the same verifications, and the log
@@ -19,50 +21,48 @@ needs nothing else), token lists need no per-row lookup into a high-volume table
 log may later be given a retention period without losing ``last_used_at``. The price is its
 precision: within ``throttle_seconds`` (one minute); the usage endpoint has the exact timeline.
 
-Each event id is derived from its content (uuid5 of the token id and the use time, or of the token
-id and the new expiry), and a flush the database failed retries exactly the same batch before
-taking anything new, so a flush whose commit succeeded but whose answer was lost is recognised by
-the event store as a retry and never duplicates.
+Each event id is derived from its content (``services.tokens.model.used`` / ``extended``: uuid5 of
+the token id and the use time, or of the token id and the new expiry), and a flush the database
+failed retries exactly the same batch before taking anything new, so a flush whose commit
+succeeded but whose answer was lost is recognised by the event store as a retry and never
+duplicates.
 
 What the client chose and ``token.used`` carries (``operation``, ``client_address``,
 ``user_agent``) goes through ``services.client_text.recordable`` as in the usage log, so it is
 always storable. A batch the event store refuses (``InvalidAppend``, or ids partly stored already:
-``DuplicateEventId``) is appended again event by event: a refused event is dropped, logged and
-counted (``metrics.refused``), and every other use and extension in the batch is still recorded.
+``DuplicateEventId``) is sent again use by use and extension by extension: a refused one is
+dropped, logged and counted (``metrics.refused``), and every other use and extension in the batch
+is still recorded.
 
-Sliding expiry: for a token with ``auto_extend_seconds``, a use moves ``expires_at`` to
-``min(now + auto_extend_seconds, max_expires_at)`` when that gains more than
-``min(1% of auto_extend_seconds, 60 s)``. The verifier's cache takes the new expiry at once
-(``extend_cached``), and the flusher is woken so other nodes learn of it within milliseconds.
+Sliding expiry is the token model's decision (``services.tokens.model.extension``), taken here on
+the verifier's view of the token and this node's pending extension. The verifier's cache takes the
+new expiry at once (``extend_cached``), and the flusher is woken so other nodes learn of it within
+milliseconds.
 """
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from events import Metadata, NewEvent
-from events.tokens import TokenExtended, TokenUsed
 from follower.worker import BackgroundTask, periodically
 from services.auth.principal import Principal, Verification
 from services.auth.usage_log import MAX_CLIENT_ADDRESS, MAX_OPERATION, MAX_USER_AGENT, UsageLog
+from services.authorization import SystemActor
 from services.client_text import recordable
-from services.ports import (
-    AppendResult,
-    DuplicateEventId,
-    EventStore,
-    InvalidAppend,
-    StreamAppend,
-    StreamState,
-)
+from services.commands import CommandContext
+from services.dispatch import Dispatcher
+from services.ports import AppendResult, DuplicateEventId, InvalidAppend, StreamAppend
+from services.tokens import model
+from services.tokens.commands import RecordTokenUsage, TokenExtension, TokenUse
+from services.tokens.handlers import RecordedUsage
 
 _log = logging.getLogger(__name__)
 
-USAGE_EVENT_IDS = uuid.UUID("0b6a4f0e-2c1d-4c55-9a53-3f0f5d7c9e21")
-"""Namespace of the uuid5 event ids of ``token.used`` and ``token.extended`` appended here."""
+USAGE = SystemActor("system:usage")
+"""tokenledger recording its tokens' use."""
 
 
 class ExpiryCache(Protocol):
@@ -75,22 +75,6 @@ class ExpiryCache(Protocol):
     def note_appended(self, appends: Sequence[StreamAppend], result: AppendResult) -> None: ...
 
 
-def usage_stream(token_id: str) -> str:
-    return f"token-usage-{token_id}"
-
-
-def token_stream(token_id: str) -> str:
-    return f"token-{token_id}"
-
-
-def used_event_id(token_id: str, used_at: datetime) -> uuid.UUID:
-    return uuid.uuid5(USAGE_EVENT_IDS, f"token.used\x00{token_id}\x00{used_at.isoformat()}")
-
-
-def extended_event_id(token_id: str, expires_at: datetime) -> uuid.UUID:
-    return uuid.uuid5(USAGE_EVENT_IDS, f"token.extended\x00{token_id}\x00{expires_at.isoformat()}")
-
-
 @dataclass
 class UsageMetrics:
     recorded: int = 0
@@ -101,23 +85,18 @@ class UsageMetrics:
     flushed_events: int = 0
     flush_errors: int = 0
     refused: int = 0
-    """Events the event store refused (``InvalidAppend``), dropped so the rest are recorded."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Extension:
-    account_id: str
-    expires_at: datetime
-    decided_at: datetime
+    """Uses and extensions the event store refused (``InvalidAppend``), dropped so the rest are
+    recorded."""
 
 
 class UsageRecorder:
-    """Buffers and stores the usage log (when given one) and ``token.used`` / ``token.extended``.
-    ``start()`` before use, ``stop()`` (which flushes) at the end."""
+    """Buffers and stores the usage log (when given one), and sends ``token.used`` /
+    ``token.extended`` through ``dispatcher``. ``start()`` before use, ``stop()`` (which flushes)
+    at the end."""
 
     def __init__(
         self,
-        store: EventStore,
+        dispatcher: Dispatcher,
         *,
         expiry: ExpiryCache | None = None,
         log: UsageLog | None = None,
@@ -125,18 +104,18 @@ class UsageRecorder:
         flush_interval: float = 1.0,
         max_pending: int = 10_000,
     ) -> None:
-        self._store = store
+        self._dispatcher = dispatcher
         self._expiry = expiry
         self._log = log
         self._throttle = timedelta(seconds=throttle_seconds)
         self._max_pending = max_pending
         self.metrics = UsageMetrics()
-        self._used: list[NewEvent] = []
-        self._extensions: dict[str, _Extension] = {}
+        self._uses: list[TokenUse] = []
+        self._extensions: dict[str, TokenExtension] = {}
         self._last_recorded: dict[str, datetime] = {}
         self._latest: datetime | None = None
-        self._batch: list[StreamAppend] | None = None
-        """The batch being appended; after a failure, retried as it is before anything new."""
+        self._batch: RecordTokenUsage | None = None
+        """The batch being sent; after a failure, retried as it is before anything new."""
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._flusher = BackgroundTask(
@@ -209,12 +188,12 @@ class UsageRecorder:
         if last is not None and now - last < self._throttle:
             self.metrics.throttled += 1
             return
-        if len(self._used) >= self._max_pending:
+        if len(self._uses) >= self._max_pending:
             self.metrics.dropped += 1
             return
         self._last_recorded[token_id] = now
         self._latest = now if self._latest is None else max(self._latest, now)
-        event = TokenUsed(
+        use = TokenUse(
             token_id=token_id,
             account_id=principal.account_id,
             used_at=now,
@@ -222,32 +201,23 @@ class UsageRecorder:
             client_address=recordable(client_address, MAX_CLIENT_ADDRESS),
             user_agent=recordable(user_agent, MAX_USER_AGENT),
         )
-        self._used.append(
-            NewEvent(
-                event=event,
-                metadata=_metadata(principal.account_id, token_id, now),
-                event_id=used_event_id(token_id, now),
-            )
-        )
+        self._uses.append(use)
         self.metrics.recorded += 1
 
     def _maybe_extend(self, principal: Principal, now: datetime) -> None:
-        seconds = principal.auto_extend_seconds
-        if not seconds or principal.expires_at is None:
-            return
-        target = now + timedelta(seconds=seconds)
-        if principal.max_expires_at is not None:
-            target = min(target, principal.max_expires_at)
-        current = principal.expires_at
         pending = self._extensions.get(principal.token_id)
-        if pending is not None:
+        current = principal.expires_at
+        if pending is not None and current is not None:
             current = max(current, pending.expires_at)
-        if target - current <= timedelta(seconds=min(seconds / 100, 60.0)):
+        target = model.extension(current, principal.max_expires_at, principal.auto_extend_seconds, now)
+        if target is None:
             return
         if pending is None and len(self._extensions) >= self._max_pending:
             self.metrics.dropped += 1
             return
-        self._extensions[principal.token_id] = _Extension(principal.account_id, target, now)
+        self._extensions[principal.token_id] = TokenExtension(
+            token_id=principal.token_id, account_id=principal.account_id, expires_at=target, decided_at=now
+        )
         self.metrics.extensions += 1
         if self._expiry is not None:
             self._expiry.extend_cached(principal.token_id, target)
@@ -266,86 +236,86 @@ class UsageRecorder:
         if self._log is not None:
             await self._log.close(attempts=attempts)
         for _ in range(attempts):
-            if not (self._batch or self._used or self._extensions):
+            if not (self._batch or self._uses or self._extensions):
                 return
             await self._flush_events()
-        lost = len(self._used) + len(self._extensions) + sum(len(a.events) for a in self._batch or ())
+        lost = len(self._uses) + len(self._extensions) + _size(self._batch)
         if lost:
             _log.warning("stopping with %d usage event(s) not recorded", lost)
 
     async def flush(self) -> bool:
-        """Stores the usage log's buffer, then appends the buffered events. True when nothing is
-        left over from this call."""
+        """Stores the usage log's buffer, then sends the buffered uses and extensions. True when
+        nothing is left over from this call."""
         logged = await self._log.flush() if self._log is not None else True
         return await self._flush_events() and logged
 
     async def _flush_events(self) -> bool:
-        """Appends the retained batch, or else everything buffered, in one ``append_many``.
+        """Sends the retained batch, or else everything buffered, as one command.
         True when nothing is left over from this call."""
         async with self._lock:
             if self._batch is None:
                 self._batch = self._take()
-            if not self._batch:
+            batch = self._batch
+            if not _size(batch):
                 self._batch = None
                 return True
-            batch = self._batch
             try:
-                result = await self._store.append_many(batch)
+                recorded = await self._send(batch)
             except (DuplicateEventId, InvalidAppend):
                 # Some of these events are stored already (a lost answer, or a twin from another
                 # node with the same id), or one is refused: record them one by one, skipping what
                 # is there and dropping what is refused, so no event blocks the others.
-                return await self._append_one_by_one(batch)
+                return await self._send_one_by_one(batch)
             except Exception as error:
                 self.metrics.flush_errors += 1
                 _log.warning("could not record token usage (%s); retrying", error)
                 return False
-            self._done(batch, result)
+            self._done(recorded)
             self._batch = None
             return True
 
-    async def _append_one_by_one(self, batch: list[StreamAppend]) -> bool:
-        remaining: list[StreamAppend] = []
-        singles = [StreamAppend(a.stream_id, [e], a.expected) for a in batch for e in a.events]
-        for append in singles:
+    async def _send(self, batch: RecordTokenUsage) -> RecordedUsage:
+        ctx = CommandContext(now=datetime.now(UTC), actor=USAGE.name)
+        outcome = await self._dispatcher.dispatch(batch, USAGE, ctx)
+        recorded: RecordedUsage = outcome.state
+        return recorded
+
+    async def _send_one_by_one(self, batch: RecordTokenUsage) -> bool:
+        singles = [RecordTokenUsage(uses=(use,)) for use in batch.uses]
+        singles += [RecordTokenUsage(extensions=(extension,)) for extension in batch.extensions]
+        remaining: list[RecordTokenUsage] = []
+        for single in singles:
             try:
-                result = await self._store.append_many([append])
+                recorded = await self._send(single)
             except DuplicateEventId:
                 continue
             except InvalidAppend as refusal:
                 self.metrics.refused += 1
-                _log.error("usage event refused by the event store, dropped (%s): %s", refusal, ascii(append))
-                self._abandon([append])
+                _log.error("usage event refused by the event store, dropped (%s): %s", refusal, ascii(single))
+                self._abandon(single)
             except Exception as error:
                 self.metrics.flush_errors += 1
                 _log.warning("could not record token usage (%s); retrying", error)
-                remaining.append(append)
+                remaining.append(single)
             else:
-                self._done([append], result)
-        self._batch = remaining or None
+                self._done(recorded)
+        self._batch = (
+            RecordTokenUsage(
+                uses=tuple(use for single in remaining for use in single.uses),
+                extensions=tuple(extension for single in remaining for extension in single.extensions),
+            )
+            if remaining
+            else None
+        )
         return not remaining
 
-    def _take(self) -> list[StreamAppend]:
-        """Turns the buffers into one batch (one StreamAppend per stream) and empties them."""
-        by_stream: dict[str, list[NewEvent]] = {}
-        for new_event in self._used:
-            assert isinstance(new_event.event, TokenUsed)
-            by_stream.setdefault(usage_stream(new_event.event.token_id), []).append(new_event)
-        for token_id, extension in self._extensions.items():
-            event = TokenExtended(
-                token_id=token_id, account_id=extension.account_id, expires_at=extension.expires_at
-            )
-            by_stream[token_stream(token_id)] = [
-                NewEvent(
-                    event=event,
-                    metadata=_metadata(extension.account_id, token_id, extension.decided_at),
-                    event_id=extended_event_id(token_id, extension.expires_at),
-                )
-            ]
-        self._used = []
+    def _take(self) -> RecordTokenUsage:
+        """Turns the buffers into one batch and empties them."""
+        batch = RecordTokenUsage(uses=tuple(self._uses), extensions=tuple(self._extensions.values()))
+        self._uses = []
         self._extensions = {}
         self._forget_old_throttles()
-        return [StreamAppend(stream, events, StreamState.ANY) for stream, events in by_stream.items()]
+        return batch
 
     def _forget_old_throttles(self) -> None:
         if self._latest is None:
@@ -355,20 +325,20 @@ class UsageRecorder:
         for token in old:
             del self._last_recorded[token]
 
-    def _done(self, batch: Sequence[StreamAppend], result: AppendResult) -> None:
+    def _done(self, recorded: RecordedUsage) -> None:
+        if recorded.result is None:
+            return
         self.metrics.flushes += 1
-        self.metrics.flushed_events += len(result.events)
+        self.metrics.flushed_events += len(recorded.result.events)
         if self._expiry is not None:
-            self._expiry.note_appended(batch, result)
+            self._expiry.note_appended(recorded.appends, recorded.result)
 
-    def _abandon(self, batch: Sequence[StreamAppend]) -> None:
+    def _abandon(self, batch: RecordTokenUsage) -> None:
         if self._expiry is None:
             return
-        for append in batch:
-            for new_event in append.events:
-                if isinstance(new_event.event, TokenExtended):
-                    self._expiry.abandon_extension(new_event.event.token_id, new_event.event.expires_at)
+        for extension in batch.extensions:
+            self._expiry.abandon_extension(extension.token_id, extension.expires_at)
 
 
-def _metadata(account_id: str, token_id: str, now: datetime) -> Metadata:
-    return Metadata(occurred_at=now, actor=account_id, actor_token_id=token_id)
+def _size(batch: RecordTokenUsage | None) -> int:
+    return 0 if batch is None else len(batch.uses) + len(batch.extensions)

@@ -1,9 +1,10 @@
-"""The commands on access tokens, as data: the callers' (issue, rename, revoke, rotate, delete) and
-the scheduler's time-driven ones (expire, warn, flag rotation due, retire a secret).
+"""The commands on access tokens, as data: the callers' (issue, rename, revoke, rotate, delete),
+the scheduler's time-driven ones (expire, warn, flag rotation due, retire a secret) and the usage
+recorder's (record uses and sliding-expiry extensions).
 
 Each has one handler (``services.tokens.handlers``), reached only through
-``services.dispatch.Dispatcher``, which authorises the actor first; the time-driven commands are
-tokenledger's own and refused to any caller.
+``services.dispatch.Dispatcher``, which authorises the actor first; the time-driven and use-driven
+commands are tokenledger's own and refused to any caller.
 """
 
 from datetime import datetime, timedelta
@@ -61,3 +62,32 @@ class FlagTokenRotationDue(msgspec.Struct, frozen=True, kw_only=True, tag="token
 class RetireTokenSecret(msgspec.Struct, frozen=True, kw_only=True, tag="token.retire_secret"):
     token_id: str
     secret_version: int
+
+
+class TokenUse(msgspec.Struct, frozen=True, kw_only=True):
+    """One use of a token, recorded as ``token.used``; the client's text is already recordable
+    (``services.client_text.recordable``)."""
+
+    token_id: str
+    account_id: str
+    used_at: datetime
+    operation: str
+    client_address: str | None = None
+    user_agent: str | None = None
+
+
+class TokenExtension(msgspec.Struct, frozen=True, kw_only=True):
+    """A sliding-expiry extension decided (``model.extension``) on a use at ``decided_at``, recorded
+    as ``token.extended``."""
+
+    token_id: str
+    account_id: str
+    expires_at: datetime
+    decided_at: datetime
+
+
+class RecordTokenUsage(msgspec.Struct, frozen=True, kw_only=True, tag="token.record_usage"):
+    """A batch of the usage recorder's: appended as it is, in one append."""
+
+    uses: tuple[TokenUse, ...] = ()
+    extensions: tuple[TokenExtension, ...] = ()

@@ -15,6 +15,11 @@ The time-driven handlers (``expire_token``, ``warn_token_expiring``, ``flag_toke
 ``retire_token_secret``) are the scheduler's commands: each folds the token, decides at ``ctx.now``
 and appends under an idempotency key naming the deadline, so two schedulers, or a retry after a
 lost answer, append the event once.
+
+``record_token_usage`` is the usage recorder's: it appends the uses and extensions it is given, as
+they are (a use is a fact; an extension was decided on the verifier's view of the token), with no
+expected version and content-derived event ids, so a batch retried after a lost answer is
+recognised by the store as a retry.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,7 +28,7 @@ from functools import partial
 
 import msgspec
 
-from events import Event
+from events import Event, NewEvent
 from events.tokens import TokenIssued, TokenRotated
 from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes
 from services.commands import (
@@ -37,13 +42,14 @@ from services.commands import (
 )
 from services.dependencies import Dependencies
 from services.names import check_new_name
-from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
+from services.ports import AppendResult, Claim, StreamAppend, StreamState, UniquenessViolation
 from services.tokens import model
 from services.tokens.commands import (
     DeleteToken,
     ExpireToken,
     FlagTokenRotationDue,
     IssueToken,
+    RecordTokenUsage,
     RenameToken,
     RetireTokenSecret,
     RevokeToken,
@@ -112,14 +118,14 @@ async def _append(
     events: Sequence[Event],
     claims: Sequence[Claim] = (),
     releases: Sequence[str] = (),
+    conditions: Sequence[StreamAppend] = (),
 ) -> Outcome[Token]:
     if not events:
         return Outcome(state, None)
     stream = model.stream_of(state.token_id)
+    own = StreamAppend(stream, ctx.new_events(stream, events), state.version)
     try:
-        result = await deps.store.append(
-            stream, ctx.new_events(stream, events), state.version, claims=claims, releases=releases
-        )
+        result = await deps.store.append_many([own, *conditions], claims=claims, releases=releases)
     except UniquenessViolation:
         raise Conflict("the system account already has an access token with this name") from None
     new_state = state
@@ -187,10 +193,13 @@ async def rename_token(
         if retried is not None:
             return retried.original()
         model.require_visible(state, account_id)
+        # A rename takes a name claim under the account: never once the account is deleted (its
+        # deletion releases every such claim), so the append is conditional on the account too.
+        account = (await deps.directory.account(account_id)).require_live()
         events = model.rename(state, name)
         claims = [Claim(model.name_claim(account_id, name), model.stream_of(token_id))] if events else []
         releases = [model.name_claim(account_id, state.name)] if events else []
-        return await _append(deps, ctx, state, events, claims, releases)
+        return await _append(deps, ctx, state, events, claims, releases, [account.unchanged()])
 
     return await with_retries(attempt)
 
@@ -308,3 +317,44 @@ async def retire_token_secret(
         return model.retire_secret(state, ctx.now, command.secret_version)
 
     return await _append_scheduled(deps, ctx, command.token_id, decide)
+
+
+class RecordedUsage(msgspec.Struct, frozen=True):
+    """What ``record_token_usage`` appended (one ``StreamAppend`` per stream) and where it landed;
+    no result when the batch was empty."""
+
+    appends: tuple[StreamAppend, ...]
+    result: AppendResult | None
+
+
+async def record_token_usage(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RecordTokenUsage
+) -> Outcome[RecordedUsage]:
+    """One ``append_many``: the uses to their tokens' usage streams, the extensions to the tokens'
+    streams, each event's id derived from its content (``model.used``, ``model.extended``)."""
+    by_stream: dict[str, list[NewEvent]] = {}
+    for use in command.uses:
+        new_event = model.used(
+            token_id=use.token_id,
+            account_id=use.account_id,
+            used_at=use.used_at,
+            operation=use.operation,
+            client_address=use.client_address,
+            user_agent=use.user_agent,
+        )
+        by_stream.setdefault(model.usage_stream_of(use.token_id), []).append(new_event)
+    for extension in command.extensions:
+        new_event = model.extended(
+            token_id=extension.token_id,
+            account_id=extension.account_id,
+            expires_at=extension.expires_at,
+            decided_at=extension.decided_at,
+        )
+        by_stream.setdefault(model.stream_of(extension.token_id), []).append(new_event)
+    appends = tuple(
+        StreamAppend(stream, tuple(events), StreamState.ANY) for stream, events in by_stream.items()
+    )
+    if not appends:
+        return Outcome(RecordedUsage((), None), None)
+    result = await deps.store.append_many(appends)
+    return Outcome(RecordedUsage(appends, result), result.cursor)

@@ -19,6 +19,7 @@ from services.tokens.commands import (
     ExpireToken,
     FlagTokenRotationDue,
     IssueToken,
+    RecordTokenUsage,
     RenameToken,
     RetireTokenSecret,
     RevokeToken,
@@ -58,6 +59,7 @@ SAMPLES: dict[type, object] = {
         WarnTokenExpiring(token_id=NOBODY, leads=(timedelta(days=1),)),
         FlagTokenRotationDue(token_id=NOBODY, deployment_period=timedelta(days=1)),
         RetireTokenSecret(token_id=NOBODY, secret_version=1),
+        RecordTokenUsage(),
     )
 }
 """One command of every type the dispatcher knows."""

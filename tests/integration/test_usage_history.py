@@ -21,7 +21,7 @@ from services.auth.principal import Principal, Rejection, Verification
 from services.auth.usage import UsageRecorder
 from services.auth.usage_log import PresentedHasher, UsageLog
 from services.tokens.secrets import generate_secret, secret_hash
-from tests.integration.test_verifier_support import PEPPER, World, open_world, utc_now
+from tests.integration.test_verifier_support import PEPPER, World, dispatcher_over, open_world, utc_now
 
 CRASH_SCRIPT = Path(__file__).with_name("usage_crash_recorder.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ async def test_every_verification_is_recorded_with_its_outcome(world: World) -> 
     unknown, malformed = generate_secret(), "spat_not-a-token"
 
     log = UsageLog(world.pool, PEPPER)
-    recorder = UsageRecorder(world.store, log=log)
+    recorder = UsageRecorder(dispatcher_over(world.store), log=log)
     now = utc_now()
     cases = {
         "accepted": (accepted, accepted.secret),
@@ -190,7 +190,9 @@ async def test_memory_is_bounded_and_the_oldest_rows_are_dropped(world: World) -
 
 
 async def test_stop_flushes_what_is_buffered(world: World) -> None:
-    recorder = UsageRecorder(world.store, log=UsageLog(world.pool, PEPPER), flush_interval=3600)
+    recorder = UsageRecorder(
+        dispatcher_over(world.store), log=UsageLog(world.pool, PEPPER), flush_interval=3600
+    )
     await recorder.start()
     now = utc_now()
     for n in range(50):

@@ -17,7 +17,7 @@ from events.tokens import TokenUsed
 from services.auth.principal import Principal, Rejection, Verification
 from services.auth.usage import UsageRecorder
 from services.auth.usage_log import UsageLog
-from tests.integration.test_verifier_support import PEPPER, World, open_world, utc_now
+from tests.integration.test_verifier_support import PEPPER, World, dispatcher_over, open_world, utc_now
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ async def test_a_refused_usage_event_is_dropped_alone(world: World) -> None:
     assert all(isinstance(principal, Principal) for principal in principals), principals
     genuine = [principal for principal in principals if isinstance(principal, Principal)]
     refused = msgspec.structs.replace(genuine[1], token_id="bad\x00id")  # its stream id cannot be stored
-    recorder = UsageRecorder(world.store, expiry=verifier, flush_interval=3600)
+    recorder = UsageRecorder(dispatcher_over(world.store), expiry=verifier, flush_interval=3600)
     for principal in (refused, *genuine):
         recorder.record(principal, now, "GET /v3/x\x00", "10.0.0.1", "curl/\udcff")
     assert await recorder.flush()

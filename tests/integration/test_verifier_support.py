@@ -30,9 +30,14 @@ from projections.base import Projection
 from projections.catalogue import ALL_PROJECTIONS
 from services import database
 from services.auth.verifier import TokenVerifier
+from services.dependencies import Dependencies
+from services.directory import StreamDirectory
+from services.dispatch import Dispatcher
 from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
-from services.ports import AppendResult, StreamState
+from services.policy import TokenPolicy
+from services.ports import AppendResult, EventStore, StreamState
+from services.roles.catalogue import load_catalogue
 from services.tokens.secrets import generate_secret, secret_hash
 
 PEPPER = b"integration-test-pepper-0123456789abcdef"
@@ -51,6 +56,20 @@ def new_id() -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def dispatcher_over(store: EventStore) -> Dispatcher:
+    """The real dispatcher, its handlers appending to ``store`` (what the usage recorder sends
+    its batches through)."""
+    deps = Dependencies(
+        store=store,
+        directory=StreamDirectory(store),
+        catalogue=load_catalogue(None),
+        token_policy=TokenPolicy(max_lifetime=timedelta(days=365), allow_non_expiring=True),
+        pepper=PEPPER,
+        organization_id=ORGANIZATION,
+    )
+    return Dispatcher(deps)
 
 
 class ReadModel:

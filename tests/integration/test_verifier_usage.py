@@ -15,12 +15,13 @@ from services.api.introspection import add_routes
 from services.api.problems import problem_middleware
 from services.auth.principal import Principal, Rejection
 from services.auth.services import StaticAuthServices
-from services.auth.usage import UsageRecorder, extended_event_id, used_event_id
+from services.auth.usage import UsageRecorder
 from services.auth.verifier import TokenVerifier
 from services.eventstore import PostgresEventStore
 from services.ports import AppendResult, StreamAppend
+from services.tokens.model import extended_event_id, used_event_id
 from services.tokens.secrets import generate_secret
-from tests.integration.test_verifier_support import World, open_world, utc_now
+from tests.integration.test_verifier_support import World, dispatcher_over, open_world, utc_now
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ async def stream_events(world: World, stream_id: str) -> list[object]:
 async def test_use_is_throttled_to_one_event_per_token_per_window(world: World) -> None:
     verifier = await world.verifier()
     principal = await principal_for(world, verifier)
-    recorder = UsageRecorder(world.store, throttle_seconds=60)
+    recorder = UsageRecorder(dispatcher_over(world.store), throttle_seconds=60)
     t0 = utc_now()
     for seconds in (0, 1, 30, 59.9):
         recorder.record(principal, t0 + timedelta(seconds=seconds), "GET /v3/users", "10.0.0.1", "curl/8")
@@ -95,7 +96,7 @@ async def test_one_flush_is_one_append_with_deterministic_ids_and_metadata(world
     verifier = await world.verifier()
     principals = [await principal_for(world, verifier) for _ in range(5)]
     store = CountingStore(world.store)
-    recorder = UsageRecorder(store)
+    recorder = UsageRecorder(dispatcher_over(store))
     now = utc_now()
     for principal in principals:
         recorder.record(principal, now, "introspect")
@@ -115,7 +116,7 @@ async def test_a_flush_whose_answer_was_lost_is_retried_without_duplicates(world
     verifier = await world.verifier()
     principals = [await principal_for(world, verifier) for _ in range(3)]
     store = CountingStore(world.store)
-    recorder = UsageRecorder(store)
+    recorder = UsageRecorder(dispatcher_over(store))
     now = utc_now()
     for principal in principals[:2]:
         recorder.record(principal, now, "introspect")
@@ -133,11 +134,11 @@ async def test_a_batch_mixing_stored_and_new_events_is_recorded_stream_by_stream
     verifier = await world.verifier()
     a, b = [await principal_for(world, verifier) for _ in range(2)]
     now = utc_now()
-    first = UsageRecorder(world.store)
+    first = UsageRecorder(dispatcher_over(world.store))
     first.record(a, now, "introspect")
     await first.flush()
     # Another recorder (another node, same instant) has a's event plus a new one for b.
-    second = UsageRecorder(world.store)
+    second = UsageRecorder(dispatcher_over(world.store))
     second.record(a, now, "introspect")
     second.record(b, now, "introspect")
     assert await second.flush()
@@ -148,7 +149,7 @@ async def test_a_batch_mixing_stored_and_new_events_is_recorded_stream_by_stream
 async def test_the_background_task_flushes_periodically_and_stop_flushes_the_rest(world: World) -> None:
     verifier = await world.verifier()
     a, b = [await principal_for(world, verifier) for _ in range(2)]
-    recorder = UsageRecorder(world.store, flush_interval=0.05)
+    recorder = UsageRecorder(dispatcher_over(world.store), flush_interval=0.05)
     await recorder.start()
     recorder.record(a, utc_now(), "introspect")
     for _ in range(100):
@@ -157,7 +158,7 @@ async def test_the_background_task_flushes_periodically_and_stop_flushes_the_res
         await asyncio.sleep(0.01)
     assert await world.store.stream_version(f"token-usage-{a.token_id}") == 1
 
-    slow = UsageRecorder(world.store, flush_interval=3600)
+    slow = UsageRecorder(dispatcher_over(world.store), flush_interval=3600)
     await slow.start()
     slow.record(b, utc_now(), "introspect")
     await slow.stop()
@@ -168,7 +169,7 @@ async def test_the_background_task_flushes_periodically_and_stop_flushes_the_res
 async def test_the_queue_is_bounded(world: World) -> None:
     verifier = await world.verifier()
     principals = [await principal_for(world, verifier) for _ in range(4)]
-    recorder = UsageRecorder(world.store, max_pending=2)
+    recorder = UsageRecorder(dispatcher_over(world.store), max_pending=2)
     for principal in principals:
         recorder.record(principal, utc_now(), "introspect")
     assert recorder.metrics.recorded == 2 and recorder.metrics.dropped == 2
@@ -177,7 +178,7 @@ async def test_the_queue_is_bounded(world: World) -> None:
 async def test_long_client_strings_are_truncated(world: World) -> None:
     verifier = await world.verifier()
     principal = await principal_for(world, verifier)
-    recorder = UsageRecorder(world.store)
+    recorder = UsageRecorder(dispatcher_over(world.store))
     recorder.record(principal, utc_now(), "introspect", "1" * 1000, "A" * 100_000)
     await recorder.flush()
     [used] = await stream_events(world, f"token-usage-{principal.token_id}")
@@ -196,7 +197,7 @@ async def test_a_use_extends_a_sliding_token_and_the_cache_sees_it_at_once(world
     principal, secret = await issued(
         world, verifier, expires_at=original, auto_extend_seconds=3600, max_expires_at=cap
     )
-    recorder = UsageRecorder(world.store, expiry=verifier, flush_interval=3600)
+    recorder = UsageRecorder(dispatcher_over(world.store), expiry=verifier, flush_interval=3600)
 
     recorder.record(principal, now, "introspect")
     extended = now + timedelta(seconds=3600)
@@ -229,7 +230,7 @@ async def test_small_gains_do_not_extend_and_the_cap_holds(world: World) -> None
     principal, secret = await issued(
         world, verifier, expires_at=now + timedelta(hours=1), auto_extend_seconds=3600, max_expires_at=cap
     )
-    recorder = UsageRecorder(world.store, expiry=verifier)
+    recorder = UsageRecorder(dispatcher_over(world.store), expiry=verifier)
     recorder.record(principal, now + timedelta(seconds=30), "introspect")  # gains 30 s < 36 s
     assert recorder.metrics.extensions == 0
     recorder.record(principal, now + timedelta(seconds=40), "introspect")  # gains 40 s > 36 s
@@ -256,7 +257,7 @@ async def test_the_minute_threshold_applies_to_long_windows(world: World) -> Non
     principal = await principal_for(
         world, verifier, expires_at=now + timedelta(seconds=day), auto_extend_seconds=day
     )
-    recorder = UsageRecorder(world.store, expiry=verifier)
+    recorder = UsageRecorder(dispatcher_over(world.store), expiry=verifier)
     recorder.record(principal, now + timedelta(seconds=59), "introspect")  # 1% would be 864 s; 60 s rules
     assert recorder.metrics.extensions == 0
     recorder.record(principal, now + timedelta(seconds=61), "introspect")
@@ -271,7 +272,7 @@ async def test_another_nodes_extension_reaches_the_cache_from_the_log(world: Wor
     principal, secret = await issued(world, node_a, expires_at=original, auto_extend_seconds=3600)
     assert isinstance(await node_b.verify(secret, now), Principal)  # cached on b
 
-    recorder_a = UsageRecorder(world.store, expiry=node_a)
+    recorder_a = UsageRecorder(dispatcher_over(world.store), expiry=node_a)
     recorder_a.record(principal, now, "introspect")
     await recorder_a.flush()
     extended = now + timedelta(hours=1)
@@ -290,7 +291,7 @@ async def test_another_nodes_extension_reaches_the_cache_from_the_log(world: Wor
 @pytest.fixture
 async def http(world: World) -> AsyncIterator[tuple[TestClient, World, TokenVerifier, UsageRecorder]]:  # type: ignore[type-arg]
     verifier = await world.verifier()
-    recorder = UsageRecorder(world.store, expiry=verifier, flush_interval=3600)
+    recorder = UsageRecorder(dispatcher_over(world.store), expiry=verifier, flush_interval=3600)
     services = StaticAuthServices(verifier, recorder)
     app = web.Application(middlewares=[problem_middleware])
     add_routes(app, lambda: services)

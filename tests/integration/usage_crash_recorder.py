@@ -20,7 +20,7 @@ from services.auth.principal import Rejection, Verification
 from services.auth.usage import UsageRecorder
 from services.auth.usage_log import UsageLog
 from services.eventstore import PostgresEventStore
-from tests.integration.test_verifier_support import PEPPER
+from tests.integration.test_verifier_support import PEPPER, dispatcher_over
 
 RECORD_EVERY_SECONDS = 0.002
 
@@ -28,7 +28,7 @@ RECORD_EVERY_SECONDS = 0.002
 async def main(dsn: str, flush_seconds: float) -> None:
     pool = await database.create_pool(dsn, min_size=1, max_size=2)
     log = UsageLog(pool, PEPPER)
-    recorder = UsageRecorder(PostgresEventStore(pool), log=log, flush_interval=flush_seconds)
+    recorder = UsageRecorder(dispatcher_over(PostgresEventStore(pool)), log=log, flush_interval=flush_seconds)
     await recorder.start()
     unknown = Verification(Rejection.UNKNOWN)
     reported = 0
