@@ -15,7 +15,7 @@ on any GET) changes nothing.
 
 from aiohttp import web
 
-from services.api import health, introspection, metrics, openapi
+from services.api import docs, health, introspection, metrics, openapi
 from services.api.authentication import authentication_middleware
 from services.api.context import authorize
 from services.api.domain_errors import domain_error_middleware
@@ -57,4 +57,5 @@ def create_app(state: AppState) -> web.Application:
     introspection.add_routes(app, lambda: state.runtime)
     openapi.add_routes(app)
     metrics.add_routes(app)
+    docs.add_routes(app)
     return app
