@@ -20,9 +20,6 @@ Metrics whose value lives in the database (projection and relay lag) are sampled
 by ``ProcessGauges`` so that every process's share is current whichever one is scraped.
 """
 
-import asyncio
-import contextlib
-import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -38,6 +35,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from follower.worker import BackgroundTask, periodically
 from services.commands import DomainError
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -46,7 +44,6 @@ UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "other"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SAMPLE_SECONDS = 5.0
-_log = logging.getLogger(__name__)
 
 # -- HTTP ---------------------------------------------------------------------------------------
 
@@ -236,33 +233,27 @@ def sample_pool(pool: PoolSizes) -> None:
 
 class ProcessGauges:
     """Samples the gauges of this process's own resources every ``interval`` seconds
-    (``start``/``stop``), so that each process's share is current in a multi-process exposition."""
+    (``start``/``stop``), so that each process's share is current in a multi-process exposition.
+    A sampler only reads what the process holds in memory (no I/O)."""
 
     def __init__(self, samplers: Sequence[Callable[[], None]], interval: float = SAMPLE_SECONDS) -> None:
         self._samplers = tuple(samplers)
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(
+            "metrics-process-gauges",
+            lambda: periodically(
+                self._round, what="sampling the process gauges", interval=interval, at_start=True
+            ),
+        )
 
     def sample(self) -> None:
         for sampler in self._samplers:
-            try:
-                sampler()
-            except Exception as error:  # a gauge is never worth a worker
-                _log.warning("a metrics sampler failed: %r", error)
+            sampler()
 
-    async def _run(self) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(self._interval)
+    async def _round(self) -> None:
+        self.sample()
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="metrics-process-gauges")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.sample()
+        await self._task.stop()
