@@ -37,6 +37,7 @@ from prometheus_client import (
 
 from follower.worker import BackgroundTask, periodically
 from services.commands import DomainError
+from services.config import ConfigError
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -44,6 +45,17 @@ UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "other"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SAMPLE_SECONDS = 5.0
+
+
+def _check_shared_directory() -> None:
+    """A ``PROMETHEUS_MULTIPROC_DIR`` that is not a writable directory is a configuration error,
+    said before the first metric tries to open its file there."""
+    directory = os.environ.get(MULTIPROC_DIR)
+    if directory and not (os.path.isdir(directory) and os.access(directory, os.W_OK)):
+        raise ConfigError(f"{MULTIPROC_DIR}: {directory!r} is not a writable directory")
+
+
+_check_shared_directory()
 
 # -- HTTP ---------------------------------------------------------------------------------------
 

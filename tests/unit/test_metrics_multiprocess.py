@@ -87,3 +87,25 @@ def test_outcome_labels_are_a_fixed_set() -> None:
     assert metrics.outcome_label(RuntimeError("spat_secret in a message")) == "error"
     assert metrics.method_label("GET") == "GET"
     assert metrics.method_label("BREW") == "other"
+
+
+def test_a_shared_directory_that_does_not_exist_is_one_configuration_line(tmp_path: Path) -> None:
+    environment = {
+        **os.environ,
+        metrics.MULTIPROC_DIR: str(tmp_path / "missing"),
+        "PYTHONPATH": str(REPO),
+        "TOKENLEDGER_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "migrate"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"tokenledger: configuration error: {metrics.MULTIPROC_DIR}: "
+        f"'{tmp_path / 'missing'}' is not a writable directory"
+    ]
