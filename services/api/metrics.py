@@ -6,9 +6,9 @@
 * ``GET /metrics``: with ``TOKENLEDGER_METRICS=token`` (the default) it is authenticated like a
   ``/v3`` request (``services.api.authentication``) and needs the ``metrics:read`` right (the
   Metrics or Admin Identity role, within the token's scopes); with ``public``, it answers anyone.
-  Before rendering, it samples what lives in the database (each projection's and relay's lag) and
-  this process's own gauges; a database that does not answer leaves those at their last sample
-  rather than failing the scrape.
+  Before rendering, it samples what lives in the database (each projection's and relay's lag, at
+  most once a second however often it is scraped) and this process's own gauges; a database that
+  does not answer leaves those at their last sample rather than failing the scrape.
 """
 
 import asyncio
@@ -29,6 +29,7 @@ PATH = "/metrics"
 ROUTE = web.RequestKey("tokenledger.route", str)
 """The request's route label, for the access log (a request aiohttp could not parse has none)."""
 SAMPLE_TIMEOUT_SECONDS = 5.0
+SAMPLE_MIN_INTERVAL_SECONDS = 1.0
 _log = logging.getLogger(__name__)
 
 
@@ -56,19 +57,37 @@ async def http_metrics_middleware(request: web.Request, handler: Handler) -> web
         metrics.HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
 
 
-async def _sample_database(runtime: ServedRuntime) -> None:
-    try:
-        async with asyncio.timeout(SAMPLE_TIMEOUT_SECONDS):
-            projections, relays = await runtime.projections.status(), await relay_lags(runtime.pool)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        _log.warning("metrics: could not sample the lags from the database (%s)", type(error).__name__)
-        return
-    for status in projections:
-        metrics.PROJECTION_LAG_EVENTS.labels(status.name).set(status.lag_events)
-        metrics.PROJECTION_LAG_SECONDS.labels(status.name).set(status.lag_seconds)
-    for lag in relays:
-        metrics.RELAY_LAG_EVENTS.labels(lag.relay).set(lag.events)
-        metrics.RELAY_LAG_SECONDS.labels(lag.relay).set(lag.seconds)
+class DatabaseSampler:
+    """Samples the lags that live in the database, at most once per ``min_interval`` seconds."""
+
+    def __init__(self, min_interval: float = SAMPLE_MIN_INTERVAL_SECONDS) -> None:
+        self._min_interval = min_interval
+        self._last: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def sample(self, runtime: ServedRuntime) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if self._last is not None and now - self._last < self._min_interval:
+                return
+            self._last = now
+            try:
+                async with asyncio.timeout(SAMPLE_TIMEOUT_SECONDS):
+                    projections, relays = await runtime.projections.status(), await relay_lags(runtime.pool)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                _log.warning(
+                    "metrics: could not sample the lags from the database (%s)", type(error).__name__
+                )
+                return
+        for status in projections:
+            metrics.PROJECTION_LAG_EVENTS.labels(status.name).set(status.lag_events)
+            metrics.PROJECTION_LAG_SECONDS.labels(status.name).set(status.lag_seconds)
+        for lag in relays:
+            metrics.RELAY_LAG_EVENTS.labels(lag.relay).set(lag.events)
+            metrics.RELAY_LAG_SECONDS.labels(lag.relay).set(lag.seconds)
+
+
+SAMPLER = web.AppKey("tokenledger.metrics_sampler", DatabaseSampler)
 
 
 async def serve_metrics(request: web.Request) -> web.Response:
@@ -76,7 +95,7 @@ async def serve_metrics(request: web.Request) -> web.Response:
     if not state.metrics_public:
         authorize(request, Right.METRICS)
     if state.runtime is not None:
-        await _sample_database(state.runtime)
+        await request.app[SAMPLER].sample(state.runtime)
         state.runtime.gauges.sample()
     response = web.Response(body=metrics.render())
     response.headers["Content-Type"] = metrics.CONTENT_TYPE
@@ -84,4 +103,5 @@ async def serve_metrics(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[SAMPLER] = DatabaseSampler()
     app.router.add_get(PATH, serve_metrics)
