@@ -48,6 +48,7 @@ class Right(enum.StrEnum):
     WRITE = "identity:write"
     AUDIT = "audit:read"
     INTROSPECT = "tokens:introspect"
+    METRICS = "metrics:read"
 
 
 SCOPES = tuple(right.value for right in Right)
@@ -57,6 +58,7 @@ ROLE_RIGHTS: dict[str, frozenset[Right]] = {
     "Viewer": frozenset({Right.READ}),
     "Auditor": frozenset({Right.AUDIT}),
     "Introspector": frozenset({Right.INTROSPECT}),
+    "Metrics": frozenset({Right.METRICS}),
 }
 
 

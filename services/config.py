@@ -35,9 +35,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """For the topics the relay creates; None: 3, or the number of brokers when there are fewer."""
     usage_flush_seconds: float = 1.0
     """How often the usage log (every token verification) is stored: what a crash may lose."""
+    metrics_access: str = "token"
+    """Who may read ``GET /metrics``: ``public`` (anyone), or ``token`` (a bearer token with the
+    ``metrics:read`` right: the Metrics or Admin Identity role, within the token's scopes)."""
 
 
 WORKERS = frozenset({"projector", "scheduler", "relay"})
+METRICS_ACCESS = ("public", "token")
 
 
 def _workers(value: str) -> frozenset[str]:
@@ -61,6 +65,12 @@ def _bool(name: str, value: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def _metrics_access(value: str) -> str:
+    if value not in METRICS_ACCESS:
+        raise ConfigError(f"TOKENLEDGER_METRICS: expected public or token, got {value!r}")
+    return value
 
 
 def _positive_int(name: str, value: str) -> int:
@@ -144,4 +154,5 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         usage_flush_seconds=_positive_float(
             "TOKENLEDGER_USAGE_FLUSH_SECONDS", environ.get("TOKENLEDGER_USAGE_FLUSH_SECONDS") or "1"
         ),
+        metrics_access=_metrics_access(environ.get("TOKENLEDGER_METRICS") or "token"),
     )

@@ -18,10 +18,15 @@ what the command would hand out (a token's rights, a role) is checked by its han
 cover rule (``services.authorization``), on the state it folds. The scheduler's and the usage
 recorder's commands are tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger
 itself) is never checked.
+
+Each dispatch is reported to the ``CommandObserver`` the dispatcher is given (the composition root
+gives the metrics' one): the command's type tag, the exception it ended with (None on success) and
+its duration. The command side imports no metrics library: it only calls that port.
 """
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -83,6 +88,10 @@ SYSTEM_COMMANDS = frozenset(
 """Commands only tokenledger itself sends (the scheduler's and the usage recorder's)."""
 
 
+class CommandObserver(Protocol):
+    def __call__(self, command_type: str, error: BaseException | None, seconds: float) -> None: ...
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -90,11 +99,13 @@ class Dispatcher:
         *,
         claims: IdempotencyClaims | None = None,
         handlers: Mapping[type, Handler] = HANDLERS,
+        observe: CommandObserver | None = None,
     ) -> None:
         """``claims`` may be left out by doors that never send a key (the scheduler, bootstrap)."""
         self._deps = deps
         self._claims = claims
         self._handlers = handlers
+        self._observe = observe
 
     def authorize(self, kind: type, actor: Actor | SystemActor) -> None:
         """Refuses (``Forbidden``) an actor that may not send commands of type ``kind`` at all. A door
@@ -111,6 +122,24 @@ class Dispatcher:
         actor: Actor | SystemActor,
         ctx: CommandContext,
         idempotency_key: str | None = None,
+    ) -> Outcome[Any]:
+        if self._observe is None:
+            return await self._dispatch(command, actor, ctx, idempotency_key)
+        started = time.perf_counter()
+        try:
+            outcome = await self._dispatch(command, actor, ctx, idempotency_key)
+        except Exception as error:
+            self._observe(command_tag(command), error, time.perf_counter() - started)
+            raise
+        self._observe(command_tag(command), None, time.perf_counter() - started)
+        return outcome
+
+    async def _dispatch(
+        self,
+        command: object,
+        actor: Actor | SystemActor,
+        ctx: CommandContext,
+        idempotency_key: str | None,
     ) -> Outcome[Any]:
         handler = self._handlers.get(type(command))
         if handler is None:

@@ -14,6 +14,7 @@ import signal
 
 from aiohttp import web
 
+from services import metrics
 from services.api.access_log import SERVER_LOGGER, ParserErrorsWithoutContent, PathOnlyAccessLogger
 from services.api.app import create_app
 from services.api.state import AppState
@@ -35,7 +36,7 @@ async def _run_runtime(settings: Settings, state: AppState, stop: asyncio.Event)
 
 
 async def serve(settings: Settings, host: str, port: int) -> int:
-    state = AppState()
+    state = AppState(metrics_public=settings.metrics_access == "public")
     app = create_app(state)
     logging.getLogger(SERVER_LOGGER).addFilter(ParserErrorsWithoutContent())
     runner = web.AppRunner(
@@ -70,4 +71,5 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         except Exception:
             _log.exception("the runtime failed")
             exit_code = 1
+    metrics.forget_process()
     return exit_code

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import msgspec
 
-from services import database
+from services import database, metrics
 from services.audit.sealer import CheckpointSealer
 from services.composition import Runtime, open_runtime
 from services.config import Settings
@@ -92,4 +92,5 @@ async def run_worker(settings: Settings, name: str) -> int:
     alone = msgspec.structs.replace(settings, workers=frozenset({name}))
     async with open_runtime(alone, pool_size=5) as runtime, running_workers(runtime):
         await wait_for_signal()
+    metrics.forget_process()
     return 0

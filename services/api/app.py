@@ -2,6 +2,7 @@
 
 Middleware order (outermost first):
 
+0. ``http_metrics_middleware``: counts and times every answer (``services.api.metrics``);
 1. ``problem_middleware``: request id, every error as ``application/problem+json``;
 2. ``domain_error_middleware``: the command side's errors (not found, conflict...) as problems;
 3. ``authentication_middleware``: the bearer token of every ``/v3`` request, through the verifier;
@@ -14,7 +15,7 @@ on any GET) changes nothing.
 
 from aiohttp import web
 
-from services.api import health, introspection, openapi
+from services.api import docs, health, introspection, metrics, openapi
 from services.api.authentication import authentication_middleware
 from services.api.context import authorize
 from services.api.domain_errors import domain_error_middleware
@@ -38,6 +39,7 @@ def create_app(state: AppState) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
+            metrics.http_metrics_middleware,
             problem_middleware,
             domain_error_middleware,
             authentication_middleware,
@@ -54,4 +56,6 @@ def create_app(state: AppState) -> web.Application:
     audit.add_routes(app)
     introspection.add_routes(app, lambda: state.runtime)
     openapi.add_routes(app)
+    metrics.add_routes(app)
+    docs.add_routes(app)
     return app

@@ -10,6 +10,8 @@ path of a request no route matches, the address, the ``User-Agent``) is recorded
 makes it recordable (``services.client_text``): whatever it contains, the next verification is
 recorded too.
 
+``GET /metrics`` is authenticated the same way unless ``TOKENLEDGER_METRICS=public``.
+
 A request with more than one ``Authorization`` header is refused (400): which one a proxy, a cache
 or this service reads would otherwise be anyone's guess.
 
@@ -21,7 +23,9 @@ replay of that answer); no browser or intermediary may keep it.
 from aiohttp import web
 
 from services.api.context import OUT_OF_SCOPE, PRINCIPAL, runtime
+from services.api.metrics import PATH as METRICS_PATH
 from services.api.problems import BadRequest, Handler, InvalidParameter, Unauthenticated
+from services.api.state import RUNTIME
 from services.auth.principal import Principal
 
 PUBLIC_PATHS = frozenset({"/v3/openapi.json"})
@@ -81,8 +85,14 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
         )
 
 
+def _needs_token(request: web.Request) -> bool:
+    if request.path == METRICS_PATH:
+        return not request.app[RUNTIME].metrics_public
+    return request.path.startswith("/v3/") and request.path not in PUBLIC_PATHS
+
+
 @web.middleware
 async def authentication_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/v3/") and request.path not in PUBLIC_PATHS:
+    if _needs_token(request):
         return await _authenticated(request, handler)
     return await handler(request)

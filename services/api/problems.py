@@ -2,8 +2,11 @@
 
 This module owns:
 
-* the per-request id (``request_id``), answered in every response's ``X-Request-Id`` header and in
-  each problem's ``instance`` (``tokenledger:trace:<request id>``);
+* the per-request id (``request_id``), answered in every response's ``X-Request-Id`` header, in
+  each problem's ``instance`` (``tokenledger:trace:<request id>``) and in the request's access-log
+  line. An incoming ``X-Request-Id`` is kept when it is well-formed (``REQUEST_ID_PATTERN``: 1 to
+  128 letters, digits, ``.``, ``_``, ``:`` or ``-``, sent once, nothing shaped like a secret), so a
+  proxy's or client's trace id follows the request; otherwise a new one is made;
 * ``InvalidParameter``: one item of a 400's ``invalid_parameters`` (Konnect's five ``InvalidParameter*``
   variants, flattened: fields that are None are left out of the JSON);
 * ``ProblemError`` and its subclasses: raise one anywhere below a handler to answer with that problem;
@@ -14,6 +17,7 @@ This module owns:
 """
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
@@ -22,12 +26,16 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from services.client_text import recordable
+
 _log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-Id"
 INSTANCE_PREFIX = "tokenledger:trace:"
 REQUEST_ID = web.RequestKey("tokenledger.request_id", str)
+MAX_REQUEST_ID = 128
+REQUEST_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_REQUEST_ID}}}")
 
 # Konnect's InvalidRules enum plus the rules of its min/max/choice/dependent variants.
 InvalidRule = Literal[
@@ -199,10 +207,18 @@ class ServiceUnavailable(ProblemError):
         super().__init__(503, "Service Unavailable", detail, headers=headers)
 
 
+def _incoming_request_id(request: web.Request) -> str | None:
+    """The client's ``X-Request-Id`` when it is sent once and well-formed, else None."""
+    sent = request.headers.getall(REQUEST_ID_HEADER, [])
+    if len(sent) != 1 or not REQUEST_ID_PATTERN.fullmatch(sent[0]):
+        return None
+    return sent[0] if recordable(sent[0], MAX_REQUEST_ID) == sent[0] else None
+
+
 def request_id(request: web.Request) -> str:
-    """The request's id, made on first use (the middleware makes it first for every request)."""
+    """The request's id, taken or made on first use (the middleware does so first for every request)."""
     if REQUEST_ID not in request:
-        request[REQUEST_ID] = uuid.uuid4().hex
+        request[REQUEST_ID] = _incoming_request_id(request) or uuid.uuid4().hex
     return request[REQUEST_ID]
 
 

@@ -3,7 +3,8 @@
 ``ServedRuntime`` is what the HTTP side uses of a running process (a protocol: the composition
 root's ``Runtime`` is one, and the API never imports the composition root). The HTTP server starts
 listening (and answers /healthz) before the database is ready, so handlers find the runtime in
-``AppState`` and answer 503 while it is still None.
+``AppState`` and answer 503 while it is still None. ``AppState`` also holds what the process's
+settings say of the HTTP side itself: whether ``/metrics`` is public.
 """
 
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from services.auth.usage import UsageRecorder
 from services.auth.verifier import TokenVerifier
 from services.dependencies import Dependencies
 from services.dispatch import Dispatcher
+from services.metrics import ProcessGauges
 from services.organization import Organization
 
 
@@ -40,12 +42,16 @@ class ServedRuntime(Protocol):
     def usage(self) -> UsageRecorder: ...
     @property
     def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def gauges(self) -> ProcessGauges: ...
 
     async def caught_up(self, cursor: LogCursor, timeout: float) -> bool: ...  # noqa: ASYNC109
 
 
 class AppState(msgspec.Struct):
     runtime: ServedRuntime | None = None
+    metrics_public: bool = False
+    """``TOKENLEDGER_METRICS=public``: ``/metrics`` answers anyone; else a token with ``metrics:read``."""
 
 
 RUNTIME = web.AppKey("runtime", AppState)

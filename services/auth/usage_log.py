@@ -56,6 +56,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services import metrics
 from services.auth.principal import Principal, Rejection, Verification
 from services.client_text import recordable
 
@@ -209,6 +210,7 @@ class UsageLog:
         )
         if len(self._buffer) == self._buffer.maxlen:
             self.metrics.dropped += 1  # the deque drops the oldest row
+            metrics.USAGE_DROPPED.inc()
         self._buffer.append(row)
         self.metrics.appended += 1
 
@@ -234,7 +236,8 @@ class UsageLog:
         halves or sets its row aside). False when the database failed: the batch stays first."""
         try:
             async with asyncio.timeout(self._flush_timeout):
-                stored_before = await self._copy(batch)
+                with metrics.USAGE_FLUSH_LATENCY.time():
+                    stored_before = await self._copy(batch)
         except asyncio.CancelledError:
             raise
         except _ROW_ERRORS as error:
@@ -243,6 +246,7 @@ class UsageLog:
             return True
         except Exception as error:
             self.metrics.flush_errors += 1
+            metrics.USAGE_FLUSH_ERRORS.inc()
             _log.warning("could not store %d usage log row(s) (%s); retrying", len(batch.rows), error)
             return False
         self._retained.popleft()
@@ -251,6 +255,7 @@ class UsageLog:
         else:
             self.metrics.flushes += 1
             self.metrics.flushed_rows += len(batch.rows)
+            metrics.USAGE_STORED.inc(len(batch.rows))
         return True
 
     def _refused(self, batch: _Batch, error: Exception) -> None:
@@ -264,6 +269,7 @@ class UsageLog:
             return
         [row] = batch.rows
         self.metrics.set_aside += 1
+        metrics.USAGE_SET_ASIDE.inc()
         self._set_aside.append(row)
         _log.warning("usage log row refused (%s), set aside: %s", ascii(str(error)), ascii(row))
 

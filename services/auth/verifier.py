@@ -53,6 +53,7 @@ from events import Event, LogCursor
 from events.envelope import LOG_START
 from follower.waiters import CursorWaiters
 from follower.worker import BackgroundTask, Backoff, keep_running, periodically
+from services import metrics
 from services.auth.entry_cache import EntryCache
 from services.auth.evaluation import Entry, evaluate
 from services.auth.invalidation import Drop, Extended, Invalidations
@@ -223,12 +224,14 @@ class TokenVerifier:
         entry = self._lookup(hashed) if self.tail_is_alive() else None
         if entry is None:
             self.metrics.misses += 1
+            metrics.VERIFIER_CACHE.labels("miss").inc()
             loaded = await self._load_once(hashed)
             if isinstance(loaded, Rejection):
                 return Verification(self._reject(loaded))
             entry = loaded
         else:
             self.metrics.hits += 1
+            metrics.VERIFIER_CACHE.labels("hit").inc()
         outcome = evaluate(entry, hashed, now)
         if isinstance(outcome, Rejection):
             known = entry.principal if outcome is not Rejection.UNKNOWN else None
@@ -236,10 +239,12 @@ class TokenVerifier:
                 return Verification(self._reject(outcome))
             return Verification(self._reject(outcome), known.token_id, known.account_id)
         self.metrics.accepted += 1
+        metrics.VERIFICATIONS.labels("accepted", "none").inc()
         return Verification(outcome, outcome.token_id, outcome.account_id)
 
     def _reject(self, reason: Rejection) -> Rejection:
         self.metrics.rejections[reason] += 1
+        metrics.VERIFICATIONS.labels("rejected", reason.value).inc()
         return reason
 
     def _lookup(self, hashed: str) -> Entry | None:

@@ -10,12 +10,14 @@ data exception), that is ``InvalidAppend`` too: nothing was written, and the sam
 refused again.
 """
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
 from events import LogCursor, NewEvent, RecordedEvent
+from services import metrics
 from services.append_request import append_request
 from services.eventstore.errors import translate
 from services.eventstore.rows import EVENT_COLUMNS, recorded_event
@@ -55,6 +57,8 @@ class PostgresEventStore:
         """Appends to several streams atomically (e.g. an account's deletion and its tokens'
         revocations). Each stream may appear once."""
         request = append_request(appends, claims, releases)
+        started = time.perf_counter()
+        result = "error"
         try:
             rows = await self._pool.fetch(
                 "SELECT * FROM tl_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -69,15 +73,20 @@ class PostgresEventStore:
                 [c.stream_id for c in request.claims],
                 request.releases,
             )
+            result = "ok"
         except asyncpg.PostgresError as error:
             typed = translate(error)
             if typed is None:
                 raise
+            result = "refused"
             raise typed from None
         except ValueError as error:
             # The driver could not encode an argument (UnicodeEncodeError, its DataError): nothing
             # was sent, and the same append would fail the same way.
+            result = "refused"
             raise InvalidAppend(f"the append cannot be stored: {error}") from None
+        finally:
+            metrics.APPEND_LATENCY.labels(result).observe(time.perf_counter() - started)
         order = {event_id: n for n, event_id in enumerate(request.event_ids)}
         appended = sorted(
             (

@@ -42,6 +42,7 @@ from events.envelope import LOG_START
 from follower.waiters import CursorWaiters
 from follower.worker import BackgroundTask, Backoff, keep_running, take_session_lock
 from projections.naming import lock_key
+from services import metrics
 from services.eventstore.notifications import LogNotifications, Waiter
 from services.eventstore.tail import LogTail
 from services.ports import EventStore
@@ -84,6 +85,8 @@ class RelayState(enum.StrEnum):
 class _SentBatch(msgspec.Struct, frozen=True):
     cursor: LogCursor
     acknowledgements: list["asyncio.Future[Any]"]
+    events: int
+    """Log events the batch covers (published or not needed downstream)."""
 
 
 CHECKPOINT_SQL = (
@@ -163,6 +166,9 @@ class Relay:
             connection = await self._connect()
             await self._session(connection)
             return False
+        except Exception:
+            metrics.RELAY_ERRORS.labels("session_failed").inc()
+            raise
         finally:
             self._state = RelayState.STARTING
             if connection is not None:
@@ -205,7 +211,7 @@ class Relay:
                     record = to_record(event, self.config.topics, self.config.source)
                     if record is not None:
                         acknowledgements.append(await self._send(producer, record))
-                await sent.put(_SentBatch(batch[-1].cursor, acknowledgements))
+                await sent.put(_SentBatch(batch[-1].cursor, acknowledgements, len(batch)))
         finally:
             close = getattr(batches, "aclose", None)
             if close is not None:
@@ -223,6 +229,7 @@ class Relay:
                 )
                 return acknowledgement
             except KafkaTimeoutError:
+                metrics.RELAY_ERRORS.labels("send_timeout").inc()
                 backoff = backoff or Backoff(_FIRST_BACKOFF, _LAST_BACKOFF)
                 _log.warning(
                     "kafka relay %s: Kafka takes no records; retrying in %.1fs",
@@ -240,6 +247,7 @@ class Relay:
                 CHECKPOINT_SQL, self.config.name, batch.cursor.tx_id, batch.cursor.position
             )
             self._published.advance(batch.cursor)
+            metrics.RELAY_PUBLISHED.inc(batch.events)
 
 
 async def _close(connection: asyncpg.Connection) -> None:

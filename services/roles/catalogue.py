@@ -2,7 +2,7 @@
 
 The default is Konnect's predefined roles (``predefined_roles.json``, in the exact shape of Konnect's
 ``GET /roles``), with tokenledger's own rights added under the ``Identity`` entity type: Admin,
-Viewer, Auditor and Introspector. ``TOKENLEDGER_ROLE_CATALOGUE`` may name a JSON file of the same
+Viewer, Auditor, Introspector and Metrics. ``TOKENLEDGER_ROLE_CATALOGUE`` may name a JSON file of the same
 shape to replace it; the Identity roles are always kept, since the service's own authorisation
 depends on them.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 IDENTITY_ENTITY_TYPE = "Identity"
-IDENTITY_ROLES = ("Admin", "Viewer", "Auditor", "Introspector")
+IDENTITY_ROLES = ("Admin", "Viewer", "Auditor", "Introspector", "Metrics")
 
 # Konnect's AssignRole request enum spells this entity type differently from its /roles catalogue;
 # clients send either, so both are accepted and stored as sent.

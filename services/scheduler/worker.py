@@ -31,6 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from events import LogCursor
 from projections import deadlines
 from projections.runtime import Projections
+from services import metrics
 from services.authorization import SystemActor
 from services.commands import CommandContext
 from services.dispatch import Dispatcher
@@ -118,11 +119,15 @@ class Scheduler:
             async with self._pool.acquire() as connection:
                 page = await self._index.due(connection, now, self._batch_size, moot)
             last: LogCursor | None = None
+            metrics.SCHEDULER_BACKLOG.set(len(page.deadlines))
             for deadline in page.deadlines:
                 cursor = await self._emit(deadline)
+                metrics.SCHEDULER_BACKLOG.dec()
                 if cursor is None:
                     moot.add(deadline.token_id)
                 else:
+                    lateness = (self._clock() - deadline.due).total_seconds()
+                    metrics.SCHEDULER_LATENESS.labels(deadline.kind).observe(max(0.0, lateness))
                     last = cursor
                     appended += 1
             if last is not None:

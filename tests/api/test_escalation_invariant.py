@@ -31,10 +31,11 @@ pytestmark = pytest.mark.slow
 T = TypeVar("T")
 
 IDENTITY_RIGHTS = {
-    "Admin": {"identity:read", "identity:write", "audit:read", "tokens:introspect"},
+    "Admin": {"identity:read", "identity:write", "audit:read", "tokens:introspect", "metrics:read"},
     "Viewer": {"identity:read"},
     "Auditor": {"audit:read"},
     "Introspector": {"tokens:introspect"},
+    "Metrics": {"metrics:read"},
 }
 SCOPES = sorted({right for rights in IDENTITY_RIGHTS.values() for right in rights})
 CONTROL_PLANES = ("6f1a1c7e-2a4b-4f3e-9d1e-1a2b3c4d5e01", "6f1a1c7e-2a4b-4f3e-9d1e-1a2b3c4d5e02")

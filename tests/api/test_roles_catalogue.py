@@ -30,7 +30,7 @@ from tests.api.identity_support import (
 )
 from tests.api_fixture import ApiClient, api_settings
 
-IDENTITY_ROLES = {"Admin", "Viewer", "Auditor", "Introspector"}
+IDENTITY_ROLES = {"Admin", "Viewer", "Auditor", "Introspector", "Metrics"}
 
 
 def roles_schema() -> dict[str, Any]:

@@ -20,6 +20,7 @@ from events.teams import TeamMemberAdded
 from events.tokens import TokenIssued, TokenRevoked, TokenUsed
 from services import database
 from services.ports import StreamState, WrongExpectedVersion
+from services.relay.lag import RelayLag, relay_lags
 from services.relay.relay import CHECKPOINT_SQL, RelayState, load_checkpoint
 from tests.integration.eventstore_helpers import TL_APPEND_SQL, new_id, open_store, tl_append_args
 from tests.relay_helpers import (
@@ -251,3 +252,24 @@ async def test_the_checkpoint_only_moves_forward(empty_database: str) -> None:
         assert tuple(await load_checkpoint(connection, relay)) == (10, 101)
     finally:
         await connection.close()
+
+
+async def test_the_relay_lag_counts_the_events_after_its_checkpoint(empty_database: str) -> None:
+    """What ``/metrics`` shows as relay lag: no series before a first checkpoint, then the events
+    after it and the age of the oldest, none once it holds the whole log."""
+    async with open_store(empty_database) as (pool, store):
+        assert await relay_lags(pool) == []
+        account = new_id()
+        created = new_event(AccountCreated(account_id=account, name=f"bot-{account[:8]}"))
+        first = (await store.append(f"account-{account}", [created], StreamState.NO_STREAM)).events[0]
+        tokens = [new_id() for _ in range(3)]
+        last = first
+        for token in tokens:
+            last = (
+                await store.append(f"token-{token}", [issued(account, token)], StreamState.NO_STREAM)
+            ).events[0]
+        await pool.execute(CHECKPOINT_SQL, "kafka", first.tx_id, first.global_position)
+        [lag] = await relay_lags(pool)
+        assert (lag.relay, lag.events) == ("kafka", 3) and 0 <= lag.seconds < 60
+        await pool.execute(CHECKPOINT_SQL, "kafka", last.tx_id, last.global_position)
+        assert await relay_lags(pool) == [RelayLag("kafka", 0, 0.0)]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from events import RecordedEvent
 from events.tokens import TokenExtended
@@ -282,3 +283,22 @@ async def test_two_schedulers_at_once_emit_every_event_exactly_once(setup: Setup
     )
     assert sum(emitted) >= len(events), "a retried append counts for the scheduler that made it"
     assert list(await asyncio.gather(one.tick(), two.tick())) == [0, 0]
+
+
+async def test_the_metrics_show_how_late_each_deadline_was_emitted(setup: Setup) -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"kind": "expiry"}) or 0.0
+
+    account = await setup.account()
+    tokens = [await setup.token(account, timedelta(hours=hours)) for hours in (1, 2, 3)]
+    await setup.indexed()
+    count, total = (
+        sample("tokenledger_scheduler_lateness_seconds_count"),
+        sample("tokenledger_scheduler_lateness_seconds_sum"),
+    )
+    assert await setup.scheduler(ahead=timedelta(days=1)).tick() == 3
+    assert len(await setup.scheduled(tokens)) == 3
+    assert sample("tokenledger_scheduler_lateness_seconds_count") - count == 3
+    late = sample("tokenledger_scheduler_lateness_seconds_sum") - total
+    assert abs(late - timedelta(hours=23 + 22 + 21).total_seconds()) < 60
+    assert REGISTRY.get_sample_value("tokenledger_scheduler_backlog") == 0

@@ -1,7 +1,9 @@
 """What ``tokenledger serve`` itself writes to its log (a real process): no token in clear and no
-forged line, whatever the requests contain, including requests the HTTP parser refuses."""
+forged line, whatever the requests contain, including requests the HTTP parser refuses; in the
+JSON format, every line one object, the access lines with their request id."""
 
 import asyncio
+import json
 import urllib.parse
 from pathlib import Path
 
@@ -44,3 +46,30 @@ async def test_the_service_log_holds_no_token_and_no_forged_line(empty_database:
     assert '"GET /v3/[redacted]" 404' in log
     assert "\x1b" not in log
     assert not any(line.startswith('127.0.0.1 "GET /v3/forged') for line in log.splitlines())
+
+
+async def test_the_json_log_is_one_object_per_line_with_each_request_id(
+    empty_database: str, tmp_path: Path
+) -> None:
+    token = await bootstrap_token(empty_database, tmp_path)
+    service = ServiceProcess(empty_database, tmp_path, TOKENLEDGER_LOG_FORMAT="json")
+    await service.start()
+    try:
+        bearer = b"Authorization: Bearer " + token.encode()
+        answer = await send_raw(
+            service.url, b"GET /v3/system-accounts HTTP/1.1\r\nX-Request-Id: trace-1.a\r\n" + bearer
+        )
+        assert answer.startswith(b"HTTP/1.1 200") and b"X-Request-Id: trace-1.a" in answer
+        forged = urllib.parse.quote('x\n{"forged": 1}\x1b[2J', safe="")
+        assert (await send_raw(service.url, f"GET /v3/{forged} HTTP/1.1\r\n".encode() + bearer)).startswith(
+            b"HTTP/1.1 404"
+        )
+    finally:
+        await service.stop()
+    lines = [json.loads(line) for line in service.log_text().splitlines()]
+    (access,) = [line for line in lines if line.get("request_id") == "trace-1.a"]
+    assert (access["method"], access["route"], access["status"]) == ("GET", "/v3/system-accounts", 200)
+    assert access["account_id"] and access["token_id"] and access["latency_ms"] >= 0
+    assert any(line["message"] == "ready" for line in lines)
+    assert not any("forged" in line for line in lines)
+    assert token.removeprefix(PREFIX) not in service.log_text() and "\x1b" not in service.log_text()

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from events.tokens import TokenUsed
 from services.auth.principal import Principal, Rejection, Verification
@@ -30,6 +31,13 @@ REFUSED = Verification(Rejection.REVOKED, token_id="not-a-uuid", account_id="not
 """A verification whose row the database refuses for its content (ids that are not UUIDs)."""
 
 
+def exposed_rows() -> tuple[float, float]:
+    """The usage-log rows set aside and stored, as ``/metrics`` shows them."""
+    names = ("tokenledger_usage_log_set_aside_rows_total", "tokenledger_usage_log_stored_rows_total")
+    set_aside, stored = (REGISTRY.get_sample_value(name) or 0.0 for name in names)
+    return set_aside, stored
+
+
 async def stored_operations(world: World, prefix: str = "") -> list[str]:
     rows = await world.pool.fetch(
         "SELECT operation FROM usage_log WHERE starts_with(operation, $1) ORDER BY position", prefix
@@ -42,12 +50,15 @@ async def test_a_refused_row_is_set_aside_and_the_rows_around_it_are_stored(
 ) -> None:
     log = UsageLog(world.pool, PEPPER)
     now = utc_now()
+    counted = exposed_rows()
     for n in range(5):
         log.append(REFUSED if n == 2 else Verification(Rejection.UNKNOWN), now, f"op-{n}", presented="x")
     with caplog.at_level(logging.WARNING, logger="services.auth.usage_log"):
         assert await log.flush()
     assert await stored_operations(world) == ["op-0", "op-1", "op-3", "op-4"]
     assert (log.metrics.set_aside, log.metrics.flushed_rows, log.pending) == (1, 4, 0)
+    exposed = exposed_rows()
+    assert (exposed[0] - counted[0], exposed[1] - counted[1]) == (1, 4)
     [(_, _, _, token_id, *_rest)] = log.set_aside
     assert token_id == "not-a-uuid"
     assert sum("set aside" in record.getMessage() for record in caplog.records) == 1

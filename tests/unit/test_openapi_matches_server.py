@@ -9,7 +9,9 @@ unknown properties are refused (``additionalProperties: false`` exactly when the
 bounds (``minLength``/``maxLength``, ``minimum``/``maximum``, ``maxItems``, ``maxProperties``).
 Rules only the domain knows (a role name in the catalogue, the deployment's token lifetime) are not
 part of a Struct and are not compared. The query side: every ``filter`` object refuses unknown
-filter fields, as the list routes do.
+filter fields, as the list routes do; ``as_of`` is declared on exactly the reads whose handler reads
+it. The headers: ``X-Request-Id`` on every operation and response with the pattern the server
+honours, ``Idempotency-Key`` on every POST with the server's bounds.
 """
 
 import ast
@@ -24,7 +26,9 @@ import pytest
 
 from services.api.app import create_app
 from services.api.openapi.document import build_document, operations
+from services.api.problems import MAX_REQUEST_ID, REQUEST_ID_PATTERN
 from services.api.state import AppState
+from services.idempotency_claims import MAX_KEY_LENGTH
 
 Document = dict[str, Any]
 BODY_READERS = frozenset({"read_body", "decode_body"})
@@ -167,3 +171,61 @@ def test_every_filter_object_refuses_unknown_filters(document: Document) -> None
             parameter = _resolve(document, parameter)
             if parameter.get("name") == "filter" and parameter.get("style") == "deepObject":
                 assert parameter["schema"].get("additionalProperties") is False, (method, path)
+
+
+# -- headers and query parameters the server reads beyond Konnect's ----------------------------
+
+
+def _reads_as_of(handler: Callable[..., Any]) -> bool:
+    """The handler calls ``as_of_param`` (``audit.as_of_param(request)``)."""
+    for call in _called_names(handler):
+        name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", None)
+        if name == "as_of_param":
+            return True
+    return False
+
+
+def _parameters(document: Document, operation: Document, shared: list[Document]) -> dict[str, Document]:
+    resolved = [_resolve(document, p) for p in [*operation.get("parameters", []), *shared]]
+    return {p["name"]: p for p in resolved}
+
+
+def test_as_of_is_declared_exactly_where_the_server_reads_it(document: Document) -> None:
+    app = create_app(AppState())
+    served = {
+        (resource.canonical.removeprefix("/v3"), route.method.lower())
+        for resource in app.router.resources()
+        if resource.canonical.startswith("/v3/")
+        for route in resource
+        if route.method == "GET" and _reads_as_of(route.handler)
+    }
+    documented = {
+        (path, method)
+        for path, method, operation, shared in operations(document)
+        if "as_of" in _parameters(document, operation, shared)
+    }
+    assert served and served == documented
+    for path, method in documented:
+        operation = document["paths"][path][method]
+        as_of = _parameters(document, operation, [])["as_of"]
+        assert as_of["in"] == "query" and as_of["schema"]["format"] == "date-time"
+
+
+def test_every_operation_declares_the_request_id_the_server_honours(document: Document) -> None:
+    for path, method, operation, shared in operations(document):
+        header = _parameters(document, operation, shared).get("X-Request-Id")
+        assert header is not None and header["in"] == "header", (method, path)
+        schema = header["schema"]
+        assert schema["pattern"] == f"^{REQUEST_ID_PATTERN.pattern}$"
+        assert (schema["minLength"], schema["maxLength"]) == (1, MAX_REQUEST_ID)
+        for status, response in operation["responses"].items():
+            assert "X-Request-Id" in _resolve(document, response).get("headers", {}), (method, path, status)
+
+
+def test_every_post_declares_the_idempotency_key_with_the_server_bounds(document: Document) -> None:
+    for path, method, operation, shared in operations(document):
+        if method != "post":
+            continue
+        key = _parameters(document, operation, shared).get("Idempotency-Key")
+        assert key is not None and key["in"] == "header", path
+        assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (1, MAX_KEY_LENGTH), path

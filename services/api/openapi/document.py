@@ -10,7 +10,9 @@
    in Konnect's style). Adding an endpoint family is one YAML file and one entry in ``PARTS``;
 4. the responses every operation of this service can give that Konnect does not list on each
    (``_complete``): 400 where the operation validates input, 401/403 everywhere but public paths,
-   413/415 with a body, the ``Idempotency-Key`` header and its 409/422 on POST, 503 while starting.
+   413/415 with a body, the ``Idempotency-Key`` header and its 409/422 on POST, 503 while starting;
+   the ``X-Request-Id`` header on every operation and every response, and the ``as_of`` query
+   parameter on the reads that answer as of a past instant (``AS_OF_OPERATIONS``).
 
 Paths are relative to the one server, ``/v3``, as Konnect's are to its ``.../v3`` server.
 """
@@ -33,6 +35,16 @@ PARTS = (
 )
 ADDITIONS = "konnect-additions"
 RESTRICTIONS = "konnect-restrictions"
+AS_OF_OPERATIONS = frozenset(
+    {
+        ("/system-accounts/{accountId}", "get"),
+        ("/system-accounts/{accountId}/access-tokens", "get"),
+        ("/system-accounts/{accountId}/access-tokens/{tokenId}", "get"),
+        ("/system-accounts/{accountId}/assigned-roles", "get"),
+        ("/system-accounts/{accountId}/teams", "get"),
+    }
+)
+"""The reads ``services.api.routes.audit.as_of_param`` serves as of a past instant."""
 SERVER_URL = "/v3"
 SECURITY_SCHEME = "systemAccountAccessToken"
 TITLE = "tokenledger"
@@ -128,7 +140,26 @@ def _validates_input(document: Document, operation: Document, shared: Iterable[D
     )
 
 
+def _request_ids(document: Document) -> None:
+    """Every operation takes ``X-Request-Id`` and every response answers it."""
+    header = _ref("headers", "RequestId")
+    for _path, _method, operation, _shared in operations(document):
+        operation.setdefault("parameters", []).append(_ref("parameters", "RequestId"))
+        for response in operation["responses"].values():
+            if "$ref" not in response:
+                response.setdefault("headers", {})["X-Request-Id"] = header
+    for response in document["components"]["responses"].values():
+        response.setdefault("headers", {})["X-Request-Id"] = header
+
+
+def _as_of(document: Document) -> None:
+    for path, method in sorted(AS_OF_OPERATIONS):
+        operation = document["paths"][path][method]
+        operation.setdefault("parameters", []).append(_ref("parameters", "AsOf"))
+
+
 def _complete(document: Document) -> None:
+    _as_of(document)
     for _path, method, operation, shared in operations(document):
         if operation.get("security") == []:
             continue
@@ -177,4 +208,5 @@ def build_document(parts: Iterable[str] = PARTS) -> Document:
     _restrict(document, load_part(RESTRICTIONS))
     _close_filters(document)
     _complete(document)
+    _request_ids(document)
     return document
