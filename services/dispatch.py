@@ -13,7 +13,8 @@ ids and secrets from it and answers a retry from the log (``services.commands.re
 is replayed from here. However the run ends, the claim is ended, so a failed command may be retried.
 Another credential never shares a claim nor a digest: for it the key names another command.
 
-Authorisation here is the right a command needs (``identity:write`` for every caller's command);
+Authorisation here is the right a command needs (``RIGHTS``: the write right of the resource
+family it changes, ``accounts:write``, ``tokens:write``, ``roles:write`` or ``teams:write``);
 what the command would hand out (a token's rights, a role) is checked by its handler under the
 cover rule (``services.authorization``), on the state it folds. The scheduler's and the usage
 recorder's commands are tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger
@@ -82,6 +83,25 @@ SYSTEM_COMMANDS = frozenset(
 )
 """Commands only tokenledger itself sends (the scheduler's and the usage recorder's)."""
 
+RIGHTS: Mapping[type, Right] = {
+    account_commands.CreateAccount: Right.ACCOUNTS_WRITE,
+    account_commands.UpdateAccount: Right.ACCOUNTS_WRITE,
+    account_commands.DeleteAccount: Right.ACCOUNTS_WRITE,
+    team_commands.CreateTeam: Right.TEAMS_WRITE,
+    team_commands.UpdateTeam: Right.TEAMS_WRITE,
+    team_commands.DeleteTeam: Right.TEAMS_WRITE,
+    team_commands.AddMember: Right.TEAMS_WRITE,
+    team_commands.RemoveMember: Right.TEAMS_WRITE,
+    role_holders.AssignRole: Right.ROLES_WRITE,
+    role_holders.UnassignRole: Right.ROLES_WRITE,
+    token_commands.IssueToken: Right.TOKENS_WRITE,
+    token_commands.RenameToken: Right.TOKENS_WRITE,
+    token_commands.RevokeToken: Right.TOKENS_WRITE,
+    token_commands.RotateToken: Right.TOKENS_WRITE,
+    token_commands.DeleteToken: Right.TOKENS_WRITE,
+}
+"""The right a caller needs to send each of the callers' commands."""
+
 
 class Dispatcher:
     def __init__(
@@ -103,7 +123,7 @@ class Dispatcher:
             return
         if kind in SYSTEM_COMMANDS:
             raise Forbidden("this command is tokenledger's own")
-        require(actor, self._deps.organization_id, Right.WRITE)
+        require(actor, self._deps.organization_id, RIGHTS[kind])
 
     async def dispatch(
         self,

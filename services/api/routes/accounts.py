@@ -73,7 +73,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_accounts(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    authorize(request, Right.ACCOUNTS_READ)
     query = list_query(request, LIST_FILTERS)
     await consistent_read(request)
     rows, total = await queries.list_accounts(runtime(request).pool, query)
@@ -83,7 +83,7 @@ async def list_accounts(request: web.Request) -> web.Response:
 async def get(request: web.Request) -> web.Response:
     if (at := audit.as_of_param(request)) is not None:
         return await audit.account_as_of(request, at)
-    authorize(request, Right.READ)
+    authorize(request, Right.ACCOUNTS_READ)
     await consistent_read(request)
     row = await queries.get_account(runtime(request).pool, account_id(request))
     if row is None:
