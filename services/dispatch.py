@@ -103,6 +103,18 @@ RIGHTS: Mapping[type, Right] = {
 """The right a caller needs to send each of the callers' commands."""
 
 
+def rights_needed(command: object) -> tuple[Right, ...]:
+    """The rights a caller needs to send ``command``: its kind's, and for an account created with
+    roles or teams the rights of assigning them and of adding members too."""
+    needed = [RIGHTS[type(command)]]
+    if isinstance(command, account_commands.CreateAccount):
+        if command.assigned_roles:
+            needed.append(Right.ROLES_WRITE)
+        if command.team_ids:
+            needed.append(Right.TEAMS_WRITE)
+    return tuple(needed)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -136,6 +148,9 @@ class Dispatcher:
         if handler is None:
             raise TypeError(f"no handler for {type(command).__name__}")
         self.authorize(type(command), actor)
+        if not isinstance(actor, SystemActor):
+            for right in rights_needed(command):
+                require(actor, self._deps.organization_id, right)
         credential = ctx.actor_token_id
         if idempotency_key is None or credential is None:
             return await handler(self._deps, ctx, actor, command)
