@@ -103,18 +103,6 @@ RIGHTS: Mapping[type, Right] = {
 """The right a caller needs to send each of the callers' commands."""
 
 
-def rights_needed(command: object) -> tuple[Right, ...]:
-    """The rights a caller needs to send ``command``: its kind's, and for an account created with
-    roles or teams the rights of assigning them and of adding members too."""
-    needed = [RIGHTS[type(command)]]
-    if isinstance(command, account_commands.CreateAccount):
-        if command.assigned_roles:
-            needed.append(Right.ROLES_WRITE)
-        if command.team_ids:
-            needed.append(Right.TEAMS_WRITE)
-    return tuple(needed)
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -122,20 +110,34 @@ class Dispatcher:
         *,
         claims: IdempotencyClaims | None = None,
         handlers: Mapping[type, Handler] = HANDLERS,
+        rights: Mapping[type, Right] = RIGHTS,
     ) -> None:
-        """``claims`` may be left out by doors that never send a key (the scheduler, bootstrap)."""
+        """``claims`` may be left out by doors that never send a key (the scheduler, bootstrap). A
+        command of ``handlers`` without a right in ``rights`` is refused to every caller."""
         self._deps = deps
         self._claims = claims
         self._handlers = handlers
+        self._rights = rights
 
     def authorize(self, kind: type, actor: Actor | SystemActor) -> None:
         """Refuses (``Forbidden``) an actor that may not send commands of type ``kind`` at all. A door
         may ask before it reads the rest of a request (a refusal then comes before a bad body)."""
         if isinstance(actor, SystemActor):
             return
-        if kind in SYSTEM_COMMANDS:
+        if kind in SYSTEM_COMMANDS or kind not in self._rights:
             raise Forbidden("this command is tokenledger's own")
-        require(actor, self._deps.organization_id, RIGHTS[kind])
+        require(actor, self._deps.organization_id, self._rights[kind])
+
+    def _rights_needed(self, command: object) -> tuple[Right, ...]:
+        """The rights a caller needs to send ``command``: its kind's, and for an account created with
+        roles or teams the rights of assigning them and of adding members too."""
+        needed = [self._rights[type(command)]]
+        if isinstance(command, account_commands.CreateAccount):
+            if command.assigned_roles:
+                needed.append(Right.ROLES_WRITE)
+            if command.team_ids:
+                needed.append(Right.TEAMS_WRITE)
+        return tuple(needed)
 
     async def dispatch(
         self,
@@ -149,7 +151,7 @@ class Dispatcher:
             raise TypeError(f"no handler for {type(command).__name__}")
         self.authorize(type(command), actor)
         if not isinstance(actor, SystemActor):
-            for right in rights_needed(command):
+            for right in self._rights_needed(command):
                 require(actor, self._deps.organization_id, right)
         credential = ctx.actor_token_id
         if idempotency_key is None or credential is None:

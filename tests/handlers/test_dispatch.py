@@ -14,7 +14,7 @@ import pytest
 from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
 from services.authorization import SYSTEM, WRITE_RIGHTS, MissingRight
 from services.commands import Forbidden
-from services.dispatch import HANDLERS, RIGHTS, SYSTEM_COMMANDS
+from services.dispatch import HANDLERS, RIGHTS, SYSTEM_COMMANDS, Dispatcher
 from services.role_holders import AccountHolder, AssignRole, TeamHolder, UnassignRole
 from services.teams.commands import AddMember, CreateTeam, DeleteTeam, RemoveMember, UpdateTeam
 from services.tokens.commands import (
@@ -172,3 +172,12 @@ async def test_a_retry_by_a_caller_that_lost_the_right_is_refused_not_replayed(w
     await world.when(command, ADMIN, key="k")
     read_only = caller("Admin", account_id=ADMIN.account_id, scopes=["identity:read"])
     await world.then_raises(MissingRight, command, read_only, key="k")
+
+
+async def test_a_command_given_a_handler_but_no_right_is_refused_to_every_caller(world: World) -> None:
+    """The message map and the rights are separate: a handler without a right fails closed."""
+    rights = {kind: right for kind, right in RIGHTS.items() if kind is not CreateTeam}
+    dispatcher = Dispatcher(world.deps, rights=rights)
+    with pytest.raises(Forbidden, match="tokenledger's own"):
+        dispatcher.authorize(CreateTeam, ADMIN)
+    dispatcher.authorize(CreateTeam, SYSTEM)
