@@ -91,7 +91,9 @@ async def create_account(
     The account's ``assigned_roles`` and ``team_ids`` are decided as the separate commands would be
     (every role in the catalogue, then the cover rule for them and for every role of the teams) and
     appended with the creation, in one append over the account's and the teams' streams: a refusal
-    of any of them appends nothing."""
+    of any of them appends nothing. A retry checks the roles it assigned against the caller's
+    rights of now; the teams' roles, checked when it joined them, may have changed since through
+    commands of their own."""
     name, description, konnect_managed = command.name, command.description, command.konnect_managed
     rotation_period_seconds = command.rotation_period_seconds
     if konnect_managed and not isinstance(actor, SystemActor):
