@@ -14,8 +14,10 @@ is replayed from here. However the run ends, the claim is ended, so a failed com
 Another credential never shares a claim nor a digest: for it the key names another command.
 
 Authorisation here is the right a command needs (``RIGHTS``: the write right of the resource
-family it changes, ``accounts:write``, ``tokens:write``, ``roles:write`` or ``teams:write``);
-what the command would hand out (a token's rights, a role) is checked by its handler under the
+family it changes, ``accounts:write``, ``tokens:write``, ``roles:write`` or ``teams:write``; an
+account created with roles or teams needs ``roles:write`` or ``teams:write`` too), refused as a
+right the token's scopes exclude or one its account lacks (``MissingRight``); what the command
+would hand out (a token's rights, a role) is checked by its handler under the
 cover rule (``services.authorization``), on the state it folds. The scheduler's and the usage
 recorder's commands are tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger
 itself) is never checked.
@@ -128,16 +130,17 @@ class Dispatcher:
             raise Forbidden("this command is tokenledger's own")
         require(actor, self._deps.organization_id, self._rights[kind])
 
-    def _rights_needed(self, command: object) -> tuple[Right, ...]:
-        """The rights a caller needs to send ``command``: its kind's, and for an account created with
-        roles or teams the rights of assigning them and of adding members too."""
-        needed = [self._rights[type(command)]]
+    @staticmethod
+    def _also_needed(command: object) -> tuple[Right, ...]:
+        """The rights ``command`` needs besides its kind's: for an account created with roles or
+        teams, those of assigning roles and of adding members."""
+        also = []
         if isinstance(command, account_commands.CreateAccount):
             if command.assigned_roles:
-                needed.append(Right.ROLES_WRITE)
+                also.append(Right.ROLES_WRITE)
             if command.team_ids:
-                needed.append(Right.TEAMS_WRITE)
-        return tuple(needed)
+                also.append(Right.TEAMS_WRITE)
+        return tuple(also)
 
     async def dispatch(
         self,
@@ -151,7 +154,7 @@ class Dispatcher:
             raise TypeError(f"no handler for {type(command).__name__}")
         self.authorize(type(command), actor)
         if not isinstance(actor, SystemActor):
-            for right in self._rights_needed(command):
+            for right in self._also_needed(command):
                 require(actor, self._deps.organization_id, right)
         credential = ctx.actor_token_id
         if idempotency_key is None or credential is None:
