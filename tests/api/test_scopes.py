@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from services.api.openapi.document import SECURITY_SCHEME, build_document, operations
-from services.authorization import ALIASES, READ_RIGHTS, WRITE_RIGHTS, Right
+from services.authorization import Right
 from services.composition import Runtime
 from tests.api.helpers import account_with_token, assert_problem
 from tests.api.identity_support import nothing_written
@@ -38,10 +38,9 @@ async def _call(api: ApiClient, method: str, path: str, token: str) -> Any:
     return await api.request(method.upper(), path, body, token=token)
 
 
-def test_every_right_is_needed_by_some_operation_and_the_aliases_are_its_families() -> None:
+def test_every_right_is_needed_by_some_operation() -> None:
     needed = {right for _path, _method, rights in _documented() for right in rights}
     assert needed == {right.value for right in Right}
-    assert ALIASES == {"identity:read": READ_RIGHTS, "identity:write": WRITE_RIGHTS}
 
 
 async def test_each_operation_needs_exactly_the_right_it_documents(
