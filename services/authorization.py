@@ -294,15 +294,19 @@ def check_can_obtain(
         raise _refuse("you cannot obtain a token of this system account", missing)
 
 
-def check_can_grant(actor: Actor | SystemActor, organization_id: str, grants: Iterable[Grant]) -> None:
+def check_can_grant(
+    actor: Actor | SystemActor, organization_id: str, grants: Iterable[Grant], fields: Sequence[str] = ()
+) -> None:
     """Granting roles (directly, or by adding a member to a team holding them) needs covering them;
-    an Identity role must moreover be held by the caller itself (Kubernetes' escalation rule)."""
+    an Identity role must moreover be held by the caller itself (Kubernetes' escalation rule).
+    ``fields`` names where each grant was in the request (``assigned_roles[0]``), for a refusal."""
     if isinstance(actor, SystemActor):
         return
     grants = list(grants)
-    for grant in grants:
+    for n, grant in enumerate(grants):
         if grant.entity_type_name == IDENTITY_ENTITY_TYPE and grant.entity_id != organization_id:
-            raise Invalid("entity_id", f"Identity roles are granted on the organization {organization_id}")
+            field = f"{fields[n]}.entity_id" if fields else "entity_id"
+            raise Invalid(field, f"Identity roles are granted on the organization {organization_id}")
     wanted = capabilities(grants, organization_id, None)
     missing = wanted.missing_from(capabilities_of(actor, organization_id))
     if missing:

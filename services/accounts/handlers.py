@@ -105,9 +105,10 @@ async def create_account(
         RoleAssignment(assignment_id=ctx.new_id(f"assignment:{n}"), **msgspec.structs.asdict(role))
         for n, role in enumerate(command.assigned_roles)
     ]
-    for n, grant in enumerate(grants):
-        _in_catalogue(deps, f"assigned_roles[{n}]", grant)
-    check_can_grant(actor, deps.organization_id, grants)
+    fields = [f"assigned_roles[{n}]" for n in range(len(grants))]
+    for field, grant in zip(fields, grants, strict=True):
+        _in_catalogue(deps, field, grant)
+    check_can_grant(actor, deps.organization_id, grants, fields)
 
     async def attempt() -> Outcome[Account]:
         state, retried = await _load_or_recorded(deps, ctx, account_id, new=True)

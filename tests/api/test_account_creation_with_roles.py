@@ -96,6 +96,10 @@ async def test_bad_roles_or_teams_are_400_naming_them_and_write_nothing(
             account_body(assigned_roles=[role("Viewer", "Identity", "not-a-uuid")]),
             "assigned_roles[0].entity_id",
         ),
+        (
+            account_body(assigned_roles=[role("Viewer", "Identity", MISSING_TEAM)]),
+            "assigned_roles[0].entity_id",
+        ),
         (account_body(team_ids=[team["id"], MISSING_TEAM]), "team_ids[1]"),
         (account_body(team_ids=[team["id"], team["id"]]), "team_ids[1]"),
         (account_body(team_ids=["not-a-uuid"]), "team_ids[0]"),

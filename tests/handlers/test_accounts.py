@@ -377,7 +377,7 @@ async def test_create_account_with_roles_and_teams_refuses_any_part_appending_no
         (create(roles=(_role("Viewer"), _role("Emperor"))), "assigned_roles[1].role_name"),
         (create(roles=(_role("Viewer", "Planets"),)), "assigned_roles[0].entity_type_name"),
         (create(roles=(_role("Viewer"), _role("Viewer"))), "assigned_roles[1]"),
-        (create(roles=(_role("Viewer", entity_id="another-organization"),)), "entity_id"),
+        (create(roles=(_role("Viewer"), _role("Viewer", entity_id=NOBODY))), "assigned_roles[1].entity_id"),
         (create(teams=(ops.team_id, NOBODY)), "team_ids[1]"),
         (create(teams=(gone.team_id,)), "team_ids[0]"),
         (create(teams=(ops.team_id, ops.team_id)), "team_ids[1]"),
