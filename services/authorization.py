@@ -3,9 +3,12 @@ them, and the one rule that stops anyone from raising rights (their own or other
 they hold.
 
 Rights come only from ``Identity`` roles on the deployment's organization (its fixed id, shown by
-``GET /v3/organizations/me``). Roles on other entity types (Control Planes, APIs...) are enforced
-by the services that own those entities, which learn them from introspection: so they are
-capabilities of every token of the account too, and they are guarded by the same rule.
+``GET /v3/organizations/me``): one per resource family and kind of access (``accounts:read``,
+``tokens:write``...), which a token's ``scopes`` narrow, by name or through the aliases of the first
+releases (``identity:read``, ``identity:write``). Roles on other entity types (Control Planes,
+APIs...) are enforced by the services that own those entities, which learn them from
+introspection: so they are capabilities of every token of the account too, and they are guarded by
+the same rule.
 
 **The rule (cover).** A caller may obtain a credential, or make someone hold a role, only within
 what it can do itself, now:
@@ -26,12 +29,15 @@ what it can do itself, now:
   team (which grants it the team's roles) needs covering those roles: for an Identity role, holding
   that very role with all its rights in scope (``check_can_grant``).
 
-A refusal is ``Forbidden`` naming what is missing. ``SYSTEM`` is tokenledger itself (bootstrap, the
-scheduler): it is not a caller and is never checked; no HTTP request can act as it.
+A refusal is ``Forbidden`` naming what is missing. A token whose scopes name none of the rights its
+account holds is refused at issue (``check_scopes_serve``): it could only ever be refused.
+``SYSTEM`` is tokenledger itself (bootstrap, the scheduler): it is not a caller and is never
+checked; no HTTP request can act as it.
 """
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Protocol
 
 import msgspec
@@ -44,22 +50,62 @@ EVERY = "*"
 
 
 class Right(enum.StrEnum):
-    READ = "identity:read"
-    WRITE = "identity:write"
+    """tokenledger's own rights, one per resource family and kind of access (docs/scopes.md names
+    the operations each allows). A token's ``scopes`` name rights, or the aliases below."""
+
+    ACCOUNTS_READ = "accounts:read"
+    ACCOUNTS_WRITE = "accounts:write"
+    TOKENS_READ = "tokens:read"
+    TOKENS_WRITE = "tokens:write"
+    ROLES_READ = "roles:read"
+    ROLES_WRITE = "roles:write"
+    TEAMS_READ = "teams:read"
+    TEAMS_WRITE = "teams:write"
     AUDIT = "audit:read"
     INTROSPECT = "tokens:introspect"
     METRICS = "metrics:read"
 
 
-SCOPES = tuple(right.value for right in Right)
+READ_RIGHTS = frozenset({Right.ACCOUNTS_READ, Right.TOKENS_READ, Right.ROLES_READ, Right.TEAMS_READ})
+WRITE_RIGHTS = frozenset({Right.ACCOUNTS_WRITE, Right.TOKENS_WRITE, Right.ROLES_WRITE, Right.TEAMS_WRITE})
+ALIASES: Mapping[str, frozenset[Right]] = MappingProxyType(
+    {"identity:read": READ_RIGHTS, "identity:write": WRITE_RIGHTS}
+)
+"""The scopes of the first releases, each the rights of every resource family it spanned."""
+SCOPES = (*(right.value for right in Right), *ALIASES)
+"""Every name a token's ``scopes`` may hold."""
 
-ROLE_RIGHTS: dict[str, frozenset[Right]] = {
-    "Admin": frozenset(Right),
-    "Viewer": frozenset({Right.READ}),
-    "Auditor": frozenset({Right.AUDIT}),
-    "Introspector": frozenset({Right.INTROSPECT}),
-    "Metrics": frozenset({Right.METRICS}),
-}
+ROLE_RIGHTS: Mapping[str, frozenset[Right]] = MappingProxyType(
+    {
+        "Admin": frozenset(Right),
+        "Viewer": READ_RIGHTS,
+        "Auditor": frozenset({Right.AUDIT}),
+        "Introspector": frozenset({Right.INTROSPECT}),
+        "Metrics": frozenset({Right.METRICS}),
+    }
+)
+
+
+def scope_rights(scopes: Iterable[str]) -> frozenset[Right]:
+    """The rights ``scopes`` name (aliases expanded; names that are neither are ignored)."""
+    rights: set[Right] = set()
+    for scope in scopes:
+        if scope in ALIASES:
+            rights |= ALIASES[scope]
+        elif scope in SCOPES:
+            rights.add(Right(scope))
+    return frozenset(rights)
+
+
+def describe(rights: Iterable[Right]) -> list[str]:
+    """``rights`` named for a person: a whole alias's rights by the alias, the others one by one."""
+    remaining = set(rights)
+    names = []
+    for alias, group in ALIASES.items():
+        if group <= remaining:
+            names.append(alias)
+            remaining -= group
+    return names + [right.value for right in Right if right in remaining]
 
 
 class Grant(Protocol):
@@ -127,7 +173,7 @@ class Capabilities(msgspec.Struct, frozen=True):
 
     def missing_from(self, held: "Capabilities") -> list[str]:
         """What of these capabilities ``held`` does not cover, each named for a person."""
-        missing = [right.value for right in sorted(self.rights - held.rights)]
+        missing = describe(self.rights - held.rights)
         missing += [f"the Identity role {role}" for role in sorted(self.identity_roles - held.identity_roles)]
         if held.organization_admin:
             return missing
@@ -166,7 +212,7 @@ def capabilities(
     for role in held:
         rights |= ROLE_RIGHTS.get(role, frozenset())
     if scopes is not None:
-        rights &= {Right(scope) for scope in scopes if scope in SCOPES}
+        rights &= scope_rights(scopes)
     grantable = frozenset(role for role in held if ROLE_RIGHTS.get(role, frozenset()) <= rights)
     entity_roles = frozenset(_entity_role(g) for g in grants if g.entity_type_name != IDENTITY_ENTITY_TYPE)
     return Capabilities(frozenset(rights), grantable, entity_roles, organization_admin)
@@ -181,12 +227,22 @@ def rights_of(actor: Actor, organization_id: str) -> frozenset[Right]:
 
 
 class MissingRight(Forbidden):
-    """The caller's token does not carry a right the action needs (recorded as ``out_of_scope``)."""
+    """The caller's token does not carry a right the action needs: because its scopes exclude it
+    (``out_of_scope``: its account holds the right) or because its account does not hold it at all
+    (``no_right``), as the usage log records it."""
+
+    def __init__(self, right: Right, *, out_of_scope: bool) -> None:
+        why = "this token's scopes exclude it" if out_of_scope else "the system account does not hold it"
+        super().__init__(f"this action needs the {right.value} right: {why}")
+        self.right = right
+        self.out_of_scope = out_of_scope
 
 
 def require(actor: Actor, organization_id: str, right: Right) -> None:
-    if right not in rights_of(actor, organization_id):
-        raise MissingRight(f"this action needs the {right.value} right")
+    if right in rights_of(actor, organization_id):
+        return
+    held = capabilities(actor.roles, organization_id, None, actor.organization_admin).rights
+    raise MissingRight(right, out_of_scope=right in held)
 
 
 def check_scopes(scopes: Sequence[str] | None) -> None:
@@ -194,7 +250,7 @@ def check_scopes(scopes: Sequence[str] | None) -> None:
         return
     for n, scope in enumerate(scopes):
         if scope not in SCOPES:
-            raise Invalid(f"scopes[{n}]", f"must be one of {', '.join(SCOPES)}", "enum")
+            raise Invalid(f"scopes[{n}]", f"must be one of {', '.join(SCOPES)}", "enum", SCOPES)
     if len(set(scopes)) != len(scopes):
         raise Invalid("scopes", "must not repeat a scope")
 
@@ -212,6 +268,21 @@ class Holdings(Protocol):
     def organization_admin(self) -> bool: ...
 
 
+def check_scopes_serve(holdings: Holdings, organization_id: str, scopes: Sequence[str] | None) -> None:
+    """A token limited to scopes must be able to use one of them now: scopes none of whose rights
+    the account holds today (directly or through its teams) are refused, rather than issuing a token
+    that is refused everything it names. Unscoped tokens are not checked (they follow the
+    account's roles, which may come later), nor ``[]``: a token for the account's roles on other
+    entity types only, which scopes do not narrow."""
+    if not scopes:
+        return
+    held = capabilities(holdings.grants, organization_id, None, holdings.organization_admin).rights
+    if held & scope_rights(scopes):
+        return
+    has = f"its roles confer only {', '.join(describe(held))}" if held else "it holds no Identity role"
+    raise Invalid("scopes", f"grant nothing this system account can do today: {has}")
+
+
 def check_can_obtain(
     actor: Actor | SystemActor, organization_id: str, holdings: Holdings, scopes: Sequence[str] | None
 ) -> None:
@@ -225,15 +296,19 @@ def check_can_obtain(
         raise _refuse("you cannot obtain a token of this system account", missing)
 
 
-def check_can_grant(actor: Actor | SystemActor, organization_id: str, grants: Iterable[Grant]) -> None:
+def check_can_grant(
+    actor: Actor | SystemActor, organization_id: str, grants: Iterable[Grant], fields: Sequence[str] = ()
+) -> None:
     """Granting roles (directly, or by adding a member to a team holding them) needs covering them;
-    an Identity role must moreover be held by the caller itself (Kubernetes' escalation rule)."""
+    an Identity role must moreover be held by the caller itself (Kubernetes' escalation rule).
+    ``fields`` names where each grant was in the request (``assigned_roles[0]``), for a refusal."""
     if isinstance(actor, SystemActor):
         return
     grants = list(grants)
-    for grant in grants:
+    for n, grant in enumerate(grants):
         if grant.entity_type_name == IDENTITY_ENTITY_TYPE and grant.entity_id != organization_id:
-            raise Invalid("entity_id", f"Identity roles are granted on the organization {organization_id}")
+            field = f"{fields[n]}.entity_id" if fields else "entity_id"
+            raise Invalid(field, f"Identity roles are granted on the organization {organization_id}")
     wanted = capabilities(grants, organization_id, None)
     missing = wanted.missing_from(capabilities_of(actor, organization_id))
     if missing:

@@ -5,14 +5,16 @@ tokens), so that the aggregates themselves stay independent.
 Holdings: an account's own role assignments, those of the live teams it is a member of (found
 through the membership claims, which commit with the membership), and whether it is the
 organization admin. A deletion's cascade: a revocation of each live token (found through the token
-name claims) and the end of each membership.
+name claims) and the end of each membership. A new account's joining: a membership of each team,
+conditional on the team as read (so its roles, which the creator must cover, cannot change
+meanwhile).
 """
 
 from events.teams import TeamMemberRemoved
 from services.accounts import model as accounts
-from services.commands import CommandContext
-from services.lookups import AccountFacts, Cascade, Holdings
-from services.ports import EventStore, StreamAppend, StreamState
+from services.commands import CommandContext, Invalid
+from services.lookups import AccountFacts, Cascade, Holdings, Joining
+from services.ports import Claim, EventStore, StreamAppend, StreamState
 from services.roles.assignment import RoleAssignment
 from services.teams import model as teams
 from services.tokens import model as tokens
@@ -52,6 +54,23 @@ class StreamDirectory:
             removal = [TeamMemberRemoved(team_id=team_id, account_id=account_id)]
             appends.append(StreamAppend(stream, ctx.new_events(stream, removal), StreamState.ANY))
         return Cascade(tuple(appends), (*token_claims, *membership_claims))
+
+    async def joining(self, ctx: CommandContext, account_id: str, team_ids: tuple[str, ...]) -> Joining:
+        appends: list[StreamAppend] = []
+        claims: list[Claim] = []
+        grants: list[RoleAssignment] = []
+        for n, team_id in enumerate(team_ids):
+            if team_id in team_ids[:n]:
+                raise Invalid(f"team_ids[{n}]", "repeats a team given before it")
+            stream = teams.stream_of(team_id)
+            team = teams.fold(team_id, await self._store.read_stream(stream))
+            if not team.live:
+                raise Invalid(f"team_ids[{n}]", "is not a team")
+            joined = teams.add_member(team, account_id)
+            appends.append(StreamAppend(stream, ctx.new_events(stream, joined), team.version))
+            claims.append(Claim(teams.membership_claim(account_id, team_id), stream))
+            grants.extend(team.roles.values())
+        return Joining(tuple(appends), tuple(claims), tuple(grants))
 
 
 def _facts(account_id: str, state: accounts.Account) -> AccountFacts:

@@ -13,8 +13,11 @@ ids and secrets from it and answers a retry from the log (``services.commands.re
 is replayed from here. However the run ends, the claim is ended, so a failed command may be retried.
 Another credential never shares a claim nor a digest: for it the key names another command.
 
-Authorisation here is the right a command needs (``identity:write`` for every caller's command);
-what the command would hand out (a token's rights, a role) is checked by its handler under the
+Authorisation here is the right a command needs (``RIGHTS``: the write right of the resource
+family it changes, ``accounts:write``, ``tokens:write``, ``roles:write`` or ``teams:write``; an
+account created with roles or teams needs ``roles:write`` or ``teams:write`` too), refused as a
+right the token's scopes exclude or one its account lacks (``MissingRight``); what the command
+would hand out (a token's rights, a role) is checked by its handler under the
 cover rule (``services.authorization``), on the state it folds. The scheduler's and the usage
 recorder's commands are tokenledger's own: refused to every caller. ``SYSTEM`` (tokenledger
 itself) is never checked.
@@ -87,6 +90,25 @@ SYSTEM_COMMANDS = frozenset(
 )
 """Commands only tokenledger itself sends (the scheduler's and the usage recorder's)."""
 
+RIGHTS: Mapping[type, Right] = {
+    account_commands.CreateAccount: Right.ACCOUNTS_WRITE,
+    account_commands.UpdateAccount: Right.ACCOUNTS_WRITE,
+    account_commands.DeleteAccount: Right.ACCOUNTS_WRITE,
+    team_commands.CreateTeam: Right.TEAMS_WRITE,
+    team_commands.UpdateTeam: Right.TEAMS_WRITE,
+    team_commands.DeleteTeam: Right.TEAMS_WRITE,
+    team_commands.AddMember: Right.TEAMS_WRITE,
+    team_commands.RemoveMember: Right.TEAMS_WRITE,
+    role_holders.AssignRole: Right.ROLES_WRITE,
+    role_holders.UnassignRole: Right.ROLES_WRITE,
+    token_commands.IssueToken: Right.TOKENS_WRITE,
+    token_commands.RenameToken: Right.TOKENS_WRITE,
+    token_commands.RevokeToken: Right.TOKENS_WRITE,
+    token_commands.RotateToken: Right.TOKENS_WRITE,
+    token_commands.DeleteToken: Right.TOKENS_WRITE,
+}
+"""The right a caller needs to send each of the callers' commands."""
+
 
 class CommandObserver(Protocol):
     def __call__(self, command_type: str, error: BaseException | None, seconds: float) -> None: ...
@@ -100,21 +122,36 @@ class Dispatcher:
         claims: IdempotencyClaims | None = None,
         handlers: Mapping[type, Handler] = HANDLERS,
         observe: CommandObserver | None = None,
+        rights: Mapping[type, Right] = RIGHTS,
     ) -> None:
-        """``claims`` may be left out by doors that never send a key (the scheduler, bootstrap)."""
+        """``claims`` may be left out by doors that never send a key (the scheduler, bootstrap). A
+        command of ``handlers`` without a right in ``rights`` is refused to every caller."""
         self._deps = deps
         self._claims = claims
         self._handlers = handlers
         self._observe = observe
+        self._rights = rights
 
     def authorize(self, kind: type, actor: Actor | SystemActor) -> None:
         """Refuses (``Forbidden``) an actor that may not send commands of type ``kind`` at all. A door
         may ask before it reads the rest of a request (a refusal then comes before a bad body)."""
         if isinstance(actor, SystemActor):
             return
-        if kind in SYSTEM_COMMANDS:
+        if kind in SYSTEM_COMMANDS or kind not in self._rights:
             raise Forbidden("this command is tokenledger's own")
-        require(actor, self._deps.organization_id, Right.WRITE)
+        require(actor, self._deps.organization_id, self._rights[kind])
+
+    @staticmethod
+    def _also_needed(command: object) -> tuple[Right, ...]:
+        """The rights ``command`` needs besides its kind's: for an account created with roles or
+        teams, those of assigning roles and of adding members."""
+        also = []
+        if isinstance(command, account_commands.CreateAccount):
+            if command.assigned_roles:
+                also.append(Right.ROLES_WRITE)
+            if command.team_ids:
+                also.append(Right.TEAMS_WRITE)
+        return tuple(also)
 
     async def dispatch(
         self,
@@ -145,6 +182,9 @@ class Dispatcher:
         if handler is None:
             raise TypeError(f"no handler for {type(command).__name__}")
         self.authorize(type(command), actor)
+        if not isinstance(actor, SystemActor):
+            for right in self._also_needed(command):
+                require(actor, self._deps.organization_id, right)
         credential = ctx.actor_token_id
         if idempotency_key is None or credential is None:
             return await handler(self._deps, ctx, actor, command)

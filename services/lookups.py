@@ -11,7 +11,7 @@ from typing import Protocol
 import msgspec
 
 from services.commands import CommandContext, Forbidden, NotFound
-from services.ports import StreamAppend
+from services.ports import Claim, StreamAppend
 from services.roles.assignment import RoleAssignment
 
 
@@ -56,6 +56,15 @@ class Cascade(msgspec.Struct, frozen=True):
     releases: tuple[str, ...]
 
 
+class Joining(msgspec.Struct, frozen=True):
+    """A new account's memberships, for the append that creates it: the team appends (each
+    conditional on the team as read), the membership claims, and the roles the teams confer."""
+
+    appends: tuple[StreamAppend, ...]
+    claims: tuple[Claim, ...]
+    grants: tuple[RoleAssignment, ...]
+
+
 class Directory(Protocol):
     async def account(self, account_id: str) -> AccountFacts: ...
 
@@ -65,4 +74,9 @@ class Directory(Protocol):
 
     async def deletion_cascade(self, ctx: CommandContext, account_id: str) -> Cascade:
         """Revocations of the account's live tokens and removals of its memberships."""
+        ...
+
+    async def joining(self, ctx: CommandContext, account_id: str, team_ids: tuple[str, ...]) -> Joining:
+        """The new account ``account_id`` joining each of ``team_ids``; ``Invalid`` naming
+        ``team_ids[n]`` for one that is not a live team or is repeated."""
         ...

@@ -1,5 +1,9 @@
 """Command handlers for system accounts: load the write model, decide, append with claims.
 
+Creating an account may give it roles and teams at once: its ``account.role_assigned`` events and
+the teams' ``team.member_added`` (found and made conditional by the directory) go in the append that
+creates it, after the same checks as assigning each role and adding it to each team.
+
 Deleting an account also revokes each of its tokens (one ``token.revoked`` each, reason
 ``account_deleted``) and ends its team memberships, in the same append: the directory
 (``services.lookups``) finds them through the uniqueness claims they hold, which commit with them.
@@ -17,6 +21,8 @@ original append, whose cascade went to other streams.
 from collections.abc import Sequence
 from functools import partial
 
+import msgspec
+
 from events import Event, LogCursor
 from services.accounts import model
 from services.accounts.commands import (
@@ -25,10 +31,11 @@ from services.accounts.commands import (
     UpdateAccount,
 )
 from services.accounts.model import Account
-from services.authorization import Actor, SystemActor
+from services.authorization import Actor, SystemActor, check_can_grant
 from services.commands import CommandContext, Conflict, Invalid, Outcome, Recorded, recorded, with_retries
 from services.dependencies import Dependencies
 from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
+from services.roles.assignment import RoleAssignment, check_in_catalogue
 
 _END_OF_APPEND_PAGE = 100
 """Events read at a time when looking for the end of a retried deletion's append."""
@@ -58,19 +65,20 @@ async def _append(
     events: Sequence[Event],
     claims: Sequence[Claim] = (),
     releases: Sequence[str] = (),
+    others: Sequence[StreamAppend] = (),
 ) -> Outcome[Account]:
+    """Appends ``events`` to the account's stream, and ``others`` to other streams in the same append."""
     if not events:
         return Outcome(state, None)
     stream = model.stream_of(state.account_id)
     expected = state.version if state.version else StreamState.NO_STREAM
+    own = StreamAppend(stream, ctx.new_events(stream, events), expected)
     try:
-        result = await deps.store.append(
-            stream, ctx.new_events(stream, events), expected, claims=claims, releases=releases
-        )
+        result = await deps.store.append_many([own, *others], claims=claims, releases=releases)
     except UniquenessViolation:
         raise Conflict("a system account with this name already exists") from None
     new_state = state
-    for event, appended in zip(events, result.events, strict=True):
+    for event, appended in zip(events, result.events[: len(events)], strict=True):
         new_state = model.evolve(new_state, event, appended.stream_version, ctx.now)
     return Outcome(new_state, result.cursor)
 
@@ -78,18 +86,50 @@ async def _append(
 async def create_account(
     deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: CreateAccount
 ) -> Outcome[Account]:
-    """Only tokenledger itself makes konnect-managed accounts (which nobody can change or delete)."""
+    """Only tokenledger itself makes konnect-managed accounts (which nobody can change or delete).
+
+    The account's ``assigned_roles`` and ``team_ids`` are decided as the separate commands would be
+    (every role in the catalogue, then the cover rule for them and for every role of the teams) and
+    appended with the creation, in one append over the account's and the teams' streams: a refusal
+    of any of them appends nothing. A retry checks the roles it assigned against the caller's
+    rights of now; the teams' roles, checked when it joined them, may have changed since through
+    commands of their own."""
     name, description, konnect_managed = command.name, command.description, command.konnect_managed
     rotation_period_seconds = command.rotation_period_seconds
     if konnect_managed and not isinstance(actor, SystemActor):
         raise Invalid("konnect_managed", "only tokenledger bootstrap makes konnect-managed system accounts")
+    if konnect_managed and command.team_ids:
+        raise Invalid("team_ids", "a konnect-managed system account never joins a team")
     account_id = ctx.new_id("account")
-    state, retried = await _load_or_recorded(deps, ctx, account_id, new=True)
-    if retried is not None:
-        return retried.original()
-    events = model.create(account_id, name, description, konnect_managed, rotation_period_seconds)
-    claim = Claim(model.name_claim(name), model.stream_of(account_id))
-    return await _append(deps, ctx, state, events, claims=[claim])
+    grants = [
+        RoleAssignment(assignment_id=ctx.new_id(f"assignment:{n}"), **msgspec.structs.asdict(role))
+        for n, role in enumerate(command.assigned_roles)
+    ]
+    fields = [f"assigned_roles[{n}]" for n in range(len(grants))]
+    for field, grant in zip(fields, grants, strict=True):
+        _in_catalogue(deps, field, grant)
+    check_can_grant(actor, deps.organization_id, grants, fields)
+
+    async def attempt() -> Outcome[Account]:
+        state, retried = await _load_or_recorded(deps, ctx, account_id, new=True)
+        if retried is not None:
+            original = retried.original()
+            return Outcome(original.state, await _end_of_append(deps, original.cursor))
+        events = model.create(account_id, name, description, konnect_managed, rotation_period_seconds, grants)
+        joining = await deps.directory.joining(ctx, account_id, command.team_ids)
+        check_can_grant(actor, deps.organization_id, joining.grants)
+        claims = [Claim(model.name_claim(name), model.stream_of(account_id)), *joining.claims]
+        return await _append(deps, ctx, state, events, claims=claims, others=joining.appends)
+
+    return await with_retries(attempt)
+
+
+def _in_catalogue(deps: Dependencies, field: str, grant: RoleAssignment) -> None:
+    """``check_in_catalogue``, its refusal naming the field under ``field`` (``assigned_roles[0]``)."""
+    try:
+        check_in_catalogue(deps.catalogue, grant)
+    except Invalid as refused:
+        raise Invalid(f"{field}.{refused.field}", refused.reason, refused.rule, refused.choices) from None
 
 
 async def update_account(

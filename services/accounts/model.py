@@ -1,6 +1,7 @@
 """The account write model: the state decisions need, folded from the account's own stream, and the
 pure decisions (state, command) -> events."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -123,18 +124,23 @@ def create(
     description: str,
     konnect_managed: bool,
     rotation_period_seconds: int | None = None,
+    roles: Sequence[RoleAssignment] = (),
 ) -> list[Event]:
+    """The new account's events: created, then each of ``roles`` assigned (no two the same role)."""
     check_new_name(name)
     check_rotation_period(rotation_period_seconds, clearing_allowed=False)
-    return [
-        AccountCreated(
-            account_id=account_id,
-            name=name,
-            description=description,
-            konnect_managed=konnect_managed,
-            rotation_period_seconds=rotation_period_seconds,
-        )
-    ]
+    for n, grant in enumerate(roles):
+        if any(grant.same_grant(earlier) for earlier in roles[:n]):
+            raise Invalid(f"assigned_roles[{n}]", "repeats a role given before it")
+    created: Event = AccountCreated(
+        account_id=account_id,
+        name=name,
+        description=description,
+        konnect_managed=konnect_managed,
+        rotation_period_seconds=rotation_period_seconds,
+    )
+    assigned = [AccountRoleAssigned(account_id=account_id, **msgspec.structs.asdict(g)) for g in roles]
+    return [created, *assigned]
 
 
 def update(

@@ -3,8 +3,10 @@ serves introspection. Every rejection is the same 401: the caller never learns w
 unknown, revoked, expired, rotated out or belongs to a disabled account.
 
 Every verification is recorded in the usage log (``UsageRecorder.record_verification``, no I/O on
-this path): a rejection before the 401 is raised; an accepted token once the handler is done, as
-``out_of_scope`` when ``authorize`` refused it a right (``OUT_OF_SCOPE``), else ``accepted``. A
+this path): a rejection before the 401 is raised; a genuine token once the handler is done, as
+rejected when it was refused a right the request needs (``REFUSAL``: ``out_of_scope`` when its
+scopes exclude a right its account holds, ``no_right`` when the account does not hold it), else
+``accepted``. A
 request without a bearer token verifies nothing and is not recorded. What the request chose (the
 path of a request no route matches, the address, the ``User-Agent``) is recorded as the usage log
 makes it recordable (``services.client_text``): whatever it contains, the next verification is
@@ -22,7 +24,7 @@ replay of that answer); no browser or intermediary may keep it.
 
 from aiohttp import web
 
-from services.api.context import OUT_OF_SCOPE, PRINCIPAL, runtime
+from services.api.context import PRINCIPAL, REFUSAL, runtime
 from services.api.metrics import PATH as METRICS_PATH
 from services.api.problems import BadRequest, Handler, InvalidParameter, Unauthenticated
 from services.api.state import RUNTIME
@@ -81,7 +83,7 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
             _operation(request),
             client_address=client_address,
             user_agent=user_agent,
-            out_of_scope=request.get(OUT_OF_SCOPE, False),
+            refusal=request.get(REFUSAL),
         )
 
 

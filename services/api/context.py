@@ -18,13 +18,15 @@ from services.api.idempotency import idempotency_key
 from services.api.problems import REQUEST_ID, ServiceUnavailable
 from services.api.state import RUNTIME, ServedRuntime
 from services.auth.principal import Principal
+from services.auth.usage_log import NO_RIGHT, OUT_OF_SCOPE
 from services.authorization import MissingRight, Right, require
 from services.commands import CommandContext, Outcome
 
 PRINCIPAL = web.RequestKey("tokenledger.principal", Principal)
-OUT_OF_SCOPE = web.RequestKey("tokenledger.out_of_scope", bool)
-"""Set by ``authorize`` when the caller's token lacks the right: its verification is recorded in
-the usage log as rejected, ``out_of_scope``."""
+REFUSAL = web.RequestKey("tokenledger.refusal", str)
+"""Set when the caller's token lacks a right the request needs: its verification is recorded in the
+usage log as rejected, ``out_of_scope`` when the account holds the right and the token's scopes
+exclude it, ``no_right`` when the account does not hold it."""
 SETTLE_SECONDS = 5.0
 _log = logging.getLogger(__name__)
 
@@ -40,13 +42,17 @@ def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
 
 
+def _refused(request: web.Request, error: MissingRight) -> None:
+    request[REFUSAL] = OUT_OF_SCOPE if error.out_of_scope else NO_RIGHT
+
+
 def authorize(request: web.Request, right: Right) -> Principal:
     """For reads: the caller, when it holds ``right``. Commands are authorised by the dispatcher."""
     actor = principal(request)
     try:
         require(actor, runtime(request).organization.organization_id, right)
-    except MissingRight:
-        request[OUT_OF_SCOPE] = True
+    except MissingRight as error:
+        _refused(request, error)
         raise
     return actor
 
@@ -55,8 +61,8 @@ def admit(request: web.Request, kind: type) -> None:
     """Refuses, before the body is read, a caller the dispatcher would refuse commands of ``kind``."""
     try:
         runtime(request).dispatcher.authorize(kind, principal(request))
-    except MissingRight:
-        request[OUT_OF_SCOPE] = True
+    except MissingRight as error:
+        _refused(request, error)
         raise
 
 
@@ -69,8 +75,8 @@ async def execute(request: web.Request, command: object) -> Outcome[Any]:
         outcome = await runtime(request).dispatcher.dispatch(
             command, principal(request), command_context(request), key
         )
-    except MissingRight:
-        request[OUT_OF_SCOPE] = True
+    except MissingRight as error:
+        _refused(request, error)
         raise
     await settle(request, outcome.cursor)
     return outcome

@@ -4,12 +4,12 @@ sliding expiry (``token.extended``) in the event log.
 ``UsageRecorder.record_verification`` (and ``record``, its shortcut for an accepted principal) is
 synchronous and never touches the database. Every verification, accepted or rejected, goes to the
 usage log (``services.auth.usage_log``: a bounded buffer stored with COPY) when the recorder has
-one. A genuine token (accepted, or refused only for lack of a right: ``out_of_scope``) also counts
-as a use: ``token.used`` throttled to one event per token per ``throttle_seconds`` (per process),
-buffered in a bounded queue (full: the use is dropped and counted), and sliding expiry. A
-background task stores the usage log's buffer and then sends the buffered uses and extensions as
-ONE command, ``RecordTokenUsage`` (``services.tokens.commands``), through the dispatcher as
-tokenledger itself (``USAGE``), every ``flush_interval`` seconds
+one. A genuine token (accepted, or refused only for lack of a right: ``out_of_scope`` or
+``no_right``) also counts as a use: ``token.used`` throttled to one event per token per
+``throttle_seconds`` (per process), buffered in a bounded queue (full: the use is dropped and
+counted), and sliding expiry. A background task stores the usage log's buffer and then sends the
+buffered uses and extensions as ONE command, ``RecordTokenUsage`` (``services.tokens.commands``),
+through the dispatcher as tokenledger itself (``USAGE``), every ``flush_interval`` seconds
 (``TOKENLEDGER_USAGE_FLUSH_SECONDS``), and once more on ``stop``. Its handler appends the batch in
 one ``append_many``; the recorder never calls the event store itself.
 
@@ -140,10 +140,11 @@ class UsageRecorder:
         presented: str = "",
         client_address: str | None = None,
         user_agent: str | None = None,
-        out_of_scope: bool = False,
+        refusal: str | None = None,
     ) -> None:
         """Notes one verification at ``now``: in the usage log, and as a use of the token when it
-        was genuine. ``presented`` is only hashed, and only when it names no token."""
+        was genuine. ``presented`` is only hashed, and only when it names no token; ``refusal``
+        says why a genuine token was refused a right (``usage_log.REFUSALS``)."""
         if self._log is not None:
             self._log.append(
                 verification,
@@ -152,7 +153,7 @@ class UsageRecorder:
                 presented=presented,
                 client_address=client_address,
                 user_agent=user_agent,
-                out_of_scope=out_of_scope,
+                refusal=refusal,
             )
         if isinstance(verification.verdict, Principal):
             self._note_use(verification.verdict, now, operation, client_address, user_agent)

@@ -3,8 +3,9 @@
 What a row holds (table ``usage_log``, migration 0005): ``position`` (drawn by the database, in
 commit order), ``occurred_at`` (the verification's ``now``), ``outcome`` (``accepted`` or
 ``rejected``), ``reason`` (for rejections: a ``Rejection`` value — ``malformed``, ``unknown``,
-``revoked``, ``expired``, ``disabled``, ``rotated_out``, ``stale`` — or ``out_of_scope``: the token
-was genuine but the request needed a right it does not carry), ``token_id`` and ``account_id``
+``revoked``, ``expired``, ``disabled``, ``rotated_out``, ``stale`` — or, for a genuine token refused a
+right the request needs, ``out_of_scope`` (its account holds the right, its scopes exclude it) or
+``no_right`` (its account does not hold the right)), ``token_id`` and ``account_id``
 when the presented secret belongs to a token, ``presented_hash`` otherwise, ``operation`` (route
 or ``introspect``), ``client_address`` and ``user_agent`` (made recordable, see below), ``recorded_at``.
 
@@ -65,7 +66,10 @@ _log = logging.getLogger(__name__)
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 OUT_OF_SCOPE = "out_of_scope"
-REASONS = (*(reason.value for reason in Rejection), OUT_OF_SCOPE)
+NO_RIGHT = "no_right"
+REFUSALS = (OUT_OF_SCOPE, NO_RIGHT)
+"""Why a genuine token was refused a right."""
+REASONS = (*(reason.value for reason in Rejection), *REFUSALS)
 """Every ``reason`` a rejected row may carry."""
 
 MAX_OPERATION = 200
@@ -187,13 +191,16 @@ class UsageLog:
         presented: str = "",
         client_address: str | None = None,
         user_agent: str | None = None,
-        out_of_scope: bool = False,
+        refusal: str | None = None,
     ) -> None:
         """Buffers one verification. ``presented`` is needed (and only hashed) when the
-        verification names no token; ``out_of_scope`` marks a genuine token refused for a right."""
+        verification names no token; ``refusal`` (one of ``REFUSALS``) marks a genuine token
+        refused a right."""
+        if refusal is not None and refusal not in REFUSALS:
+            raise ValueError(f"not a refusal: {refusal!r}")
         verdict = verification.verdict
         if isinstance(verdict, Principal):
-            outcome, reason = (REJECTED, OUT_OF_SCOPE) if out_of_scope else (ACCEPTED, None)
+            outcome, reason = (REJECTED, refusal) if refusal is not None else (ACCEPTED, None)
         else:
             outcome, reason = REJECTED, verdict.value
         token_id = verification.token_id

@@ -8,6 +8,15 @@ from services.roles.catalogue import RoleCatalogue
 REGIONS = ("us", "eu", "au", "me", "in", "sg", "*")
 
 
+class Role(msgspec.Struct, frozen=True, kw_only=True):
+    """A role to assign, as a request names it (it gets its assignment id when assigned)."""
+
+    role_name: str
+    entity_id: str
+    entity_type_name: str
+    entity_region: str
+
+
 class RoleAssignment(msgspec.Struct, frozen=True, kw_only=True):
     assignment_id: str
     role_name: str

@@ -30,7 +30,7 @@ import msgspec
 
 from events import Event, NewEvent
 from events.tokens import TokenIssued, TokenRotated
-from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes
+from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes, check_scopes_serve
 from services.commands import (
     CommandContext,
     Conflict,
@@ -137,7 +137,8 @@ async def _append(
 async def issue_token(
     deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: IssueToken
 ) -> Outcome[IssuedToken]:
-    """The caller must cover what the new token can do (``check_can_obtain``)."""
+    """The caller must cover what the new token can do (``check_can_obtain``), and scopes must name a
+    right the account holds today (``check_scopes_serve``)."""
     account_id, name, expires_at = command.account_id, command.name, command.expires_at
     scopes = list(command.scopes) if command.scopes is not None else None
     auto_extend_seconds, max_expires_at = command.auto_extend_seconds, command.max_expires_at
@@ -153,6 +154,7 @@ async def issue_token(
         if retried is not None:
             return _recorded_secret(deps, ctx, current, retried)
         # Checked against now only when deciding: a retry is answered as of the original decision.
+        check_scopes_serve(holdings, deps.organization_id, scopes)
         ceiling = model.check_expiry(
             deps.token_policy, ctx.now, expires_at, auto_extend_seconds, max_expires_at
         )

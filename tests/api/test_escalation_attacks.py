@@ -197,3 +197,101 @@ async def test_bootstrap_refuses_the_name_of_an_ordinary_account(
             await bootstrap(api_runtime.deps, api_runtime.dispatcher, ordinary["name"], api_runtime.clock())
     roles = await api.get(f"/v3/system-accounts/{ordinary['id']}/assigned-roles")
     assert roles.body["data"] == []
+
+
+async def test_a_narrow_write_token_mints_nothing_wider_than_itself(
+    api: ApiClient, api_runtime: Runtime
+) -> None:
+    """A token scoped to tokens:write alone: no unscoped token of an Admin (even its own account),
+    no token with a right it lacks; within its scope, a token as narrow as itself."""
+    account, minter = await account_with_roles(api, "Admin", scopes=["tokens:write"])
+    victim, _ = await account_with_roles(api, "Admin")
+    async with nothing_written(api_runtime):
+        for target, fields, missing in [
+            (victim, {}, "accounts:write"),
+            (account, {}, "identity:read"),
+            (account, {"scopes": ["tokens:write", "accounts:write"]}, "accounts:write"),
+            (account, {"scopes": ["identity:write"]}, "roles:write"),
+        ]:
+            reply = await api.post(
+                f"/v3/system-accounts/{target}/access-tokens", token_body(**fields), token=minter
+            )
+            assert_problem(reply, 403)
+            assert missing in reply.body["detail"], (fields, reply.body)
+    same = await api.post(
+        f"/v3/system-accounts/{victim}/access-tokens", token_body(scopes=["tokens:write"]), token=minter
+    )
+    assert same.status == 201, same.body
+    assert (await introspect(api, same.body["token"]))["scopes"] == ["tokens:write"]
+
+
+async def test_a_roles_write_token_grants_no_role_whose_rights_its_scopes_exclude(
+    api: ApiClient, api_runtime: Runtime
+) -> None:
+    """Holding Admin and Viewer, but scoped to roles:write: Viewer's read rights are outside its
+    scopes, so it cannot pass Viewer on, nor Admin, directly or by creating an account holding it."""
+    org = await organization_id(api)
+    _, granter = await account_with_roles(api, "Admin", "Viewer", scopes=["roles:write", "accounts:write"])
+    target = await create_account(api)
+    async with nothing_written(api_runtime):
+        for role_name in ("Viewer", "Admin"):
+            reply = await api.post(
+                f"/v3/system-accounts/{target['id']}/assigned-roles",
+                role(role_name, "Identity", org),
+                token=granter,
+            )
+            assert_problem(reply, 403)
+            assert f"the Identity role {role_name}" in reply.body["detail"], reply.body
+            created = await api.post(
+                "/v3/system-accounts",
+                {
+                    "name": unique("made"),
+                    "description": "",
+                    "assigned_roles": [role(role_name, "Identity", org)],
+                },
+                token=granter,
+            )
+            assert_problem(created, 403)
+
+
+async def test_a_teams_write_token_adds_nobody_to_a_team_beyond_its_scopes(
+    api: ApiClient, api_runtime: Runtime
+) -> None:
+    _, joiner = await account_with_roles(api, "Admin", "Viewer", scopes=["teams:write", "accounts:write"])
+    viewers = await create_team(api)
+    await grant_identity_role(api, f"/v3/teams/{viewers['id']}", "Viewer")
+    member = await create_account(api)
+    async with nothing_written(api_runtime):
+        joined = await api.post(
+            f"/v3/teams/{viewers['id']}/system-accounts", {"id": member["id"]}, token=joiner
+        )
+        assert_problem(joined, 403)
+        created = await api.post(
+            "/v3/system-accounts",
+            {"name": unique("made"), "description": "", "team_ids": [viewers["id"]]},
+            token=joiner,
+        )
+        assert_problem(created, 403)
+        assert "the Identity role Viewer" in created.body["detail"], created.body
+    plain = await create_team(api)
+    created = await api.post(
+        "/v3/system-accounts",
+        {"name": unique("made"), "description": "", "team_ids": [plain["id"]]},
+        token=joiner,
+    )
+    assert created.status == 201, created.body
+
+
+async def test_a_read_token_of_an_auditor_is_refused_at_issue(api: ApiClient, api_runtime: Runtime) -> None:
+    """Scopes none of whose rights the account holds would make a token refused everything: 400."""
+    auditor, _ = await account_with_roles(api, "Auditor")
+    async with nothing_written(api_runtime):
+        reply = await api.post(
+            f"/v3/system-accounts/{auditor}/access-tokens",
+            token_body(scopes=["identity:read", "tokens:write"]),
+        )
+    assert_problem(reply, 400, "scopes")
+    (why,) = reply.body["invalid_parameters"]
+    assert "grant nothing" in why["reason"] and "audit:read" in why["reason"], reply.body
+    usable = await api.post(f"/v3/system-accounts/{auditor}/access-tokens", token_body(scopes=["audit:read"]))
+    assert usable.status == 201, usable.body

@@ -7,9 +7,12 @@ Control Plane roles, held directly and through a team, and a token with random s
 accounts and teams holding random roles, with tokens of their own. Then the attacker alone acts, in
 random order, with any secret it holds: it issues tokens for any account, rotates any token, assigns
 roles to any account or team (its own too), adds and removes members, unassigns roles, creates
-accounts and teams. Every secret an answer carries goes into its wallet. After every step, each
-active secret in the wallet is introspected and its capabilities must be covered by the attacker's
-capabilities at the start, computed here by an oracle written independently of the server's.
+accounts and teams, and accounts with roles and teams in one call (what such an account holds must
+be within the attacker's rights too). Scopes are drawn from every right and alias; a token whose
+scopes grant nothing its account holds is refused at issue, as the oracle predicts. Every secret an
+answer carries goes into its wallet. After every step, each active secret in the wallet is
+introspected and its capabilities must be covered by the attacker's capabilities at the start,
+computed here by an oracle written independently of the server's.
 """
 
 import asyncio
@@ -30,14 +33,17 @@ pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
 
+READS = {"accounts:read", "tokens:read", "roles:read", "teams:read"}
+WRITES = {"accounts:write", "tokens:write", "roles:write", "teams:write"}
 IDENTITY_RIGHTS = {
-    "Admin": {"identity:read", "identity:write", "audit:read", "tokens:introspect", "metrics:read"},
-    "Viewer": {"identity:read"},
+    "Admin": READS | WRITES | {"audit:read", "tokens:introspect", "metrics:read"},
+    "Viewer": READS,
     "Auditor": {"audit:read"},
     "Introspector": {"tokens:introspect"},
     "Metrics": {"metrics:read"},
 }
-SCOPES = sorted({right for rights in IDENTITY_RIGHTS.values() for right in rights})
+ALIASES = {"identity:read": READS, "identity:write": WRITES}
+SCOPES = sorted({right for rights in IDENTITY_RIGHTS.values() for right in rights} | set(ALIASES))
 CONTROL_PLANES = ("6f1a1c7e-2a4b-4f3e-9d1e-1a2b3c4d5e01", "6f1a1c7e-2a4b-4f3e-9d1e-1a2b3c4d5e02")
 
 identity_roles = st.sets(st.sampled_from(sorted(IDENTITY_RIGHTS)), max_size=3)
@@ -54,9 +60,23 @@ scopes = st.none() | st.lists(st.sampled_from(SCOPES), unique=True, max_size=4)
 attacker_identity_roles = st.sets(st.sampled_from(sorted(IDENTITY_RIGHTS)), max_size=3).map(
     lambda r: r | {"Admin"}
 )
-attacker_scopes = st.none() | st.lists(st.sampled_from(SCOPES), unique=True, max_size=3).map(
-    lambda s: sorted({*s, "identity:write"})
-)
+attacker_scopes = st.none() | st.tuples(
+    st.lists(st.sampled_from(SCOPES), unique=True, max_size=3),
+    st.sets(st.sampled_from(sorted(WRITES | {"identity:write"})), min_size=1, max_size=3),
+).map(lambda drawn: sorted({*drawn[0], *drawn[1]}))
+
+
+def rights_of_scopes(names: list[str]) -> set[str]:
+    return set().union(*(ALIASES.get(name, {name}) for name in names))
+
+
+def identity_rights(role_names: set[str]) -> set[str]:
+    return set().union(*(IDENTITY_RIGHTS.get(name, set()) for name in role_names))
+
+
+def grants_nothing(role_names: set[str], token_scopes: list[str] | None) -> bool:
+    """The server refuses such a token at issue: scopes none of whose rights the roles confer."""
+    return bool(token_scopes) and not identity_rights(role_names) & rights_of_scopes(token_scopes or [])
 
 
 @dataclass(frozen=True)
@@ -79,9 +99,9 @@ class Capabilities:
 def capabilities(introspection: dict[str, Any], org: str) -> Capabilities:
     roles = introspection["roles"]
     held = {r["role_name"] for r in roles if r["entity_type_name"] == "Identity" and r["entity_id"] == org}
-    rights = set().union(*(IDENTITY_RIGHTS.get(name, set()) for name in held))
+    rights = identity_rights(held)
     if introspection["scopes"] is not None:
-        rights &= set(introspection["scopes"])
+        rights &= rights_of_scopes(introspection["scopes"])
     return Capabilities(
         frozenset(rights),
         frozenset(name for name in held if IDENTITY_RIGHTS.get(name, set()) <= rights),
@@ -124,11 +144,20 @@ class Escalation(RuleBasedStateMachine):
         self.give(f"/v3/system-accounts/{account}", identity, entity)
         return account
 
-    def new_token(self, account: str, token_scopes: list[str] | None) -> dict[str, Any]:
+    def new_token(self, account: str, token_scopes: list[str] | None, held: set[str]) -> str | None:
+        """A token of ``account`` (whose Identity roles are ``held``) issued by the bootstrap admin;
+        None when its scopes grant nothing the account can do, which the server refuses (400)."""
         body = {"name": unique("t"), "expires_at": in_days(1), "scopes": token_scopes}
-        issued: dict[str, Any] = self.root("POST", f"/v3/system-accounts/{account}/access-tokens", body)
-        self.tokens.append((account, issued["id"]))
-        return issued
+        reply: Reply = self.run(self.api.post(f"/v3/system-accounts/{account}/access-tokens", body))
+        if grants_nothing(held, token_scopes):
+            assert reply.status == 400 and reply.body["invalid_parameters"][0]["field"] == "scopes", (
+                reply.body
+            )
+            return None
+        assert reply.status == 201, (token_scopes, held, reply.body)
+        self.tokens.append((account, reply.body["id"]))
+        secret: str = reply.body["token"]
+        return secret
 
     def introspect(self, secret: str) -> dict[str, Any]:
         answer: dict[str, Any] = self.root("POST", "/v3/tokens/introspect", {"token": secret})
@@ -162,12 +191,17 @@ class Escalation(RuleBasedStateMachine):
         self.give(f"/v3/teams/{own_team}", team_identity, team_entity)
         self.root("POST", f"/v3/teams/{own_team}/system-accounts", {"id": self.attacker})
         self.teams.append(own_team)
-        self.wallet.append(self.new_token(self.attacker, attacker_scopes)["token"])
+        held = attacker_identity | team_identity
+        secret = self.new_token(self.attacker, attacker_scopes, held) or self.new_token(
+            self.attacker, None, held
+        )
+        assert secret is not None
+        self.wallet.append(secret)
         self.ceiling = capabilities(self.introspect(self.wallet[0]), self.org)
         for identity, entity, token_scopes in others:
             account = self.new_account(identity, entity)
             self.accounts.append(account)
-            self.new_token(account, token_scopes)
+            self.new_token(account, token_scopes, identity)
         for identity, entity in other_teams:
             team: str = self.run(create_team(self.api))["id"]
             self.give(f"/v3/teams/{team}", identity, entity)
@@ -244,6 +278,27 @@ class Escalation(RuleBasedStateMachine):
         team = self.call("POST", "/v3/teams", {"name": unique("new")}, token=secret)
         if team.status == 201:
             self.teams.append(team.body["id"])
+
+    @rule(data=st.data(), identity=identity_roles, entity=entity_roles)
+    def create_with_roles_and_teams(
+        self, data: st.DataObject, identity: set[str], entity: set[tuple[str, str, str]]
+    ) -> None:
+        """One call: an account holding the roles, a member of the teams, or nothing at all. What it
+        holds (directly and through the teams) must be within the attacker's own rights."""
+        roles = [role(name, "Identity", self.org) for name in sorted(identity)]
+        roles += [role(name, "Control Planes", cp, region) for name, cp, region in sorted(entity)]
+        teams = data.draw(st.lists(st.sampled_from(self.teams), unique=True, max_size=2))
+        body = {"name": unique("new"), "description": "", "assigned_roles": roles, "team_ids": teams}
+        reply = self.call("POST", "/v3/system-accounts", body, token=data.draw(st.sampled_from(self.wallet)))
+        if reply.status != 201:
+            return
+        account = reply.body["id"]
+        self.accounts.append(account)
+        held = self.root("GET", f"/v3/system-accounts/{account}/assigned-roles")["data"]
+        for team in teams:
+            held += self.root("GET", f"/v3/teams/{team}/assigned-roles")["data"]
+        made = capabilities({"roles": held, "scopes": None}, self.org)
+        assert made.covered_by(self.ceiling), (made, self.ceiling)
 
     @invariant()
     def no_credential_beyond_the_attackers_own(self) -> None:

@@ -15,7 +15,7 @@ def usage_path(account_id: str, token_id: str) -> str:
 
 
 async def viewer_with_history(api: ApiClient, runtime: Runtime) -> tuple[str, str, str]:
-    """A Viewer's token used once for a read (accepted), once for a write (out of scope), introspected
+    """A Viewer's token used once for a read (accepted), once for a write (no right), introspected
     once, then revoked and used again (revoked); every verification flushed. Returns the account id,
     the token id and the secret."""
     account, secret = await account_with_token(api, runtime, "Viewer")
@@ -40,7 +40,7 @@ async def test_the_timeline_of_a_token(api: ApiClient, api_runtime: Runtime) -> 
     timeline = [(item["outcome"], item["reason"], item["operation"]) for item in reply.body["data"]]
     assert timeline == [
         ("accepted", None, "GET /v3/system-accounts"),
-        ("rejected", "out_of_scope", "POST /v3/system-accounts"),
+        ("rejected", "no_right", "POST /v3/system-accounts"),
         ("accepted", None, "introspect"),
         ("rejected", "revoked", "GET /v3/system-accounts"),
     ]
@@ -81,6 +81,42 @@ async def test_pages_follow_the_next_cursor(api: ApiClient, api_runtime: Runtime
     following = await api.get(filtered.body["meta"]["page"]["next"])
     assert following.body["data"] == accepted[1:2]
     assert following.body["meta"]["page"]["next"] is None
+
+
+async def reasons(api: ApiClient, runtime: Runtime, account: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """(outcome, reason, operation) of each verification of the account's one token, flushed."""
+    assert await runtime.usage.flush()
+    [token] = (await api.get(f"/v3/system-accounts/{account['id']}/access-tokens")).body["data"]
+    timeline = (await api.get(usage_path(account["id"], token["id"]) + "?page[size]=100")).body["data"]
+    return [(item["outcome"], item["reason"], item["operation"]) for item in timeline]
+
+
+async def test_a_right_the_scopes_exclude_is_out_of_scope_one_the_account_lacks_is_no_right(
+    api: ApiClient, api_runtime: Runtime
+) -> None:
+    """An Admin's token scoped to reading accounts: a write is excluded by its scopes (out_of_scope);
+    an unscoped token of an account holding no role: every right is one its account lacks (no_right)."""
+    admin, narrowed = await account_with_token(api, api_runtime, "Admin", scopes=["accounts:read"])
+    assert (await api.get("/v3/system-accounts", token=narrowed)).status == 200
+    refused = await api.post("/v3/system-accounts", {"name": "x", "description": ""}, token=narrowed)
+    assert_problem(refused, 403)
+    assert "accounts:write" in refused.body["detail"] and "scopes exclude" in refused.body["detail"]
+    assert_problem(await api.get("/v3/teams", token=narrowed), 403)
+    assert await reasons(api, api_runtime, admin) == [
+        ("accepted", None, "GET /v3/system-accounts"),
+        ("rejected", "out_of_scope", "POST /v3/system-accounts"),
+        ("rejected", "out_of_scope", "GET /v3/teams"),
+    ]
+
+    nobody, unscoped = await account_with_token(api, api_runtime, None)
+    lacking = await api.get("/v3/system-accounts", token=unscoped)
+    assert_problem(lacking, 403)
+    assert "does not hold" in lacking.body["detail"]
+    assert_problem(await api.post("/v3/tokens/introspect", {"token": narrowed}, token=unscoped), 403)
+    assert await reasons(api, api_runtime, nobody) == [
+        ("rejected", "no_right", "GET /v3/system-accounts"),
+        ("rejected", "no_right", "POST /v3/tokens/introspect"),
+    ]
 
 
 async def test_time_filters(api: ApiClient, api_runtime: Runtime) -> None:

@@ -1,5 +1,8 @@
-"""The dispatcher, the one door to the command side: a caller needs ``identity:write`` for every
-command of its own, checked before anything is read, decided or replayed; the scheduler's commands
+"""The dispatcher, the one door to the command side: a caller needs the write right of the resource
+family a command changes (``RIGHTS``: ``accounts:write``, ``tokens:write``, ``roles:write``,
+``teams:write``, all four in the alias ``identity:write``), checked before anything is read, decided
+or replayed, and refused as a right its token's scopes exclude or one its account lacks; the
+scheduler's commands
 are tokenledger's own, refused to every caller however privileged and run for ``SYSTEM``; a command
 of no known type is a ``TypeError``. Nothing a refusal touches is written."""
 
@@ -9,9 +12,9 @@ import msgspec
 import pytest
 
 from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
-from services.authorization import SYSTEM, MissingRight
+from services.authorization import SYSTEM, WRITE_RIGHTS, MissingRight
 from services.commands import Forbidden
-from services.dispatch import HANDLERS, SYSTEM_COMMANDS
+from services.dispatch import HANDLERS, RIGHTS, SYSTEM_COMMANDS, Dispatcher
 from services.role_holders import AccountHolder, AssignRole, TeamHolder, UnassignRole
 from services.teams.commands import AddMember, CreateTeam, DeleteTeam, RemoveMember, UpdateTeam
 from services.tokens.commands import (
@@ -86,16 +89,43 @@ def test_every_command_has_a_sample() -> None:
     assert set(SAMPLES) == set(HANDLERS)
 
 
+def test_every_callers_command_needs_a_write_right_and_no_system_command_has_one() -> None:
+    assert set(RIGHTS) == set(CALLER_COMMANDS)
+    assert set(RIGHTS.values()) == WRITE_RIGHTS
+
+
 @pytest.mark.parametrize("kind", CALLER_COMMANDS, ids=_named)
 @pytest.mark.parametrize("who", WITHOUT_WRITE)
 async def test_a_caller_without_write_is_refused_every_command(world: World, kind: type, who: str) -> None:
     """Refused as lacking the right, before the handler could find that nothing it names exists."""
-    await world.then_raises(MissingRight, SAMPLES[kind], WITHOUT_WRITE[who], match="identity:write")
+    await world.then_raises(MissingRight, SAMPLES[kind], WITHOUT_WRITE[who], match=RIGHTS[kind].value)
 
 
 @pytest.mark.parametrize("kind", CALLER_COMMANDS, ids=_named)
 async def test_a_caller_with_write_is_admitted_to_every_command(world: World, kind: type) -> None:
     world.dispatcher.authorize(kind, caller("Viewer", "Admin", scopes=["identity:write"]))
+    world.dispatcher.authorize(kind, caller("Admin", scopes=[RIGHTS[kind].value]))
+
+
+@pytest.mark.parametrize("kind", CALLER_COMMANDS, ids=_named)
+async def test_the_write_right_of_one_family_admits_none_of_the_others(world: World, kind: type) -> None:
+    for right in sorted(WRITE_RIGHTS - {RIGHTS[kind]}):
+        narrowed = caller("Admin", scopes=[right.value, "identity:read"])
+        refused = await world.then_raises(MissingRight, SAMPLES[kind], narrowed, match=RIGHTS[kind].value)
+        assert isinstance(refused, MissingRight) and refused.out_of_scope
+
+
+@pytest.mark.parametrize("who", WITHOUT_WRITE)
+async def test_a_refusal_says_whether_the_scopes_exclude_the_right_or_the_account_lacks_it(
+    world: World, who: str
+) -> None:
+    """Only the Admin holds a write right: its scoped tokens are out of scope; the others lack it."""
+    actor = WITHOUT_WRITE[who]
+    refused = await world.then_raises(MissingRight, SAMPLES[CreateTeam], actor, match="teams:write")
+    assert isinstance(refused, MissingRight)
+    account_holds_it = who.startswith("Admin scoped") or who.startswith("every Identity role")
+    assert refused.out_of_scope == account_holds_it
+    assert ("scopes exclude it" if account_holds_it else "does not hold it") in str(refused)
 
 
 @pytest.mark.parametrize("kind", sorted(SYSTEM_COMMANDS, key=_named), ids=_named)
@@ -142,3 +172,12 @@ async def test_a_retry_by_a_caller_that_lost_the_right_is_refused_not_replayed(w
     await world.when(command, ADMIN, key="k")
     read_only = caller("Admin", account_id=ADMIN.account_id, scopes=["identity:read"])
     await world.then_raises(MissingRight, command, read_only, key="k")
+
+
+async def test_a_command_given_a_handler_but_no_right_is_refused_to_every_caller(world: World) -> None:
+    """The message map and the rights are separate: a handler without a right fails closed."""
+    rights = {kind: right for kind, right in RIGHTS.items() if kind is not CreateTeam}
+    dispatcher = Dispatcher(world.deps, rights=rights)
+    with pytest.raises(Forbidden, match="tokenledger's own"):
+        dispatcher.authorize(CreateTeam, ADMIN)
+    dispatcher.authorize(CreateTeam, SYSTEM)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from events.accounts import AccountDeleted
+from events.accounts import AccountDeleted, AccountRoleUnassigned
 from events.teams import TeamMemberAdded
 from events.tokens import TokenDeleted, TokenIssued, TokenRenamed, TokenRevoked, TokenRotated
 from services.authorization import SYSTEM
@@ -33,6 +33,8 @@ from tests.handlers.world import (
 DAY = timedelta(days=1)
 WRITER = caller("Admin", scopes=["identity:write"])
 """An Admin whose token carries only identity:write."""
+EVERY_ROLE = caller("Admin", "Viewer", "Auditor", "Introspector")
+"""A caller holding every Identity role: it covers a token of any account holding Identity roles."""
 
 
 def _token(token_id: str) -> str:
@@ -49,8 +51,8 @@ def _issue(account_id: str, name: str = "deploy", **fields: object) -> IssueToke
 
 async def test_issue_token_records_the_hash_of_the_secret_it_returns_once(world: World) -> None:
     account = account_created()
-    await world.given(account)
-    outcome = await world.when(_issue(account.account_id, scopes=("identity:read",)))
+    await world.given(account, role_assigned(account, "Viewer"))
+    outcome = await world.when(_issue(account.account_id, scopes=("identity:read",)), EVERY_ROLE)
     token, secret = outcome.state.token, outcome.state.secret
     assert is_well_formed(secret)
     assert world.then() == [
@@ -129,6 +131,7 @@ async def test_issue_token_needs_covering_what_the_token_can_do(world: World) ->
     await world.given(
         auditor,
         role_assigned(auditor, "Auditor"),
+        role_assigned(auditor, "Viewer"),
         admin,
         role_assigned(admin, "Admin"),
         team,
@@ -149,6 +152,56 @@ async def test_issue_token_needs_covering_what_the_token_can_do(world: World) ->
     assert scoped.state.token.scopes == ["identity:read"]
     await world.when(_issue(managed.account_id), SYSTEM)
     assert len(world.then()) == 1
+
+
+async def test_issue_token_refuses_scopes_that_grant_nothing_the_account_can_do(world: World) -> None:
+    """Scopes none of whose rights the account holds today (directly or through a team) make a token
+    that is refused everything it names: a 400 naming ``scopes`` and what the account does hold."""
+    bare, auditor, member, team = account_created(), account_created(), account_created(), team_created()
+    await world.given(
+        bare,
+        auditor,
+        role_assigned(auditor, "Auditor"),
+        team,
+        role_assigned(team, "Viewer"),
+        member,
+        TeamMemberAdded(team_id=team.team_id, account_id=member.account_id),
+    )
+    refusals = [
+        (bare.account_id, ("accounts:read",), "holds no Identity role"),
+        (auditor.account_id, ("identity:read",), "confer only audit:read"),
+        (member.account_id, ("accounts:write", "audit:read"), "confer only identity:read"),
+    ]
+    for account_id, scopes, reason in refusals:
+        refused = await world.then_raises(
+            Invalid, _issue(account_id, scopes=scopes), EVERY_ROLE, match=reason
+        )
+        assert isinstance(refused, Invalid) and refused.field == "scopes"
+    for account_id, scopes in [
+        (auditor.account_id, ("accounts:read", "audit:read")),  # one right it holds is enough
+        (member.account_id, ("teams:read",)),  # held through the team
+        (bare.account_id, ()),  # no tokenledger right asked for: a token for other entity types
+        (bare.account_id, None),  # unscoped: the account's roles, whenever it gets them
+    ]:
+        await world.when(_issue(account_id, name=f"t{scopes}", scopes=scopes), EVERY_ROLE)
+        assert len(world.then()) == 1, (account_id, scopes)
+
+
+async def test_a_retried_issue_token_is_answered_after_the_account_lost_the_scoped_right(
+    world: World,
+) -> None:
+    """The check is part of the decision: a retry answers with the token it issued, as before."""
+    account = account_created()
+    viewer = role_assigned(account, "Viewer")
+    await world.given(account, viewer)
+    command = _issue(account.account_id, scopes=("accounts:read",))
+    first = await world.when(command, key="k")
+    await world.given(
+        AccountRoleUnassigned(account_id=account.account_id, assignment_id=viewer.assignment_id)
+    )
+    retry = await world.when(command, key="k")
+    assert world.then() == [] and retry == first
+    await world.then_raises(Invalid, _issue(account.account_id, name="again", scopes=("accounts:read",)))
 
 
 async def test_a_retried_issue_token_returns_the_very_secret_it_stored(world: World) -> None:

@@ -24,7 +24,7 @@ from services.api.idempotency import idempotency_key
 from services.api.parsing import read_body
 from services.api.problems import BadRequest, problem_middleware
 from services.api.state import RUNTIME, AppState
-from services.authorization import SYSTEM, Actor, MissingRight, SystemActor
+from services.authorization import SYSTEM, Actor, MissingRight, Right, SystemActor
 from services.authorization import Grant as RoleGrant
 from services.commands import CommandContext, Invalid, Outcome
 from services.dependencies import Dependencies
@@ -79,6 +79,10 @@ class Harness:
     def count(self, name: str) -> int:
         self.calls[name] = self.calls.get(name, 0) + 1
         return self.calls[name]
+
+    def rights(self) -> dict[type, Right]:
+        """What a caller needs to send each of the harness's commands."""
+        return {kind: Right.TOKENS_WRITE for kind in self.handlers()}
 
     def handlers(self) -> dict[type, Handler]:
         return {
@@ -189,7 +193,9 @@ async def harness() -> Harness:
 
 @pytest.fixture
 async def client(idempotency_store: IdempotencyStore, harness: Harness) -> AsyncIterator[Client]:
-    dispatcher = Dispatcher(_deps(), claims=idempotency_store, handlers=harness.handlers())
+    dispatcher = Dispatcher(
+        _deps(), claims=idempotency_store, handlers=harness.handlers(), rights=harness.rights()
+    )
     app = web.Application(middlewares=[problem_middleware, domain_error_middleware, fake_auth])
     for path, command_of in {
         "/tokens": _make_thing,
@@ -384,7 +390,9 @@ async def test_a_refused_actor_never_claims_a_key(
     harness: Harness, pool: asyncpg.Pool, idempotency_store: IdempotencyStore
 ) -> None:
     """Authorisation comes first: a caller refused the command neither runs it nor takes its key."""
-    dispatcher = Dispatcher(_deps(), claims=idempotency_store, handlers=harness.handlers())
+    dispatcher = Dispatcher(
+        _deps(), claims=idempotency_store, handlers=harness.handlers(), rights=harness.rights()
+    )
     credential, key = _credential(), str(uuid.uuid4())
     ctx = CommandContext(now=T0, actor_token_id=credential)
     for _ in range(2):

@@ -94,12 +94,13 @@ async def test_every_verification_is_recorded_with_its_outcome(world: World) -> 
         recorder.record_verification(
             verification, now, case, presented=presented, client_address="10.0.0.9", user_agent="curl/8"
         )
-    scoped = await verifier.check(accepted.secret, now)
-    recorder.record_verification(scoped, now, "out_of_scope", out_of_scope=True)
+    genuine = await verifier.check(accepted.secret, now)
+    for refusal in ("out_of_scope", "no_right"):
+        recorder.record_verification(genuine, now, refusal, refusal=refusal)
     assert await recorder.flush()
 
     stored = {row["operation"]: row for row in await rows(world)}
-    assert set(stored) == {*cases, "out_of_scope"}
+    assert set(stored) == {*cases, "out_of_scope", "no_right"}
     assert [stored["accepted"]["outcome"], stored["accepted"]["reason"]] == ["accepted", None]
     for case, (token, presented) in cases.items():
         row = stored[case]
@@ -116,14 +117,15 @@ async def test_every_verification_is_recorded_with_its_outcome(world: World) -> 
             assert row["token_id"] is None and row["account_id"] is None
             assert row["presented_hash"] == PresentedHasher(PEPPER)(presented)
             assert row["presented_hash"].hex() != secret_hash(presented, PEPPER)
-    out_of_scope = stored["out_of_scope"]
-    assert (out_of_scope["outcome"], out_of_scope["reason"], out_of_scope["token_id"]) == (
-        "rejected",
-        "out_of_scope",
-        accepted.token_id,
-    )
+    for refusal in ("out_of_scope", "no_right"):
+        refused = stored[refusal]
+        assert (refused["outcome"], refused["reason"], refused["token_id"]) == (
+            "rejected",
+            refusal,
+            accepted.token_id,
+        )
     # The genuine token's uses also feed token.used (last_used_at), throttled to one.
-    assert recorder.metrics.recorded == 1 and recorder.metrics.throttled == 1
+    assert recorder.metrics.recorded == 1 and recorder.metrics.throttled == 2
 
     for _token, presented in cases.values():
         leaks = await world.pool.fetchval(

@@ -13,6 +13,7 @@ from services.api.openapi.convert import to_openapi_31
 from services.api.openapi.document import build_document, merge, operations
 from services.api.openapi.reference import in_scope_reference
 from services.api.state import AppState
+from services.authorization import SCOPES
 
 KONNECT_OPERATION_COUNT = 29  # 28 tagged in scope, plus GET /organizations/me
 
@@ -122,3 +123,12 @@ def test_a_new_part_adds_its_paths_and_components(document: dict[str, Any]) -> N
     assert "/examples" in extended["paths"]
     assert "Example" in extended["components"]["schemas"]
     assert {"name": "Example"} in extended["tags"]
+
+
+def test_the_documented_scopes_are_the_ones_a_token_may_name(document: dict[str, Any]) -> None:
+    body = document["components"]["requestBodies"]["CreateSystemAccountAccessToken"]
+    items = body["content"]["application/json"]["schema"]["properties"]["scopes"]["items"]
+    assert items["enum"] == list(SCOPES)
+    for path, method, operation, _shared in operations(document):
+        for requirement in operation.get("security", document["security"]):
+            assert set(requirement.get("systemAccountAccessToken", [])) <= set(SCOPES), (method, path)

@@ -8,7 +8,9 @@
    for names), and every ``filter`` object closed (the list routes refuse unknown filters);
 3. our own parts (``PARTS``: ``parts/<name>.yaml``, each with ``paths``, ``components`` and ``tags``
    in Konnect's style). Adding an endpoint family is one YAML file and one entry in ``PARTS``;
-4. the responses every operation of this service can give that Konnect does not list on each
+4. the right each authenticated operation needs, as its security requirement
+   (``parts/operation-scopes.yaml``, which must list every one of them; docs/scopes.md);
+5. the responses every operation of this service can give that Konnect does not list on each
    (``_complete``): 400 where the operation validates input, 401/403 everywhere but public paths,
    413/415 with a body, the ``Idempotency-Key`` header and its 409/422 on POST, 503 while starting;
    the ``X-Request-Id`` header on every operation and every response, and the ``as_of`` query
@@ -45,6 +47,7 @@ AS_OF_OPERATIONS = frozenset(
     }
 )
 """The reads ``services.api.routes.audit.as_of_param`` serves as of a past instant."""
+OPERATION_SCOPES = "operation-scopes"
 SERVER_URL = "/v3"
 SECURITY_SCHEME = "systemAccountAccessToken"
 TITLE = "tokenledger"
@@ -158,6 +161,35 @@ def _as_of(document: Document) -> None:
         operation.setdefault("parameters", []).append(_ref("parameters", "AsOf"))
 
 
+SCOPES_DESCRIPTION = (
+    "\n\ntokenledger: each operation's security requirement names the right it needs (an empty list:"
+    " any valid token). The account must hold it (Admin confers every right, Viewer the read rights,"
+    " Auditor audit:read, Introspector tokens:introspect, Metrics metrics:read) and a token's scopes,"
+    " when it has any, must include it, by name or through an alias: identity:read (accounts:read,"
+    " tokens:read, roles:read, teams:read) or identity:write (accounts:write, tokens:write,"
+    " roles:write, teams:write). A right it lacks is a 403."
+)
+
+
+def _require_scopes(document: Document, scopes: Document) -> None:
+    """Sets each authenticated operation's security requirement to the rights ``scopes`` lists for
+    it; an authenticated operation it does not list, or an operation it lists that the document
+    lacks, is an error."""
+    listed = {(path, method) for path, methods in scopes.items() for method in methods}
+    for path, method, operation, _shared in operations(document):
+        if operation.get("security") == []:
+            continue
+        if (path, method) not in listed:
+            raise ValueError(f"{method} {path}: no right listed in {OPERATION_SCOPES}.yaml")
+        operation["security"] = [{SECURITY_SCHEME: list(scopes[path][method])}]
+        listed.discard((path, method))
+    if listed:
+        raise ValueError(f"{OPERATION_SCOPES}.yaml lists operations the document lacks: {sorted(listed)}")
+    schemes = document["components"]["securitySchemes"]
+    scheme = schemes[SECURITY_SCHEME]
+    schemes[SECURITY_SCHEME] = {**scheme, "description": scheme["description"] + SCOPES_DESCRIPTION}
+
+
 def _complete(document: Document) -> None:
     _as_of(document)
     for _path, method, operation, shared in operations(document):
@@ -207,6 +239,7 @@ def build_document(parts: Iterable[str] = PARTS) -> Document:
         merge(document, to_openapi_31(load_part(name)))
     _restrict(document, load_part(RESTRICTIONS))
     _close_filters(document)
+    _require_scopes(document, load_part(OPERATION_SCOPES))
     _complete(document)
     _request_ids(document)
     return document

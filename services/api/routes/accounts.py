@@ -1,6 +1,8 @@
-"""/v3/system-accounts: create, list, get, update (incl. the ``enabled`` extension), delete."""
+"""/v3/system-accounts: create (with the ``assigned_roles`` and ``team_ids`` extension), list, get,
+update (incl. the ``enabled`` extension), delete."""
 
-from typing import Annotated, TypeVar
+import uuid
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -14,7 +16,9 @@ from services.api.problems import NotFound
 from services.api.queries import accounts as queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content
+from services.api.routes.roles import AssignRole
 from services.authorization import Right
+from services.roles.assignment import Role
 
 T = TypeVar("T")
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -28,6 +32,10 @@ LIST_FILTERS: dict[str, FilterSpec] = {
 
 
 RotationPeriod = Annotated[int, msgspec.Meta(ge=0, le=MAX_DURATION_SECONDS)]
+MAX_INITIAL_ROLES = 50
+MAX_INITIAL_TEAMS = 50
+InitialRoles = Annotated[list[AssignRole], msgspec.Meta(max_length=MAX_INITIAL_ROLES)]
+InitialTeams = Annotated[list[uuid.UUID], msgspec.Meta(max_length=MAX_INITIAL_TEAMS)]
 
 
 class CreateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -36,6 +44,10 @@ class CreateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     konnect_managed: bool = False
     rotation_period_seconds: RotationPeriod | None = None
     """Extension: tokens older than this get ``token.rotation_due`` (default: the deployment's)."""
+    assigned_roles: InitialRoles | msgspec.UnsetType = msgspec.UNSET
+    """Extension: roles the account holds from its creation, each as the assign-role request has it."""
+    team_ids: InitialTeams | msgspec.UnsetType = msgspec.UNSET
+    """Extension: teams the account is a member of from its creation."""
 
     def __post_init__(self) -> None:
         self.name = name_field("name", self.name)
@@ -60,20 +72,37 @@ def _given(value: T | msgspec.UnsetType) -> T | None:
 
 
 async def create(request: web.Request) -> web.Response:
+    """The answer lists the account's roles and teams when the request named either."""
     admit(request, CreateAccount)
     body = await read_body(request, CreateSystemAccount)
+    roles = _given(body.assigned_roles) or []
+    team_ids = tuple(str(team) for team in _given(body.team_ids) or [])
     command = CreateAccount(
         name=body.name,
         description=body.description,
         konnect_managed=body.konnect_managed,
         rotation_period_seconds=body.rotation_period_seconds,
+        assigned_roles=tuple(
+            Role(
+                role_name=role.role_name,
+                entity_id=str(role.entity_id),
+                entity_type_name=role.entity_type_name,
+                entity_region=role.entity_region,
+            )
+            for role in roles
+        ),
+        team_ids=team_ids,
     )
     outcome = await execute(request, command)
-    return json(show.account(outcome.state), 201)
+    shown: dict[str, Any] = show.account(outcome.state)
+    if body.assigned_roles is not msgspec.UNSET or body.team_ids is not msgspec.UNSET:
+        shown["assigned_roles"] = [show.assigned_role(grant) for grant in outcome.state.roles.values()]
+        shown["team_ids"] = list(team_ids)
+    return json(shown, 201)
 
 
 async def list_accounts(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    authorize(request, Right.ACCOUNTS_READ)
     query = list_query(request, LIST_FILTERS)
     await consistent_read(request)
     rows, total = await queries.list_accounts(runtime(request).pool, query)
@@ -83,7 +112,7 @@ async def list_accounts(request: web.Request) -> web.Response:
 async def get(request: web.Request) -> web.Response:
     if (at := audit.as_of_param(request)) is not None:
         return await audit.account_as_of(request, at)
-    authorize(request, Right.READ)
+    authorize(request, Right.ACCOUNTS_READ)
     await consistent_read(request)
     row = await queries.get_account(runtime(request).pool, account_id(request))
     if row is None:

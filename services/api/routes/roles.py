@@ -88,7 +88,7 @@ async def unassign(request: web.Request) -> web.Response:
 async def list_account_roles(request: web.Request) -> web.Response:
     if (at := audit.as_of_param(request)) is not None:
         return await audit.roles_as_of(request, at)
-    authorize(request, Right.READ)
+    authorize(request, Right.ROLES_READ)
     owner = account_id(request)
     query = _with_canonical_entity_id(list_query(request, ACCOUNT_ROLE_FILTERS, paginated=False))
     await consistent_read(request)
@@ -100,7 +100,7 @@ async def list_account_roles(request: web.Request) -> web.Response:
 
 
 async def get_account_role(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    authorize(request, Right.ROLES_READ)
     await consistent_read(request)
     row = await queries.get_assignment(
         runtime(request).pool, "account", account_id(request), account_role_id(request)
@@ -111,7 +111,7 @@ async def get_account_role(request: web.Request) -> web.Response:
 
 
 async def list_team_roles(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    authorize(request, Right.ROLES_READ)
     owner = team_id(request)
     query = list_query(request, TEAM_ROLE_FILTERS, paginated=False)
     await consistent_read(request)
@@ -123,7 +123,7 @@ async def list_team_roles(request: web.Request) -> web.Response:
 
 
 async def get_team_role(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    authorize(request, Right.ROLES_READ)
     await consistent_read(request)
     row = await queries.get_assignment(runtime(request).pool, "team", team_id(request), team_role_id(request))
     if row is None:

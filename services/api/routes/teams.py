@@ -75,7 +75,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_teams(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    authorize(request, Right.TEAMS_READ)
     query = list_query(request, TEAM_FILTERS)
     await consistent_read(request)
     rows, total = await queries.list_teams(runtime(request).pool, query)
@@ -83,7 +83,7 @@ async def list_teams(request: web.Request) -> web.Response:
 
 
 async def get(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    authorize(request, Right.TEAMS_READ)
     await consistent_read(request)
     row = await queries.get_team(runtime(request).pool, team_id(request))
     if row is None:
@@ -128,7 +128,7 @@ async def remove_member(request: web.Request) -> web.Response:
 
 
 async def list_members(request: web.Request) -> web.Response:
-    authorize(request, Right.READ)
+    authorize(request, Right.TEAMS_READ)
     team = membership_team_id(request)
     query = list_query(request, NAME_FILTER)
     await consistent_read(request)
@@ -142,7 +142,7 @@ async def list_members(request: web.Request) -> web.Response:
 async def list_account_teams(request: web.Request) -> web.Response:
     if (at := audit.as_of_param(request)) is not None:
         return await audit.teams_as_of(request, at)
-    authorize(request, Right.READ)
+    authorize(request, Right.TEAMS_READ)
     owner = account_id(request)
     query = list_query(request, NAME_FILTER)
     await consistent_read(request)

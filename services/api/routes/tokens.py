@@ -72,7 +72,7 @@ async def create(request: web.Request) -> web.Response:
 async def list_tokens(request: web.Request) -> web.Response:
     if (at := audit.as_of_param(request)) is not None:
         return await audit.tokens_as_of(request, at)
-    authorize(request, Right.READ)
+    authorize(request, Right.TOKENS_READ)
     owner = account_id(request)
     query = list_query(request, LIST_FILTERS)
     await consistent_read(request)
@@ -94,7 +94,7 @@ async def _token_response(request: web.Request) -> web.Response:
 async def get(request: web.Request) -> web.Response:
     if (at := audit.as_of_param(request)) is not None:
         return await audit.token_as_of(request, at)
-    authorize(request, Right.READ)
+    authorize(request, Right.TOKENS_READ)
     await consistent_read(request)
     return await _token_response(request)
 
