@@ -465,3 +465,24 @@ async def test_entity_ids_are_uuids_in_any_case(api: ApiClient) -> None:
     nothing = await api.get(f"{holder}/assigned-roles?filter[entity_id][eq]=not-a-uuid")
     assert nothing.status == 200
     assert nothing.body["data"] == []
+
+
+@HOLDERS
+async def test_an_unknown_identity_role_is_a_400_whoever_asks(
+    api: ApiClient, api_runtime: Runtime, make_holder: MakeHolder
+) -> None:
+    """The catalogue is checked before the cover rule: a caller who could not grant such a role is
+    told that it does not exist (400 naming role_name, as Konnect declares), not that it lacks it."""
+    holder = await make_holder(api)
+    org = await organization_id(api)
+    _, admin = await account_with_roles(api, "Admin")
+    async with nothing_written(api_runtime):
+        for role_name in ("Overlord", "admin", "Organization Admin"):
+            reply = await api.post(f"{holder}/assigned-roles", role(role_name, "Identity", org), token=admin)
+            assert_problem(reply, 400, "role_name", "enum")
+            assert set(reply.body["invalid_parameters"][0]["choices"]) == {
+                "Admin",
+                "Viewer",
+                "Auditor",
+                "Introspector",
+            }
