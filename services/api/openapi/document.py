@@ -2,8 +2,10 @@
 
 1. Konnect's in-scope operations and the components they use (``reference.in_scope_reference``),
    converted to OpenAPI 3.1 (``convert``);
-2. our extension fields merged into Konnect's schemas (``parts/konnect-additions.yaml``), then what
-   the server enforces beyond Konnect's text merged into its request bodies and parameters
+2. our extension fields merged into Konnect's schemas (``parts/konnect-additions.yaml``), what the
+   server sends beyond Konnect's text in its response schemas (``parts/konnect-responses.yaml``:
+   fields that are null when they have no value), then what the server enforces beyond Konnect's
+   text merged into its request bodies and parameters
    (``parts/konnect-restrictions.yaml``: bounds, required fields, no unknown properties, the rule
    for names), and every ``filter`` object closed (the list routes refuse unknown filters);
 3. our own parts (``PARTS``: ``parts/<name>.yaml``, each with ``paths``, ``components`` and ``tags``
@@ -36,6 +38,7 @@ PARTS = (
     "openapi-document",
 )
 ADDITIONS = "konnect-additions"
+RESPONSES = "konnect-responses"
 RESTRICTIONS = "konnect-restrictions"
 AS_OF_OPERATIONS = frozenset(
     {
@@ -235,6 +238,7 @@ def build_document(parts: Iterable[str] = PARTS) -> Document:
         },
     }
     _add_properties(document, load_part(ADDITIONS))
+    _restrict(document, load_part(RESPONSES))
     for name in parts:
         merge(document, to_openapi_31(load_part(name)))
     _restrict(document, load_part(RESTRICTIONS))
