@@ -2,12 +2,13 @@
 
 1. Konnect's in-scope operations and the components they use (``reference.in_scope_reference``),
    converted to OpenAPI 3.1 (``convert``);
-2. our extension fields merged into Konnect's schemas (``parts/konnect-additions.yaml``), what the
-   server sends beyond Konnect's text in its response schemas (``parts/konnect-responses.yaml``:
-   fields that are null when they have no value), then what the server enforces beyond Konnect's
-   text merged into its request bodies and parameters
-   (``parts/konnect-restrictions.yaml``: bounds, required fields, no unknown properties, the rule
-   for names), and every ``filter`` object closed (the list routes refuse unknown filters);
+2. what we add to or say beyond Konnect's text, in order: our extension fields merged into its
+   schemas (``parts/konnect-additions.yaml``); our extra query parameters on its operations
+   (``parts/konnect-parameters.yaml``: page[...] on the assigned-role lists); the fields of its
+   response schemas that we send as null when they have no value (``parts/konnect-responses.yaml``);
+   what the server enforces on its request bodies and parameters (``parts/konnect-restrictions.yaml``:
+   bounds, required fields, no unknown properties, the rule for names); and every ``filter``
+   object closed (the list routes refuse unknown filters);
 3. our own parts (``PARTS``: ``parts/<name>.yaml``, each with ``paths``, ``components`` and ``tags``
    in Konnect's style). Adding an endpoint family is one YAML file and one entry in ``PARTS``;
 4. the right each authenticated operation needs, as its security requirement
@@ -38,6 +39,7 @@ PARTS = (
     "openapi-document",
 )
 ADDITIONS = "konnect-additions"
+PARAMETERS = "konnect-parameters"
 RESPONSES = "konnect-responses"
 RESTRICTIONS = "konnect-restrictions"
 AS_OF_OPERATIONS = frozenset(
@@ -81,6 +83,23 @@ def _add_properties(document: Document, additions: Document) -> None:
         if clash:
             raise ValueError(f"{pointer} already has {sorted(clash)}")
         schema["properties"].update(copy.deepcopy(properties))
+
+
+def _parameter_key(document: Document, parameter: Document) -> tuple[str, str]:
+    resolved = _parameter(document, parameter)
+    return resolved["name"], resolved["in"]
+
+
+def _add_parameters(document: Document, additions: Document) -> None:
+    for pointer, parameters in additions.items():
+        operation = _resolve_pointer(document, pointer)
+        present = operation.setdefault("parameters", [])
+        clash = {_parameter_key(document, p) for p in present} & {
+            _parameter_key(document, p) for p in parameters
+        }
+        if clash:
+            raise ValueError(f"{pointer} already has {sorted(clash)}")
+        present.extend(copy.deepcopy(parameters))
 
 
 def _deep_merge(target: Document, changes: Document) -> None:
@@ -238,6 +257,7 @@ def build_document(parts: Iterable[str] = PARTS) -> Document:
         },
     }
     _add_properties(document, load_part(ADDITIONS))
+    _add_parameters(document, load_part(PARAMETERS))
     _restrict(document, load_part(RESPONSES))
     for name in parts:
         merge(document, to_openapi_31(load_part(name)))
