@@ -15,9 +15,10 @@
    (``parts/operation-scopes.yaml``, which must list every one of them; docs/scopes.md);
 5. the responses every operation of this service can give that Konnect does not list on each
    (``_complete``): 400 where the operation validates input, 401/403 everywhere but public paths,
-   413/415 with a body, the ``Idempotency-Key`` header and its 409/422 on POST, 503 while starting;
-   the ``X-Request-Id`` header on every operation and every response, and the ``as_of`` query
-   parameter on the reads that answer as of a past instant (``AS_OF_OPERATIONS``).
+   413/415 with a body, the ``Idempotency-Key`` header and its 409/422 on POST commands (not on the
+   POST reads of ``READS_BY_POST``, which never look at the header), 503 while starting; the
+   ``X-Request-Id`` header on every operation and every response, and the ``as_of`` query parameter
+   on the reads that answer as of a past instant (``AS_OF_OPERATIONS``).
 
 Paths are relative to the one server, ``/v3``, as Konnect's are to its ``.../v3`` server.
 """
@@ -53,6 +54,8 @@ AS_OF_OPERATIONS = frozenset(
 )
 """The reads ``services.api.routes.audit.as_of_param`` serves as of a past instant."""
 OPERATION_SCOPES = "operation-scopes"
+READS_BY_POST = frozenset({"introspect-token"})
+"""POST operations that are reads: they run no command, so no ``Idempotency-Key`` (nor its 409/422)."""
 SERVER_URL = "/v3"
 SECURITY_SCHEME = "systemAccountAccessToken"
 TITLE = "tokenledger"
@@ -225,7 +228,7 @@ def _complete(document: Document) -> None:
         if "requestBody" in operation:
             added["413"] = _ref("responses", "PayloadTooLarge")
             added["415"] = _ref("responses", "UnsupportedMediaType")
-        if method == "post":
+        if method == "post" and operation.get("operationId") not in READS_BY_POST:
             operation.setdefault("parameters", []).append(_ref("parameters", "IdempotencyKey"))
             added["409"] = _ref("responses", "IdentityConflict")
             added["422"] = _ref("responses", "IdempotencyKeyReused")
