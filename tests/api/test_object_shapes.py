@@ -21,7 +21,7 @@ from services.api.state import AppState
 from services.composition import Runtime
 from services.dispatch import Dispatcher
 from services.policy import TokenPolicy
-from tests.api.helpers import in_days, issue_token, new_account
+from tests.api.helpers import grant_identity_role, in_days, issue_token, new_account
 from tests.api_fixture import ApiClient, unique
 
 KONNECT_TOKEN_FIELDS = {"id", "name", "created_at", "updated_at", "expires_at", "last_used_at"}
@@ -115,8 +115,9 @@ async def test_a_never_expiring_token_sends_expires_at_null(never_expiring_api: 
         assert_conforms(shown, schema="SystemAccountAccessToken")
 
 
-async def test_a_used_and_revoked_token_fills_its_fields(api: ApiClient) -> None:
+async def test_a_used_and_revoked_token_fills_its_fields(api: ApiClient, api_runtime: Runtime) -> None:
     account = await new_account(api)
+    await grant_identity_role(api, api_runtime, account["id"], "Viewer")
     issued = await issue_token(api, account["id"], scopes=["identity:read"], expires_at=in_days(3))
     await api.get("/v3/roles", token=issued["token"])
     path = f"/v3/system-accounts/{account['id']}/access-tokens/{issued['id']}"
