@@ -2,7 +2,8 @@
 
 The token comes as JSON (``{"token": "spat_..."}``) or, as RFC 7662 has it, as an
 ``application/x-www-form-urlencoded`` body (``token=spat_...``); ``token_type_hint`` is accepted and
-ignored (there is one kind of token). A usable token is answered with who it is and what it may do:
+ignored (there is one kind of token). Either way any other field is a 400 naming it, as the schema
+of both bodies says (no additional properties). A usable token is answered with who it is and what it may do:
 
     {"active": true, "token_id", "account_id", "account_name", "name", "exp", "iat", "scopes",
      "roles": [{"role_name", "entity_id", "entity_type_name", "entity_region", "source"}]}
@@ -36,6 +37,8 @@ OPERATION = "introspect"
 """The operation recorded in the usage log for the introspected token's verification."""
 MAX_BODY_BYTES = 4096
 FORM = "application/x-www-form-urlencoded"
+FORM_FIELDS = frozenset({"token", "token_type_hint"})
+"""The form's fields, as the JSON body's: any other is a 400, as it is in JSON."""
 
 AuthProvider = Callable[[], AuthServices | None]
 """Returns the services while the runtime is up, None while it is starting (answered with 503)."""
@@ -95,9 +98,14 @@ async def _presented_token(request: web.Request) -> str:
             )
         except (UnicodeDecodeError, ValueError):
             raise body_error("body", "request format is invalid") from None
+        unknown = sorted(set(fields) - FORM_FIELDS)
+        if unknown:
+            raise body_error(unknown[0], "is not a field of the introspection request", "unknown_property")
         tokens = fields.get("token", [])
         if len(tokens) != 1:
             raise body_error("token", "exactly one token is required", "required")
+        if len(fields.get("token_type_hint", [])) > 1:
+            raise body_error("token_type_hint", "must not be repeated", "invalid")
         return tokens[0]
     if media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")

@@ -15,7 +15,9 @@ Decisions where the spec is silent: ``page[size]`` defaults to 10 and must be 1.
 defaults to 1 and must be 1..1,000,000; an empty value (``allowEmptyValue: true``) means the default;
 a repeated parameter is a 400; ``eq`` and ``contains`` on one field may be combined (AND); ``contains``
 is case-sensitive; a boolean filter also accepts ``[eq]``; any query parameter a route does not declare
-is a 400, including ``page[...]`` on the routes that take none (the assigned-role lists). Page numbers
+is a 400, including ``page[...]`` on the route that takes none (the role catalogue). The assigned-role
+lists take ``page[...]`` too, although Konnect's spec lists none there (our extension, declared in our
+document), so that every collection pages and reports ``meta.page`` alike. Page numbers
 and filter values are read by the bounded parsers of ``services.api.parsing`` (ASCII digits within
 range; text without U+0000, at most 1024 characters), so nothing unbounded reaches SQL.
 Team labels accept both spellings of the spec: ``filter[labels.<key>][op]`` (its prose) and

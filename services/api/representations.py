@@ -1,9 +1,13 @@
 """Write models and read-model rows as Konnect v3 JSON objects.
 
-Konnect declares none of these fields nullable (except a team's description), so a value that is
-absent (a token that never expires or was never used) is left out rather than sent as null.
-Extensions beyond Konnect (``enabled``, ``state``, ``scopes``...) are extra fields: Konnect's schemas
-allow additional properties, so existing clients ignore them.
+Every field of an object is always sent, a value that is absent as null: Konnect's documented token
+responses carry ``expires_at`` and ``last_used_at`` whether or not the token expires or was used
+(as its personal access tokens do, whose schema declares them nullable), a team's ``description``
+is nullable in Konnect's schema, and our extensions (``revoked_at``, ``scopes``,
+``auto_extend_seconds``, ``max_expires_at``, ``rotation_period_seconds``) follow the same rule, so a
+client sees one shape per object. Extensions beyond Konnect are extra fields: Konnect's schemas
+allow additional properties, so existing clients ignore them. Our OpenAPI document declares which
+fields may be null.
 """
 
 import json
@@ -21,8 +25,8 @@ def timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _without_none(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
+def _optional(value: datetime | None) -> str | None:
+    return None if value is None else timestamp(value)
 
 
 def account(state: Account) -> dict[str, Any]:
@@ -54,21 +58,19 @@ def account_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def token(state: Token, now: datetime, last_used_at: datetime | None = None) -> dict[str, Any]:
     assert state.created_at is not None and state.updated_at is not None
-    return _without_none(
-        {
-            "id": state.token_id,
-            "name": state.name,
-            "created_at": timestamp(state.created_at),
-            "updated_at": timestamp(state.updated_at),
-            "expires_at": timestamp(state.expires_at) if state.expires_at else None,
-            "last_used_at": timestamp(last_used_at) if last_used_at else None,
-            "state": state.state_at(now),
-            "revoked_at": timestamp(state.revoked_at) if state.revoked_at else None,
-            "scopes": state.scopes,
-            "auto_extend_seconds": state.auto_extend_seconds,
-            "max_expires_at": timestamp(state.max_expires_at) if state.max_expires_at else None,
-        }
-    )
+    return {
+        "id": state.token_id,
+        "name": state.name,
+        "created_at": timestamp(state.created_at),
+        "updated_at": timestamp(state.updated_at),
+        "expires_at": _optional(state.expires_at),
+        "last_used_at": _optional(last_used_at),
+        "state": state.state_at(now),
+        "revoked_at": _optional(state.revoked_at),
+        "scopes": state.scopes,
+        "auto_extend_seconds": state.auto_extend_seconds,
+        "max_expires_at": _optional(state.max_expires_at),
+    }
 
 
 def token_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -76,21 +78,19 @@ def token_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     expires_at = row["expires_at"]
     if state == "ACTIVE" and expires_at is not None and expires_at <= now:
         state = "EXPIRED"
-    return _without_none(
-        {
-            "id": str(row["token_id"]),
-            "name": row["name"],
-            "created_at": timestamp(row["created_at"]),
-            "updated_at": timestamp(row["updated_at"]),
-            "expires_at": timestamp(expires_at) if expires_at else None,
-            "last_used_at": timestamp(row["last_used_at"]) if row["last_used_at"] else None,
-            "state": state,
-            "revoked_at": timestamp(row["revoked_at"]) if row["revoked_at"] else None,
-            "scopes": list(row["scopes"]) if row["scopes"] is not None else None,
-            "auto_extend_seconds": row["auto_extend_seconds"],
-            "max_expires_at": timestamp(row["max_expires_at"]) if row["max_expires_at"] else None,
-        }
-    )
+    return {
+        "id": str(row["token_id"]),
+        "name": row["name"],
+        "created_at": timestamp(row["created_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+        "expires_at": _optional(expires_at),
+        "last_used_at": _optional(row["last_used_at"]),
+        "state": state,
+        "revoked_at": _optional(row["revoked_at"]),
+        "scopes": list(row["scopes"]) if row["scopes"] is not None else None,
+        "auto_extend_seconds": row["auto_extend_seconds"],
+        "max_expires_at": _optional(row["max_expires_at"]),
+    }
 
 
 def assigned_role(grant: RoleAssignment) -> dict[str, Any]:

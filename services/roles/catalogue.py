@@ -2,9 +2,14 @@
 
 The default is Konnect's predefined roles (``predefined_roles.json``, in the exact shape of Konnect's
 ``GET /roles``), with tokenledger's own rights added under the ``Identity`` entity type: Admin,
-Viewer, Auditor, Introspector and Metrics. ``TOKENLEDGER_ROLE_CATALOGUE`` may name a JSON file of the same
-shape to replace it; the Identity roles are always kept, since the service's own authorisation
-depends on them.
+Viewer, Auditor, Introspector and Metrics; completed by ``assignable_roles.json`` (same shape): the
+entity types and roles that Konnect's ``AssignRole`` request accepts but its ``/roles`` response does
+not list (APIs, Portals, Service Hub, Networks... and the Control Planes roles its roles reference
+adds), each role placed on the entity type Kong's teams-and-roles reference gives it, and ``Control
+Plane Groups`` with the one role Kong's system-accounts how-to assigns on it (``Viewer``). Only role
+names that Konnect's ``AssignRole`` enum allows are there. ``TOKENLEDGER_ROLE_CATALOGUE`` may name a
+JSON file of the same shape to replace the default; the Identity roles are always kept, since the
+service's own authorisation depends on them.
 """
 
 import json
@@ -54,10 +59,23 @@ def _from_document(document: dict[str, Any]) -> RoleCatalogue:
     return RoleCatalogue(document=document, allowed=frozenset(allowed))
 
 
-def default_document() -> dict[str, Any]:
-    text = (resources.files("services.roles") / "predefined_roles.json").read_text()
-    document: dict[str, Any] = json.loads(text)
+def _packaged(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((resources.files("services.roles") / name).read_text())
     return document
+
+
+def _completed(document: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with ``more``'s entity types added and its roles added to the types both have."""
+    for key, entity in more.items():
+        known = document.setdefault(key, {"name": entity["name"], "roles": {}})
+        if known["name"] != entity["name"] or set(known["roles"]) & set(entity["roles"]):
+            raise CatalogueError(f"entity type {key!r} is described twice, differently")
+        known["roles"].update(entity["roles"])
+    return document
+
+
+def default_document() -> dict[str, Any]:
+    return _completed(_packaged("predefined_roles.json"), _packaged("assignable_roles.json"))
 
 
 def load_catalogue(path: Path | None) -> RoleCatalogue:

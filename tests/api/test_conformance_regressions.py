@@ -110,3 +110,30 @@ async def test_a_role_outside_its_entity_type_is_a_400_listing_that_types_roles(
     assert_problem(reply, 400, "role_name", "enum")
     assert_conforms(reply.body, "BadRequestError")
     assert "Viewer" in reply.body["invalid_parameters"][0]["choices"]
+
+
+async def test_a_null_team_description_is_a_400(api: ApiClient) -> None:
+    """Was a 201 (negative_data_rejection): Konnect's CreateTeam types ``description`` as a string."""
+    reply = await api.post("/v3/teams", {"name": unique("team"), "description": None})
+    assert_problem(reply, 400, "description")
+    assert_conforms(reply.body, "BadRequestError")
+
+
+async def test_an_unknown_field_in_an_introspection_form_is_a_400(api: ApiClient) -> None:
+    """Was a 200 (negative_data_rejection): the form body, as the JSON one, has no other fields."""
+    reply = await api.post(
+        "/v3/tokens/introspect",
+        raw=b"token=spat_unknown&token_type_hint=x&x-unknown-property=42",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_problem(reply, 400, "x-unknown-property", "unknown_property")
+    assert_conforms(reply.body, "BadRequestError")
+
+
+def test_introspection_declares_no_idempotency_key() -> None:
+    """Our document promised a 400 for a malformed Idempotency-Key on introspection, a read that
+    never looks at the header (negative_data_rejection found it answered 200)."""
+    operation = build_document()["paths"]["/tokens/introspect"]["post"]
+    names = [parameter.get("$ref", parameter.get("name")) for parameter in operation.get("parameters", [])]
+    assert not any("Idempotency" in str(name) for name in names)
+    assert {"409", "422"}.isdisjoint(operation["responses"])

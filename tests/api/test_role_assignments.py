@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from services.composition import Runtime
+from services.roles.catalogue import IDENTITY_ROLES
 from tests.api.identity_support import (
     account_with_roles,
     assert_problem,
@@ -70,7 +71,7 @@ async def test_assign_get_list_unassign(api: ApiClient, make_holder: MakeHolder)
     assert fetched.body == created.body
     listed = await api.get(f"{holder}/assigned-roles")
     assert listed.status == 200, listed.body
-    assert listed.body == {"meta": {"page": {"number": 1, "size": 1, "total": 1}}, "data": [created.body]}
+    assert listed.body == {"meta": {"page": {"number": 1, "size": 10, "total": 1}}, "data": [created.body]}
     removed = await api.delete(path)
     assert removed.status == 204
     assert removed.body is None
@@ -295,12 +296,15 @@ async def test_team_roles_filters(api: ApiClient) -> None:
     [
         (account_holder, "filter[role_name][contains]=View"),
         (account_holder, "filter[entity_region][eq]=us"),
-        (account_holder, "page[size]=5"),
-        (account_holder, "page[number]=1"),
+        (account_holder, "page[size]=0"),
+        (account_holder, "page[size]=101"),
+        (account_holder, "page[number]=0"),
+        (account_holder, "page[number]=one"),
         (account_holder, "sort=role_name"),
         (team_holder, "filter[entity_id][eq]=00000000-0000-0000-0000-000000000000"),
         (team_holder, "filter[role_name][contains]=View"),
-        (team_holder, "page[size]=5"),
+        (team_holder, "page[size]=-5"),
+        (team_holder, "page[number]=1000001"),
     ],
 )
 async def test_role_lists_reject_unsupported_parameters(
@@ -311,14 +315,27 @@ async def test_role_lists_reject_unsupported_parameters(
 
 
 @HOLDERS
-async def test_role_lists_are_not_paginated(api: ApiClient, make_holder: MakeHolder) -> None:
-    """The spec gives the assigned-role lists no page parameters: every assignment is returned."""
+async def test_role_lists_page_like_the_other_lists(api: ApiClient, make_holder: MakeHolder) -> None:
+    """page[size] (default 10, at most 100) and page[number] (from 1), in the order of assignment;
+    meta.page reports the page asked for and the total, filters apply before paging."""
     holder = await make_holder(api)
-    for _ in range(12):
-        await assign(api, holder, control_plane_viewer())
-    listed = await api.get(f"{holder}/assigned-roles")
-    assert len(listed.body["data"]) == 12
-    assert listed.body["meta"]["page"] == {"number": 1, "size": 12, "total": 12}
+    made = [(await assign(api, holder, control_plane_viewer()))["id"] for _ in range(12)]
+    first = await api.get(f"{holder}/assigned-roles")
+    assert first.body["meta"]["page"] == {"number": 1, "size": 10, "total": 12}
+    assert [r["id"] for r in first.body["data"]] == made[:10]
+    second = await api.get(f"{holder}/assigned-roles?page[number]=2")
+    assert second.body["meta"]["page"] == {"number": 2, "size": 10, "total": 12}
+    assert [r["id"] for r in second.body["data"]] == made[10:]
+    small = await api.get(f"{holder}/assigned-roles?page[size]=5&page[number]=3")
+    assert small.body["meta"]["page"] == {"number": 3, "size": 5, "total": 12}
+    assert [r["id"] for r in small.body["data"]] == made[10:]
+    beyond = await api.get(f"{holder}/assigned-roles?page[size]=5&page[number]=4")
+    assert beyond.body == {"meta": {"page": {"number": 4, "size": 5, "total": 12}}, "data": []}
+    whole = await api.get(f"{holder}/assigned-roles?page[size]=100&page[number]=")
+    assert [r["id"] for r in whole.body["data"]] == made
+    filtered = await api.get(f"{holder}/assigned-roles?filter[role_name]=Viewer&page[size]=4")
+    assert filtered.body["meta"]["page"] == {"number": 1, "size": 4, "total": 12}
+    assert [r["id"] for r in filtered.body["data"]] == made[:4]
 
 
 @HOLDERS
@@ -465,3 +482,19 @@ async def test_entity_ids_are_uuids_in_any_case(api: ApiClient) -> None:
     nothing = await api.get(f"{holder}/assigned-roles?filter[entity_id][eq]=not-a-uuid")
     assert nothing.status == 200
     assert nothing.body["data"] == []
+
+
+@HOLDERS
+async def test_an_unknown_identity_role_is_a_400_whoever_asks(
+    api: ApiClient, api_runtime: Runtime, make_holder: MakeHolder
+) -> None:
+    """The catalogue is checked before the cover rule: a caller who could not grant such a role is
+    told that it does not exist (400 naming role_name, as Konnect declares), not that it lacks it."""
+    holder = await make_holder(api)
+    org = await organization_id(api)
+    _, admin = await account_with_roles(api, "Admin")
+    async with nothing_written(api_runtime):
+        for role_name in ("Overlord", "admin", "Organization Admin"):
+            reply = await api.post(f"{holder}/assigned-roles", role(role_name, "Identity", org), token=admin)
+            assert_problem(reply, 400, "role_name", "enum")
+            assert set(reply.body["invalid_parameters"][0]["choices"]) == set(IDENTITY_ROLES)

@@ -24,7 +24,10 @@ from tests.api.identity_support import (
     ORGANIZATION_PATH,
     account_with_roles,
     assert_problem,
+    create_account,
     create_team,
+    grant_identity_role,
+    issue_token,
     organization_id,
     role,
 )
@@ -181,3 +184,75 @@ async def test_a_configured_catalogue_replaces_konnects_but_keeps_identity(
         f"/v3/teams/{team['id']}/assigned-roles", role("Viewer", "Control Planes", str(uuid.uuid4()))
     )
     assert_problem(refused, 400, "entity_type_name")
+
+
+def assign_role_enums() -> tuple[set[str], set[str]]:
+    """(entity types, role names) of Konnect's AssignRole request schema."""
+    request = reference()["components"]["requestBodies"]["AssignRole"]
+    properties = request["content"]["application/json"]["schema"]["properties"]
+    return set(properties["entity_type_name"]["enum"]), set(properties["role_name"]["enum"])
+
+
+async def test_the_catalogue_accepts_every_entity_type_and_role_of_konnects_request(api: ApiClient) -> None:
+    """Out of the box, every entity type of Konnect's AssignRole enum has roles, every role name of
+    its enum is on some entity type, and no role outside its enum is offered (Identity's are ours)."""
+    entity_types, role_names = assign_role_enums()
+    document = (await api.get("/v3/roles")).body
+    offered = {
+        (entity["name"], described["name"])
+        for entity in document.values()
+        if entity["name"] != "Identity"
+        for described in entity["roles"].values()
+    }
+    aliases = {"Mesh Control Planes": "Mesh Control Plane"}  # the request's and /roles' spellings
+    assert {aliases.get(t, t) for t in entity_types} <= {t for t, _ in offered}
+    assert {r for _, r in offered} == role_names
+    team = await create_team(api)
+    for entity_type in sorted(entity_types):
+        for role_name in sorted(r for t, r in offered if t == aliases.get(entity_type, entity_type)):
+            body = role(role_name, entity_type, str(uuid.uuid4()), "eu")
+            reply = await api.post(f"/v3/teams/{team['id']}/assigned-roles", body)
+            assert reply.status == 201, (body, reply.body)
+
+
+async def test_kongs_how_to_assigns_viewer_on_control_plane_groups(api: ApiClient) -> None:
+    """The request of Kong's system-accounts how-to, as it is written, and the answer it shows."""
+    account = await create_account(api)
+    body = {
+        "role_name": "Viewer",
+        "entity_id": "817d0422-45c9-4d88-8d64-45aef05c1ae7",
+        "entity_type_name": "Control Plane Groups",
+        "entity_region": "eu",
+    }
+    reply = await api.post(f"/v3/system-accounts/{account['id']}/assigned-roles", body)
+    assert reply.status == 201, reply.body
+    assert {k: v for k, v in reply.body.items() if k != "id"} == body
+    unknown = await api.post(
+        f"/v3/system-accounts/{account['id']}/assigned-roles", {**body, "role_name": "Overlord"}
+    )
+    assert_problem(unknown, 400, "role_name", "enum")
+    assert unknown.body["invalid_parameters"][0]["choices"] == ["Viewer"]
+
+
+async def test_the_cover_rule_holds_on_the_new_entity_types(api: ApiClient) -> None:
+    """An Identity Admin holding Viewer on a Portal in every region grants Viewer on that Portal, and
+    nothing it does not hold there or elsewhere; the organization admin grants any of them."""
+    portal = str(uuid.uuid4())
+    grantor = await create_account(api)
+    await grant_identity_role(api, f"/v3/system-accounts/{grantor['id']}", "Admin")
+    held = await api.post(
+        f"/v3/system-accounts/{grantor['id']}/assigned-roles", role("Viewer", "Portals", portal, "*")
+    )
+    assert held.status == 201, held.body
+    token = await issue_token(api, grantor["id"])
+    holder = f"/v3/system-accounts/{(await create_account(api))['id']}/assigned-roles"
+    granted = await api.post(holder, role("Viewer", "Portals", portal, "eu"), token=token)
+    assert granted.status == 201, granted.body
+    for refused in [
+        role("Admin", "Portals", portal, "eu"),
+        role("Viewer", "Portals", str(uuid.uuid4()), "eu"),
+        role("Viewer", "APIs", portal, "eu"),
+        role("Service Viewer", "Service Hub", portal, "eu"),
+    ]:
+        assert_problem(await api.post(holder, refused, token=token), 403)
+        assert (await api.post(holder, refused)).status == 201

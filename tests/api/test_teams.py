@@ -72,6 +72,7 @@ async def test_teams_may_share_a_name(api: ApiClient) -> None:
         ({"name": ""}, "name", "min_length"),
         ({"name": "x" * 251}, "name", "max_length"),
         ({"name": "ok", "description": ""}, "description", "min_length"),
+        ({"name": "ok", "description": None}, "description", None),
         ({"name": "ok", "description": "d" * 251}, "description", "max_length"),
         ({"name": "ok", "nickname": "x"}, "nickname", "unknown_property"),
         ({"name": "ok", "labels": ["env"]}, "labels", "is_object"),

@@ -381,6 +381,11 @@ async def test_a_request_without_a_token_is_a_bad_request(http) -> None:  # type
         {"json": {"token": "a", "other": 1}},
         {"data": "nothing=here", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
         {"data": "token=a&token=b", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        {"data": "token=a&other=1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        {
+            "data": "token=a&token_type_hint=x&token_type_hint=y",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
     ):
         response = await client.post("/v3/tokens/introspect", **kwargs)
         assert response.status == 400, kwargs

@@ -2,19 +2,23 @@
 
 1. Konnect's in-scope operations and the components they use (``reference.in_scope_reference``),
    converted to OpenAPI 3.1 (``convert``);
-2. our extension fields merged into Konnect's schemas (``parts/konnect-additions.yaml``), then what
-   the server enforces beyond Konnect's text merged into its request bodies and parameters
-   (``parts/konnect-restrictions.yaml``: bounds, required fields, no unknown properties, the rule
-   for names), and every ``filter`` object closed (the list routes refuse unknown filters);
+2. what we add to or say beyond Konnect's text, in order: our extension fields merged into its
+   schemas (``parts/konnect-additions.yaml``); our extra query parameters on its operations
+   (``parts/konnect-parameters.yaml``: page[...] on the assigned-role lists); the fields of its
+   response schemas that we send as null when they have no value (``parts/konnect-responses.yaml``);
+   what the server enforces on its request bodies and parameters (``parts/konnect-restrictions.yaml``:
+   bounds, required fields, no unknown properties, the rule for names); and every ``filter``
+   object closed (the list routes refuse unknown filters);
 3. our own parts (``PARTS``: ``parts/<name>.yaml``, each with ``paths``, ``components`` and ``tags``
    in Konnect's style). Adding an endpoint family is one YAML file and one entry in ``PARTS``;
 4. the right each authenticated operation needs, as its security requirement
    (``parts/operation-scopes.yaml``, which must list every one of them; docs/scopes.md);
 5. the responses every operation of this service can give that Konnect does not list on each
    (``_complete``): 400 where the operation validates input, 401/403 everywhere but public paths,
-   413/415 with a body, the ``Idempotency-Key`` header and its 409/422 on POST, 503 while starting;
-   the ``X-Request-Id`` header on every operation and every response, and the ``as_of`` query
-   parameter on the reads that answer as of a past instant (``AS_OF_OPERATIONS``).
+   413/415 with a body, the ``Idempotency-Key`` header and its 409/422 on POST commands (not on the
+   POST reads of ``READS_BY_POST``, which never look at the header), 503 while starting; the
+   ``X-Request-Id`` header on every operation and every response, and the ``as_of`` query parameter
+   on the reads that answer as of a past instant (``AS_OF_OPERATIONS``).
 
 Paths are relative to the one server, ``/v3``, as Konnect's are to its ``.../v3`` server.
 """
@@ -36,6 +40,8 @@ PARTS = (
     "openapi-document",
 )
 ADDITIONS = "konnect-additions"
+PARAMETERS = "konnect-parameters"
+RESPONSES = "konnect-responses"
 RESTRICTIONS = "konnect-restrictions"
 AS_OF_OPERATIONS = frozenset(
     {
@@ -48,6 +54,8 @@ AS_OF_OPERATIONS = frozenset(
 )
 """The reads ``services.api.routes.audit.as_of_param`` serves as of a past instant."""
 OPERATION_SCOPES = "operation-scopes"
+READS_BY_POST = frozenset({"introspect-token"})
+"""POST operations that are reads: they run no command, so no ``Idempotency-Key`` (nor its 409/422)."""
 SERVER_URL = "/v3"
 SECURITY_SCHEME = "systemAccountAccessToken"
 TITLE = "tokenledger"
@@ -78,6 +86,23 @@ def _add_properties(document: Document, additions: Document) -> None:
         if clash:
             raise ValueError(f"{pointer} already has {sorted(clash)}")
         schema["properties"].update(copy.deepcopy(properties))
+
+
+def _parameter_key(document: Document, parameter: Document) -> tuple[str, str]:
+    resolved = _parameter(document, parameter)
+    return resolved["name"], resolved["in"]
+
+
+def _add_parameters(document: Document, additions: Document) -> None:
+    for pointer, parameters in additions.items():
+        operation = _resolve_pointer(document, pointer)
+        present = operation.setdefault("parameters", [])
+        clash = {_parameter_key(document, p) for p in present} & {
+            _parameter_key(document, p) for p in parameters
+        }
+        if clash:
+            raise ValueError(f"{pointer} already has {sorted(clash)}")
+        present.extend(copy.deepcopy(parameters))
 
 
 def _deep_merge(target: Document, changes: Document) -> None:
@@ -203,7 +228,7 @@ def _complete(document: Document) -> None:
         if "requestBody" in operation:
             added["413"] = _ref("responses", "PayloadTooLarge")
             added["415"] = _ref("responses", "UnsupportedMediaType")
-        if method == "post":
+        if method == "post" and operation.get("operationId") not in READS_BY_POST:
             operation.setdefault("parameters", []).append(_ref("parameters", "IdempotencyKey"))
             added["409"] = _ref("responses", "IdentityConflict")
             added["422"] = _ref("responses", "IdempotencyKeyReused")
@@ -235,6 +260,8 @@ def build_document(parts: Iterable[str] = PARTS) -> Document:
         },
     }
     _add_properties(document, load_part(ADDITIONS))
+    _add_parameters(document, load_part(PARAMETERS))
+    _restrict(document, load_part(RESPONSES))
     for name in parts:
         merge(document, to_openapi_31(load_part(name)))
     _restrict(document, load_part(RESTRICTIONS))

@@ -90,7 +90,7 @@ async def list_account_roles(request: web.Request) -> web.Response:
         return await audit.roles_as_of(request, at)
     authorize(request, Right.ROLES_READ)
     owner = account_id(request)
-    query = _with_canonical_entity_id(list_query(request, ACCOUNT_ROLE_FILTERS, paginated=False))
+    query = _with_canonical_entity_id(list_query(request, ACCOUNT_ROLE_FILTERS))
     await consistent_read(request)
     pool = runtime(request).pool
     if await account_queries.get_account(pool, owner) is None:
@@ -113,7 +113,7 @@ async def get_account_role(request: web.Request) -> web.Response:
 async def list_team_roles(request: web.Request) -> web.Response:
     authorize(request, Right.ROLES_READ)
     owner = team_id(request)
-    query = list_query(request, TEAM_ROLE_FILTERS, paginated=False)
+    query = list_query(request, TEAM_ROLE_FILTERS)
     await consistent_read(request)
     pool = runtime(request).pool
     if await team_queries.get_team(pool, owner) is None:

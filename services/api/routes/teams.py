@@ -40,8 +40,10 @@ def membership_team_id(request: web.Request) -> str:
 
 
 class CreateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Konnect's CreateTeam types ``description`` as a string: it may be left out, but null is a 400."""
+
     name: TeamName
-    description: TeamDescription | None = None
+    description: TeamDescription | msgspec.UnsetType = msgspec.UNSET
     labels: Labels = {}
 
     def __post_init__(self) -> None:
@@ -68,7 +70,9 @@ async def create(request: web.Request) -> web.Response:
     admit(request, commands.CreateTeam)
     body = await read_body(request, CreateTeam)
     command = commands.CreateTeam(
-        name=body.name, description=body.description, labels=tuple(sorted(body.labels.items()))
+        name=body.name,
+        description=None if isinstance(body.description, msgspec.UnsetType) else body.description,
+        labels=tuple(sorted(body.labels.items())),
     )
     outcome = await execute(request, command)
     return json(show.team(outcome.state), 201)
