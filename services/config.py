@@ -109,8 +109,13 @@ def _durations(name: str, value: str) -> tuple[timedelta, ...]:
     return tuple(sorted(durations, reverse=True))
 
 
+def data_dir_of(environ: Mapping[str, str] = os.environ) -> Path:
+    """``TOKENLEDGER_DATA_DIR``, else the per-user data directory (``~/.local/share/tokenledger``)."""
+    return Path(environ.get("TOKENLEDGER_DATA_DIR") or platformdirs.user_data_path("tokenledger"))
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
-    data_dir = Path(environ.get("TOKENLEDGER_DATA_DIR") or platformdirs.user_data_path("tokenledger"))
+    data_dir = data_dir_of(environ)
     return Settings(
         database_url=environ.get("DATABASE_URL") or None,
         data_dir=data_dir,

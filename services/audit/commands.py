@@ -3,10 +3,10 @@
 Reports go to stderr and data (export lines, replay lines) to stdout, so the data can be piped.
 """
 
-import argparse
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import BinaryIO
 
 import asyncpg
@@ -22,6 +22,7 @@ from services.audit.verify import verify
 from services.config import Settings
 
 MAX_FINDINGS_SHOWN = 20
+NEXT_AFTER_IMPORT = "tokenledger projections rebuild --all"
 _encoder = msgspec.json.Encoder()
 
 
@@ -35,36 +36,13 @@ async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-async def run_audit(settings: Settings, args: argparse.Namespace) -> int:
+async def run_audit(settings: Settings, action: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
+    """Runs one action on a small pool of the configured database (migrated first)."""
     async with _pool(settings) as pool:
-        match args.action:
-            case "verify":
-                return await _verify(pool)
-            case "checkpoint":
-                return await _checkpoint(pool, args.events)
-            case "export":
-                selection = ExportFilter(
-                    recorded_from=args.recorded_from,
-                    recorded_to=args.recorded_to,
-                    account_id=args.account_id,
-                )
-                return await _export(pool, selection, sys.stdout.buffer)
-            case "export-usage":
-                usage = UsageExportFilter(
-                    after=args.after,
-                    recorded_from=args.recorded_from,
-                    recorded_to=args.recorded_to,
-                    account_id=args.account_id,
-                )
-                return await _write(export_usage_pages(pool, usage), sys.stdout.buffer)
-            case "import":
-                return await _import(pool, args.file)
-            case "replay":
-                return await _replay(pool, args, sys.stdout.buffer)
-    raise ValueError(f"unknown audit action {args.action!r}")
+        return await action(pool)
 
 
-async def _verify(pool: asyncpg.Pool) -> int:
+async def verify_log(pool: asyncpg.Pool) -> int:
     report = await verify(pool)
     print(report.summary(), file=sys.stderr)
     if report.intact:
@@ -80,7 +58,7 @@ async def _verify(pool: asyncpg.Pool) -> int:
     return 1
 
 
-async def _checkpoint(pool: asyncpg.Pool, events_per_checkpoint: int) -> int:
+async def seal_log(pool: asyncpg.Pool, events_per_checkpoint: int) -> int:
     sealed = await seal(pool, events_per_checkpoint=events_per_checkpoint)
     if not sealed:
         print("nothing to seal: every committed event is covered", file=sys.stderr)
@@ -93,11 +71,12 @@ async def _checkpoint(pool: asyncpg.Pool, events_per_checkpoint: int) -> int:
     return 0
 
 
-async def _export(pool: asyncpg.Pool, selection: ExportFilter, out: BinaryIO) -> int:
-    async for chunk in export_pages(pool, selection):
-        out.write(chunk)
-    out.flush()
-    return 0
+async def export_log(pool: asyncpg.Pool, selection: ExportFilter) -> int:
+    return await _write(export_pages(pool, selection), sys.stdout.buffer)
+
+
+async def export_usage_log(pool: asyncpg.Pool, selection: UsageExportFilter) -> int:
+    return await _write(export_usage_pages(pool, selection), sys.stdout.buffer)
 
 
 async def _write(chunks: AsyncIterator[bytes], out: BinaryIO) -> int:
@@ -107,18 +86,19 @@ async def _write(chunks: AsyncIterator[bytes], out: BinaryIO) -> int:
     return 0
 
 
-async def _import(pool: asyncpg.Pool, source: BinaryIO) -> int:
+async def import_log(pool: asyncpg.Pool, source: BinaryIO) -> int:
     try:
         count = await import_lines(pool, source)
     except ImportRefused as refused:
         print(f"import refused: {refused}", file=sys.stderr)
         return 1
-    print(f"imported {count} events; rebuild the read models with the projector", file=sys.stderr)
+    print(f"imported {count} events; build the read models next: {NEXT_AFTER_IMPORT}", file=sys.stderr)
     return 0
 
 
-async def _replay(pool: asyncpg.Pool, args: argparse.Namespace, out: BinaryIO) -> int:
-    for rights in await replay(pool, args.as_of):
+async def replay_rights(pool: asyncpg.Pool, at: datetime) -> int:
+    out = sys.stdout.buffer
+    for rights in await replay(pool, at):
         out.write(_encoder.encode(rights) + b"\n")
     out.flush()
     return 0
