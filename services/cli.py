@@ -134,6 +134,9 @@ def projections() -> None:
 def status() -> int:
     """Checkpoint and lag of each projection; exit 1 if one has failed.
 
+    The table goes to stdout, what its columns mean to stderr: live is the version (generation of
+    tables) serving reads, position the last event it applied, lag what it has not applied yet.
+
     \b
     Example:
       tokenledger projections status

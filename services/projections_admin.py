@@ -6,11 +6,21 @@ atomically once they have caught up (the old tables serve until then). A rebuild
 models: nothing is sent to Kafka (the relay has its own checkpoint, untouched by rebuilds).
 """
 
+import sys
+
 import msgspec
 
 from projections.status import ProjectionStatus
 from services.composition import open_runtime
 from services.config import Settings
+
+LEGEND = """\
+live      the version of the read model's tables that serves reads now (- : none built yet); each
+          version is one generation of the tables, built from position 0 by a projector
+position  the last log position that version has applied
+lag       events committed after it, not applied yet; lag_s: how old the oldest of them is
+health    live; rebuilding to version N (built beside the live one, switched to when caught up);
+          or failed at position P: that event stopped the projection (exit 1)"""
 
 
 def _health(row: ProjectionStatus) -> str:
@@ -36,6 +46,7 @@ async def status(settings: Settings) -> int:
             f" {row.lag_events:>9} {row.lag_seconds:>8.1f}s  {_health(row)}"
         )
         print(line)
+    print(LEGEND, file=sys.stderr)
     return 1 if failed else 0
 
 
