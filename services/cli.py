@@ -8,12 +8,12 @@ failure ends in one line on stderr and a non-zero code, never a traceback.
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
 from services.audit.cli import audit
 from services.config import ConfigError, load_settings
-from services.kafka_local.cli import kafka_local
 from services.logs import configure_logging
 from services.operator_errors import explain
 from tokenledger_client import accounts, roles, teams, tokens
@@ -205,7 +205,34 @@ def subscribe(
     return 0
 
 
-tokenledger.add_command(kafka_local)
+@tokenledger.command("kafka-local")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="PLAINTEXT listener port on 127.0.0.1 (default: a free port; Kafka cannot use 0)",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="broker data directory, kept across runs (default: $TOKENLEDGER_DATA_DIR/kafka)",
+)
+def kafka_local(port: int | None, data_dir: Path | None) -> int:
+    """Run a single-node Kafka broker (fetched with Maven, run with Java 17+) in the foreground.
+
+    Prints one line, KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT, then keeps the terminal until
+    Ctrl-C. Give serve (or relay) that variable to publish there.
+
+    \b
+    Example:
+      tokenledger kafka-local --port 9092
+    """
+    from services.kafka_local.cli import run_kafka_local
+
+    return run_kafka_local(port, data_dir)
+
+
 tokenledger.add_command(audit)
 for _client_command in (client_audit.events, client_audit.usage, client_audit.as_of):
     audit.add_command(_client_command)

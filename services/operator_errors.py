@@ -8,14 +8,7 @@
 import errno
 import socket
 
-import asyncpg
-
 from services.config import ConfigError
-
-_REFUSED_LOGIN = (
-    asyncpg.InvalidPasswordError,
-    asyncpg.InvalidAuthorizationSpecificationError,
-)
 
 
 class PortInUse(OSError):
@@ -27,6 +20,8 @@ class PortInUse(OSError):
 
 
 def explain(error: BaseException) -> str | None:
+    import asyncpg  # here, not at start-up: every command line imports this module
+
     if isinstance(error, ConfigError):
         return f"configuration error: {error}"
     if isinstance(error, PortInUse):
@@ -34,7 +29,7 @@ def explain(error: BaseException) -> str | None:
             f"cannot listen on {error.host}:{error.port}: the port is in use; stop what listens there"
             " or pass --port"
         )
-    if isinstance(error, _REFUSED_LOGIN):
+    if isinstance(error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
         return f"the database refused the login ({error}); check the user and password in DATABASE_URL"
     if isinstance(error, asyncpg.InvalidCatalogNameError):
         return f"the database does not exist ({error}); create it or fix the name in DATABASE_URL"

@@ -2,7 +2,8 @@
 
 Every answer is JSON (or empty); a problem answer becomes a :class:`ClientError` with its exit code,
 a network failure one with ``Exit.UNREACHABLE``. The token travels only in the ``Authorization``
-header and never appears in an error line.
+header and never appears in an error line. aiohttp is imported on the first request, so ``--help``
+and bad arguments answer at once.
 """
 
 import asyncio
@@ -10,12 +11,13 @@ import json
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from tokenledger_client.errors import ClientError, Exit, for_status, problem_line
 from tokenledger_client.target import Target, load_target
+
+if TYPE_CHECKING:
+    import aiohttp
 
 TIMEOUT_SECONDS = 30.0
 PAGE_SIZE = 100
@@ -25,7 +27,7 @@ Query = Mapping[str, str | int]
 class Api:
     def __init__(self, target: Target, timeout: float = TIMEOUT_SECONDS) -> None:
         self.target = target
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._runner = asyncio.Runner()
         self._session: aiohttp.ClientSession | None = None
 
@@ -40,10 +42,13 @@ class Api:
             self._runner.run(self._session.close())
         self._runner.__exit__(kind, error, trace)
 
-    async def _open(self) -> aiohttp.ClientSession:
+    async def _open(self) -> "aiohttp.ClientSession":
+        import aiohttp
+
         if self._session is None:
             headers = {"Authorization": f"Bearer {self.target.token}", "User-Agent": "tokenledger-cli"}
-            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout)
+            timeout = aiohttp.ClientTimeout(total=self._timeout)
+            self._session = aiohttp.ClientSession(headers=headers, timeout=timeout)
         return self._session
 
     async def _send(self, method: str, path: str, query: Query | None, body: Any) -> tuple[int, bytes]:
@@ -59,6 +64,8 @@ class Api:
 
     def request(self, method: str, path: str, *, query: Query | None = None, body: Any = None) -> Any:
         """The decoded answer (None when empty); a ClientError for anything but a 2xx."""
+        import aiohttp
+
         try:
             status, content = self._runner.run(self._send(method, path, query, body))
         except (aiohttp.ClientError, TimeoutError, OSError) as error:

@@ -14,10 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-import yaml
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 FORMATS = ("table", "json", "yaml")
 
@@ -26,6 +22,8 @@ FORMATS = ("table", "json", "yaml")
 class Output:
     format: str
     quiet: bool
+    chosen: bool = False
+    """Whether ``-o`` was given (``tokens issue`` prints the secret alone unless it was)."""
 
     def show(self, result: Any, columns: Sequence[str]) -> None:
         """One object or a list of objects (the API's items), in the chosen format."""
@@ -37,6 +35,8 @@ class Output:
         if self.format == "json":
             click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         elif self.format == "yaml":
+            import yaml
+
             click.echo(yaml.safe_dump(result, sort_keys=False, allow_unicode=True), nl=False)
         else:
             _table(result if isinstance(result, list) else [result], columns)
@@ -65,6 +65,10 @@ def _cell(value: Any) -> str:
 
 
 def _table(rows: list[Any], columns: Sequence[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     # Off a terminal (``-o table`` into a pipe) nothing is cut to 80 columns.
     width = None if sys.stdout.isatty() else 10_000
     console = Console(width=width, soft_wrap=False, highlight=False, emoji=False, markup=False)
@@ -82,8 +86,9 @@ def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def with_output(*args: Any, output_format: str | None, quiet: bool, **kwargs: Any) -> Any:
-        chosen = output_format or ("table" if sys.stdout.isatty() else "json")
-        return command(*args, output=Output(chosen, quiet), **kwargs)
+        shown = output_format or ("table" if sys.stdout.isatty() else "json")
+        output = Output(shown, quiet, chosen=output_format is not None)
+        return command(*args, output=output, **kwargs)
 
     with_output = click.option("-q", "--quiet", is_flag=True, help="print only ids, one a line")(with_output)
     return click.option(

@@ -80,7 +80,7 @@ def _scopes(given: tuple[str, ...]) -> list[str] | None:
 def _secret(output: Output, answer: dict[str, Any], done: str) -> None:
     expires = answer.get("expires_at") or "never"
     output.done(f"{done} access token {answer['name']} ({answer['id']}), expires {expires}")
-    if output.format in ("json", "yaml") and not output.quiet:
+    if output.chosen and output.format in ("json", "yaml") and not output.quiet:
         output.show(answer, COLUMNS)
     else:
         click.echo(answer["token"])

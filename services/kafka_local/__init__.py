@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from services.kafka_local.broker import LocalKafka
 from services.kafka_local.classpath import KAFKA_VERSION
-from services.kafka_local.cli import default_data_dir, kafka_local, run_kafka_local
+from services.kafka_local.cli import default_data_dir, run_kafka_local
 from services.kafka_local.errors import BrokerExitedError, KafkaLocalError, StartAbortedError
 
 __all__ = [
@@ -20,6 +20,5 @@ __all__ = [
     "LocalKafka",
     "StartAbortedError",
     "default_data_dir",
-    "kafka_local",
     "run_kafka_local",
 ]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from services.cli import run
-from services.kafka_local.cli import kafka_local
+from services.cli import kafka_local, run
 
 if __name__ == "__main__":
     sys.exit(run(kafka_local, prog_name="python -m services.kafka_local"))

@@ -1,6 +1,6 @@
 """The ``tokenledger kafka-local`` command: a broker in the foreground until SIGTERM/SIGINT.
 
-Owns the command (:data:`kafka_local`, a click command) and its foreground loop
+Owns the command's foreground loop (its options are in ``services.cli``)
 (:func:`run_kafka_local`): start the broker, print exactly one line
 ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:<port>`` on stdout, wait; on SIGTERM or SIGINT stop the
 broker cleanly and exit 0; if the broker dies by itself, exit non-zero with the tail of its log
@@ -19,8 +19,6 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-import click
-
 from services.config import data_dir_of
 from services.kafka_local.broker import LocalKafka
 from services.kafka_local.errors import KafkaLocalError, StartAbortedError
@@ -31,32 +29,6 @@ BOOTSTRAP_PREFIX = "KAFKA_BOOTSTRAP_SERVERS="
 def default_data_dir() -> Path:
     """Where ``kafka-local`` keeps its data when ``--data-dir`` is not given."""
     return data_dir_of() / "kafka"
-
-
-@click.command("kafka-local")
-@click.option(
-    "--port",
-    type=click.IntRange(1, 65535),
-    default=None,
-    help="PLAINTEXT listener port on 127.0.0.1 (default: a free port; Kafka cannot use 0)",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="broker data directory, kept across runs (default: $TOKENLEDGER_DATA_DIR/kafka)",
-)
-def kafka_local(port: int | None, data_dir: Path | None) -> int:
-    """Run a single-node Kafka broker (fetched with Maven, run with Java 17+) in the foreground.
-
-    Prints one line, KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT, then keeps the terminal until
-    Ctrl-C. Point serve at it with that variable.
-
-    \b
-    Example:
-      tokenledger kafka-local --port 9092
-    """
-    return run_kafka_local(port, data_dir)
 
 
 def run_kafka_local(port: int | None, data_dir: Path | None) -> int:
