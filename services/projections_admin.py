@@ -13,6 +13,7 @@ import msgspec
 from projections.status import ProjectionStatus
 from services.composition import open_runtime
 from services.config import Settings
+from services.progress import reporting
 
 LEGEND = """\
 live      the version of the read model's tables that serves reads now (- : none built yet); each
@@ -59,7 +60,9 @@ async def rebuild(settings: Settings, names: list[str], *, every: bool) -> int:
         if unknown or not chosen:
             print(f"name the projections to rebuild (or --all); known: {', '.join(known)}")
             return 2
-        switched = await runtime.projections.rebuild(*chosen)
+        total: int = await runtime.pool.fetchval("SELECT count(*) FROM events")
+        with reporting(f"rebuilding {', '.join(chosen)}", total) as advance:
+            switched = await runtime.projections.rebuild(*chosen, advance=advance)
     for name, cursor in switched.items():
         print(f"{name}: rebuilt and switched at position {cursor.position}")
     return 0

@@ -14,12 +14,13 @@ import msgspec
 
 from services import database
 from services.audit.checkpoints import seal
-from services.audit.export import ExportFilter, export_pages
+from services.audit.export import EVERYTHING, ExportFilter, export_pages
 from services.audit.importer import ImportRefused, import_lines
-from services.audit.replay import replay
+from services.audit.replay import replay, replayed_types
 from services.audit.usage_export import UsageExportFilter, export_usage_pages
 from services.audit.verify import verify
 from services.config import Settings
+from services.progress import Advance, reporting
 
 MAX_FINDINGS_SHOWN = 20
 NEXT_AFTER_IMPORT = "tokenledger projections rebuild --all"
@@ -42,8 +43,15 @@ async def run_audit(settings: Settings, action: Callable[[asyncpg.Pool], Awaitab
         return await action(pool)
 
 
+async def _events(pool: asyncpg.Pool) -> int:
+    """How many events the log holds (the total of a progress bar)."""
+    count: int = await pool.fetchval("SELECT count(*) FROM events")
+    return count
+
+
 async def verify_log(pool: asyncpg.Pool) -> int:
-    report = await verify(pool)
+    with reporting("verifying", 2 * await _events(pool), "rows") as advance:  # two passes
+        report = await verify(pool, advance)
     print(report.summary(), file=sys.stderr)
     if report.intact:
         print("intact: no event was altered, deleted or inserted", file=sys.stderr)
@@ -72,23 +80,37 @@ async def seal_log(pool: asyncpg.Pool, events_per_checkpoint: int) -> int:
 
 
 async def export_log(pool: asyncpg.Pool, selection: ExportFilter) -> int:
-    return await _write(export_pages(pool, selection), sys.stdout.buffer)
+    total = await _events(pool) if selection == EVERYTHING else None  # a filter's share is unknown
+    with reporting("exporting", total) as advance:
+        return await _write(export_pages(pool, selection), sys.stdout.buffer, advance)
 
 
 async def export_usage_log(pool: asyncpg.Pool, selection: UsageExportFilter) -> int:
     return await _write(export_usage_pages(pool, selection), sys.stdout.buffer)
 
 
-async def _write(chunks: AsyncIterator[bytes], out: BinaryIO) -> int:
+async def _write(chunks: AsyncIterator[bytes], out: BinaryIO, advance: Advance | None = None) -> int:
     async for chunk in chunks:
         out.write(chunk)
+        if advance is not None:
+            advance(chunk.count(b"\n"))
     out.flush()
     return 0
 
 
+def _lines_in(source: BinaryIO) -> int | None:
+    """The lines of a file (read once, then rewound); None for a pipe."""
+    if not source.seekable():
+        return None
+    lines = sum(block.count(b"\n") for block in iter(lambda: source.read(1 << 20), b""))
+    source.seek(0)
+    return lines
+
+
 async def import_log(pool: asyncpg.Pool, source: BinaryIO) -> int:
     try:
-        count = await import_lines(pool, source)
+        with reporting("importing", _lines_in(source)) as advance:
+            count = await import_lines(pool, source, advance)
     except ImportRefused as refused:
         print(f"import refused: {refused}", file=sys.stderr)
         return 1
@@ -98,7 +120,12 @@ async def import_log(pool: asyncpg.Pool, source: BinaryIO) -> int:
 
 async def replay_rights(pool: asyncpg.Pool, at: datetime) -> int:
     out = sys.stdout.buffer
-    for rights in await replay(pool, at):
+    total: int = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE type = ANY ($1::text[])", replayed_types()
+    )
+    with reporting("replaying", total) as advance:
+        rights_then = await replay(pool, at, advance)
+    for rights in rights_then:
         out.write(_encoder.encode(rights) + b"\n")
     out.flush()
     return 0
