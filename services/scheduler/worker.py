@@ -224,5 +224,7 @@ class Scheduler:
                         self._schedule(wake_at)
             except asyncio.CancelledError:
                 raise
+            except asyncpg.UndefinedTableError:
+                continue  # no due index yet: the tick says once that it waits for the read models
             except Exception as error:
                 _log.warning("scheduler could not look for a sooner deadline (%s)", error)

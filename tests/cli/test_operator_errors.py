@@ -130,3 +130,28 @@ async def test_a_running_embedded_postgresql_is_reused_and_said_so(tmp_path: Pat
     ran = await Cli(tmp_path / "config", TOKENLEDGER_DATA_DIR=str(data))("migrate")
     assert ran.code == 0, ran.err
     assert f"using the embedded PostgreSQL in {data / 'postgres'}" in ran.err
+
+
+async def test_the_scheduler_alone_on_a_fresh_database_waits_without_an_error(
+    operator: Cli, empty_database: str
+) -> None:
+    import signal
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "scheduler",
+        env={**operator.environment, "DATABASE_URL": empty_database},
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    said: list[str] = []
+    async with asyncio.timeout(60):
+        while not any("waiting for the read models" in line for line in said):
+            said.append((await process.stderr.readline()).decode())
+    await asyncio.sleep(2.5)  # a few retries later
+    process.send_signal(signal.SIGINT)
+    _, rest = await process.communicate()
+    log = "".join(said) + (rest or b"").decode()
+    assert process.returncode == 0, log
+    assert "scheduler: active" in log and " ERROR " not in log and "Traceback" not in log, log
+    assert log.count("waiting for the read models") == 1, log
