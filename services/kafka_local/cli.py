@@ -1,7 +1,7 @@
 """The ``tokenledger kafka-local`` command: a broker in the foreground until SIGTERM/SIGINT.
 
-Owns the command's foreground loop (its options are in ``services.cli``)
-(:func:`run_kafka_local`): start the broker, print exactly one line
+Owns the command's foreground loop, :func:`run_kafka_local` (its options are in ``services.cli``):
+start the broker, print exactly one line
 ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:<port>`` on stdout, wait; on SIGTERM or SIGINT stop the
 broker cleanly and exit 0; if the broker dies by itself, exit non-zero with the tail of its log
 on stderr.
@@ -37,7 +37,7 @@ def run_kafka_local(port: int | None, data_dir: Path | None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         kafka = LocalKafka(port=port, data_dir=data_dir if data_dir is not None else default_data_dir())
-    except ValueError as exc:  # e.g. --port 0 from a parser that did not use add_cli_arguments
+    except ValueError as exc:  # e.g. port 0 from a caller that skipped the command line's checks
         print(f"kafka-local: {exc}", file=sys.stderr, flush=True)
         return 2
     stop = threading.Event()
