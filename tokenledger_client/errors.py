@@ -43,7 +43,13 @@ class ClientError(Exception):
         self.message, self.code = message, code
 
     def show(self) -> None:
-        click.echo(f"tokenledger: {self.message}", err=True)
+        click.echo(f"tokenledger: {printable(self.message)}", err=True)
+
+
+def printable(text: str) -> str:
+    """Text from a server or a client on a terminal: control characters escaped, so a name cannot
+    move the cursor or hide a line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def for_status(status: int) -> Exit:

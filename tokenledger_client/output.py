@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from tokenledger_client.errors import printable
+
 FORMATS = ("table", "json", "yaml")
 
 
@@ -47,11 +49,6 @@ class Output:
             click.echo(message, err=True)
 
 
-def _printable(text: str) -> str:
-    """Client text on a terminal: control characters escaped, so a name cannot move the cursor."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -61,7 +58,7 @@ def _cell(value: Any) -> str:
         return ", ".join(_cell(item) for item in value) or "-"
     if isinstance(value, dict):
         return ", ".join(f"{key}={_cell(item)}" for key, item in value.items()) or "-"
-    return _printable(str(value))
+    return printable(str(value))
 
 
 def _table(rows: list[Any], columns: Sequence[str]) -> None:
