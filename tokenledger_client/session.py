@@ -51,6 +51,12 @@ def introspect(output: Output) -> None:
     presented = read_secret("Token to introspect")
     with connect() as api:
         answer = api.post("/v3/tokens/introspect", {"token": presented})
-    output.show(answer, ("active", "account_name", "name", "token_id", "scopes", "exp"))
+    shown = answer
+    if output.format == "table" and answer.get("active"):
+        held = [
+            f"{r['role_name']} on {r['entity_type_name']} ({r['source']})" for r in answer.get("roles", [])
+        ]
+        shown = {**answer, "roles": held}
+    output.show(shown, ("active", "account_name", "name", "scopes", "exp", "roles"))
     if not answer.get("active"):
         raise ClientError("the token is not active", Exit.FAILED)

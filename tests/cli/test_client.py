@@ -133,6 +133,8 @@ async def test_roles_and_teams(cli: Cli, api: ApiClient) -> None:
     assert {(r["role_name"], r["source"]) for r in introspected["roles"]} >= {
         ("Auditor", f"team:{created['id']}")
     }
+    table = (await cli("introspect", "-o", "table", stdin=secret)).out
+    assert f"Auditor on Identity (team:{created['id']})" in table and "yes" in table
 
     assert (await cli("roles", "unassign", "--account", name, "Viewer")).code == 0
     assert (await cli("roles", "list", "--account", name, "-o", "json")).json() == []
