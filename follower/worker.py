@@ -147,12 +147,20 @@ async def take_session_lock(
     lock_class: int,
     key: int,
     *,
+    what: str,
     retry_seconds: float,
     while_waiting: Callable[[], None] | None = None,
 ) -> None:
     """Waits until this connection holds the session advisory lock ``(lock_class, key)``: it lasts as
-    long as the connection, so one follower of that name is active across processes."""
+    long as the connection, so one follower of that name is active across processes. Says so in
+    the log: ``<what>: standing by`` when another process holds it, ``<what>: active`` once taken
+    (a lost connection starts a new session, which says it again)."""
+    standing_by = False
     while not await connection.fetchval("SELECT pg_try_advisory_lock($1, $2)", lock_class, key):
+        if not standing_by:
+            standing_by = True
+            _log.info("%s: standing by (another process is active)", what)
         if while_waiting is not None:
             while_waiting()
         await asyncio.sleep(retry_seconds)
+    _log.info("%s: active", what)

@@ -156,14 +156,19 @@ class Builder:
         self._batch_size = batch_size
         self._max_fold_rows = max_fold_rows
 
-    async def build(self, targets: Sequence[BuildTarget], until: LogCursor | None = None) -> LogCursor:
+    async def build(
+        self,
+        targets: Sequence[BuildTarget],
+        until: LogCursor | None = None,
+        advance: Callable[[int], None] | None = None,
+    ) -> LogCursor:
         """Creates the targets' tables and fills them from the start of the log up to ``until``
         (inclusive), or up to what the log holds now when ``until`` is None. Returns where it stopped;
-        every target's ``cursor`` is there."""
+        every target's ``cursor`` is there. ``advance(n)`` after each batch of n events applied."""
         for target in targets:
             await bookkeeping.create_tables(target.connection, target.projection, target.tables)
         started = time.perf_counter()
-        cursor = await self._scan(targets, LOG_START, until)
+        cursor = await self._scan(targets, LOG_START, until, advance)
         healthy = [t for t in targets if t.failure is None]
         await _each(healthy, self._finish)
         for target in targets:
@@ -178,7 +183,11 @@ class Builder:
         return cursor
 
     async def _scan(
-        self, targets: Sequence[BuildTarget], after: LogCursor, until: LogCursor | None
+        self,
+        targets: Sequence[BuildTarget],
+        after: LogCursor,
+        until: LogCursor | None,
+        advance: Callable[[int], None] | None = None,
     ) -> LogCursor:
         size = self._batch_size
         cursor = after
@@ -201,6 +210,8 @@ class Builder:
                 if batch:
                     await self._consume(targets, batch)
                     cursor = batch[-1].cursor
+                    if advance is not None:
+                        advance(len(batch))
         finally:
             if pending is not None:
                 pending.cancel()

@@ -9,7 +9,7 @@ switches them while their runners keep serving the old ones.
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from events import LogCursor
@@ -122,7 +122,9 @@ class Builds:
                 else:
                     done.set_result(None)
 
-    async def rebuild(self, projections: Sequence[Projection]) -> dict[str, LogCursor]:
+    async def rebuild(
+        self, projections: Sequence[Projection], advance: Callable[[int], None] | None = None
+    ) -> dict[str, LogCursor]:
         """Rebuilds ``projections`` into fresh tables, from one scan
         of the log up to a fixed ceiling (the newest of their live checkpoints at the start), then
         catches each up to its live checkpoint and switches it, while the live runners (in this
@@ -151,7 +153,7 @@ class Builds:
                 )
                 targets.append((BuildTarget(projection, connection, live.generation + 1), live))
             ceiling = max(live.cursor for _, live in targets)
-            await self._builder.build([target for target, _ in targets], until=ceiling)
+            await self._builder.build([target for target, _ in targets], until=ceiling, advance=advance)
             for target, live in targets:
                 try:
                     if target.failure is not None:

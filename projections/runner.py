@@ -189,6 +189,7 @@ class ProjectionRunner:
             connection,
             LOCK_CLASS_RUNNER,
             self._key,
+            what=f"projection {self.name}",
             retry_seconds=self._lock_retry,
             while_waiting=lambda: self._builds.settled(self.name),
         )

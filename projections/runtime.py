@@ -20,7 +20,7 @@ The parts: ``projections.runner`` (one runner per projection: lock, build if nee
 """
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
 
@@ -122,6 +122,9 @@ class Projections:
     async def status(self) -> list[ProjectionStatus]:
         return await projection_status(self._pool, self._runners)
 
-    async def rebuild(self, *names: str) -> dict[str, LogCursor]:
+    async def rebuild(
+        self, *names: str, advance: Callable[[int], None] | None = None
+    ) -> dict[str, LogCursor]:
         """See ``Builds.rebuild``; all projections when none are named."""
-        return await self._builds.rebuild([self._runners[name].projection for name in names or self._runners])
+        chosen = [self._runners[name].projection for name in names or self._runners]
+        return await self._builds.rebuild(chosen, advance)

@@ -1,6 +1,7 @@
 """Settings, read once from the environment (12-factor). README lists every variable."""
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -109,10 +110,38 @@ def _durations(name: str, value: str) -> tuple[timedelta, ...]:
     return tuple(sorted(durations, reverse=True))
 
 
+DATABASE_URL_FORM = "postgresql://user:password@host:5432/database"
+
+
+def _database_url(value: str | None) -> str | None:
+    """A PostgreSQL URL, checked here so a typo is one line, not a driver's traceback. The value is
+    never repeated in the message: it may hold a password."""
+    if not value:
+        return None
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        port = parsed.port
+    except ValueError:
+        raise ConfigError(f"DATABASE_URL is not a URL such as {DATABASE_URL_FORM} (check the port)") from None
+    if parsed.scheme not in ("postgresql", "postgres"):
+        shown = f"{parsed.scheme}://" if parsed.scheme else "no scheme"
+        raise ConfigError(
+            f"DATABASE_URL must start with postgresql:// (got {shown}), e.g. {DATABASE_URL_FORM}"
+        )
+    if port == 0:
+        raise ConfigError("DATABASE_URL: port 0 is not a port")
+    return value
+
+
+def data_dir_of(environ: Mapping[str, str] = os.environ) -> Path:
+    """``TOKENLEDGER_DATA_DIR``, else the per-user data directory (``~/.local/share/tokenledger``)."""
+    return Path(environ.get("TOKENLEDGER_DATA_DIR") or platformdirs.user_data_path("tokenledger"))
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
-    data_dir = Path(environ.get("TOKENLEDGER_DATA_DIR") or platformdirs.user_data_path("tokenledger"))
+    data_dir = data_dir_of(environ)
     return Settings(
-        database_url=environ.get("DATABASE_URL") or None,
+        database_url=_database_url(environ.get("DATABASE_URL")),
         data_dir=data_dir,
         kafka_bootstrap_servers=environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         pepper=environ.get("TOKENLEDGER_PEPPER") or None,

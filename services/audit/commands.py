@@ -3,10 +3,10 @@
 Reports go to stderr and data (export lines, replay lines) to stdout, so the data can be piped.
 """
 
-import argparse
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import BinaryIO
 
 import asyncpg
@@ -14,14 +14,16 @@ import msgspec
 
 from services import database
 from services.audit.checkpoints import seal
-from services.audit.export import ExportFilter, export_pages
+from services.audit.export import EVERYTHING, ExportFilter, export_pages
 from services.audit.importer import ImportRefused, import_lines
-from services.audit.replay import replay
+from services.audit.replay import replay, replayed_types
 from services.audit.usage_export import UsageExportFilter, export_usage_pages
 from services.audit.verify import verify
 from services.config import Settings
+from services.progress import Advance, reporting
 
 MAX_FINDINGS_SHOWN = 20
+NEXT_AFTER_IMPORT = "tokenledger projections rebuild --all"
 _encoder = msgspec.json.Encoder()
 
 
@@ -35,37 +37,21 @@ async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-async def run_audit(settings: Settings, args: argparse.Namespace) -> int:
+async def run_audit(settings: Settings, action: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
+    """Runs one action on a small pool of the configured database (migrated first)."""
     async with _pool(settings) as pool:
-        match args.action:
-            case "verify":
-                return await _verify(pool)
-            case "checkpoint":
-                return await _checkpoint(pool, args.events)
-            case "export":
-                selection = ExportFilter(
-                    recorded_from=args.recorded_from,
-                    recorded_to=args.recorded_to,
-                    account_id=args.account_id,
-                )
-                return await _export(pool, selection, sys.stdout.buffer)
-            case "export-usage":
-                usage = UsageExportFilter(
-                    after=args.after,
-                    recorded_from=args.recorded_from,
-                    recorded_to=args.recorded_to,
-                    account_id=args.account_id,
-                )
-                return await _write(export_usage_pages(pool, usage), sys.stdout.buffer)
-            case "import":
-                return await _import(pool, args.file)
-            case "replay":
-                return await _replay(pool, args, sys.stdout.buffer)
-    raise ValueError(f"unknown audit action {args.action!r}")
+        return await action(pool)
 
 
-async def _verify(pool: asyncpg.Pool) -> int:
-    report = await verify(pool)
+async def _events(pool: asyncpg.Pool) -> int:
+    """How many events the log holds (the total of a progress bar)."""
+    count: int = await pool.fetchval("SELECT count(*) FROM events")
+    return count
+
+
+async def verify_log(pool: asyncpg.Pool) -> int:
+    with reporting("verifying", 2 * await _events(pool), "rows") as advance:  # two passes
+        report = await verify(pool, advance)
     print(report.summary(), file=sys.stderr)
     if report.intact:
         print("intact: no event was altered, deleted or inserted", file=sys.stderr)
@@ -80,7 +66,7 @@ async def _verify(pool: asyncpg.Pool) -> int:
     return 1
 
 
-async def _checkpoint(pool: asyncpg.Pool, events_per_checkpoint: int) -> int:
+async def seal_log(pool: asyncpg.Pool, events_per_checkpoint: int) -> int:
     sealed = await seal(pool, events_per_checkpoint=events_per_checkpoint)
     if not sealed:
         print("nothing to seal: every committed event is covered", file=sys.stderr)
@@ -93,32 +79,53 @@ async def _checkpoint(pool: asyncpg.Pool, events_per_checkpoint: int) -> int:
     return 0
 
 
-async def _export(pool: asyncpg.Pool, selection: ExportFilter, out: BinaryIO) -> int:
-    async for chunk in export_pages(pool, selection):
-        out.write(chunk)
-    out.flush()
-    return 0
+async def export_log(pool: asyncpg.Pool, selection: ExportFilter) -> int:
+    total = await _events(pool) if selection == EVERYTHING else None  # a filter's share is unknown
+    with reporting("exporting", total) as advance:
+        return await _write(export_pages(pool, selection), sys.stdout.buffer, advance)
 
 
-async def _write(chunks: AsyncIterator[bytes], out: BinaryIO) -> int:
+async def export_usage_log(pool: asyncpg.Pool, selection: UsageExportFilter) -> int:
+    return await _write(export_usage_pages(pool, selection), sys.stdout.buffer)
+
+
+async def _write(chunks: AsyncIterator[bytes], out: BinaryIO, advance: Advance | None = None) -> int:
     async for chunk in chunks:
         out.write(chunk)
+        if advance is not None:
+            advance(chunk.count(b"\n"))
     out.flush()
     return 0
 
 
-async def _import(pool: asyncpg.Pool, source: BinaryIO) -> int:
+def _lines_in(source: BinaryIO) -> int | None:
+    """The lines of a file (read once, then rewound); None for a pipe."""
+    if not source.seekable():
+        return None
+    lines = sum(block.count(b"\n") for block in iter(lambda: source.read(1 << 20), b""))
+    source.seek(0)
+    return lines
+
+
+async def import_log(pool: asyncpg.Pool, source: BinaryIO) -> int:
     try:
-        count = await import_lines(pool, source)
+        with reporting("importing", _lines_in(source)) as advance:
+            count = await import_lines(pool, source, advance)
     except ImportRefused as refused:
         print(f"import refused: {refused}", file=sys.stderr)
         return 1
-    print(f"imported {count} events; rebuild the read models with the projector", file=sys.stderr)
+    print(f"imported {count} events; build the read models next: {NEXT_AFTER_IMPORT}", file=sys.stderr)
     return 0
 
 
-async def _replay(pool: asyncpg.Pool, args: argparse.Namespace, out: BinaryIO) -> int:
-    for rights in await replay(pool, args.as_of):
+async def replay_rights(pool: asyncpg.Pool, at: datetime) -> int:
+    out = sys.stdout.buffer
+    total: int = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE type = ANY ($1::text[])", replayed_types()
+    )
+    with reporting("replaying", total) as advance:
+        rights_then = await replay(pool, at, advance)
+    for rights in rights_then:
         out.write(_encoder.encode(rights) + b"\n")
     out.flush()
     return 0

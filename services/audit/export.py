@@ -1,13 +1,16 @@
 """``tokenledger audit export``: the log as JSON lines, one event per line, for a SIEM.
 
 Each line holds ``event_id, type, stream_id, stream_version, position, occurred_at, recorded_at,
-actor, metadata`` and ``data``: the event's public data, i.e. its stored data without the fields
+actor, metadata`` and ``data``: ``actor`` is ``{"account_id", "token_id"}`` as in ``GET
+/v3/audit/events``, every timestamp is RFC 3339 UTC with ``Z``, and a line is compact JSON (no
+space between tokens); ``data`` is the event's public data, i.e. its stored data without the fields
 its class declares private (``Event.private_fields``, what ``events.registry.public_data`` drops),
 so ``secret_hash`` never leaves. The database writes the lines (PostgreSQL's JSON of the stored
-values), a page of them as one text value, and Python only passes it on: that is what makes the
-export fast and its memory flat. Unlike ``public_data`` of a decoded event, a field added to an
-event class after an event was stored is absent from that event's line rather than present with
-its default. A type this code does not know stops the export (its private fields are unknown).
+values), a page of them as one text value, and Python only compacts each line (``msgspec.json.format``,
+no object per event): that is what makes the export fast and its memory flat. Unlike
+``public_data`` of a decoded event, a field added to an event class after an event was stored is
+absent from that event's line rather than present with its default. A type this code does not
+know stops the export (its private fields are unknown).
 
 Events come in log order ((tx_id, position), as tailers read) by keyset pagination over
 ``events_commit_order``: one short statement per page, no long transaction, memory bounded by one
@@ -35,6 +38,8 @@ from events import Metadata, event_type, registered_tags
 from events.registry import UnknownEventType
 
 PAGE_SIZE = 5000
+RFC3339_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+"""``to_char`` format of a timestamptz in a UTC session: RFC 3339 with ``Z``."""
 
 _PAGE_SQL = """
 WITH page AS MATERIALIZED (
@@ -42,8 +47,10 @@ WITH page AS MATERIALIZED (
            concat('{"event_id":"', e.event_id, '","type":', to_json(e.type),
                   ',"stream_id":', to_json(e.stream_id), ',"stream_version":', e.stream_version,
                   ',"position":', e.global_position, ',"occurred_at":', e.metadata -> 'occurred_at',
-                  ',"recorded_at":', to_json(e.recorded_at),
-                  ',"actor":', coalesce(e.metadata -> 'actor', 'null'), ',"metadata":', e.metadata,
+                  ',"recorded_at":', to_json(to_char(e.recorded_at, $10)),
+                  ',"actor":', json_build_object('account_id', e.metadata -> 'actor',
+                                                 'token_id', e.metadata -> 'actor_token_id'),
+                  ',"metadata":', e.metadata,
                   ',"data":', e.data - $9::text[], '}') AS line
     FROM events e
     WHERE (e.tx_id, e.global_position) > ($1::bigint::text::xid8, $2::bigint)
@@ -74,6 +81,11 @@ class ExportFilter(msgspec.Struct, frozen=True, kw_only=True):
 EVERYTHING = ExportFilter()
 
 
+class ExportedActor(msgspec.Struct, frozen=True, kw_only=True):
+    account_id: str | None
+    token_id: str | None
+
+
 class ExportedEvent(msgspec.Struct, frozen=True, kw_only=True):
     """One line of an export, as ``audit import`` reads it."""
 
@@ -84,9 +96,18 @@ class ExportedEvent(msgspec.Struct, frozen=True, kw_only=True):
     position: int
     occurred_at: datetime
     recorded_at: datetime
-    actor: str | None
+    actor: ExportedActor | str | None
+    """``{"account_id", "token_id"}``; a bare string in exports of earlier releases."""
     metadata: Metadata
     data: dict[str, Any]
+
+
+def compact_lines(lines: str) -> bytes:
+    """Newline-terminated JSON lines without the spaces PostgreSQL's jsonb text puts after ``:``
+    and ``,`` (inside strings nothing changes)."""
+    return b"".join(
+        [msgspec.json.format(line, indent=-1) + b"\n" for line in lines.encode().split(b"\n") if line]
+    )
 
 
 def private_field_names() -> list[str]:
@@ -113,11 +134,12 @@ async def export_pages(pool: asyncpg.Pool, selection: ExportFilter = EVERYTHING)
                 PAGE_SIZE,
                 known,
                 private,
+                RFC3339_UTC,
             )
             if page["unknown_type"] is not None:
                 raise UnknownEventType(f"unknown event type {page['unknown_type']!r}: not exported")
             if page["events"]:
-                yield page["lines"].encode()
+                yield compact_lines(page["lines"])
             if page["events"] < PAGE_SIZE:
                 return
             after = (page["tx_id"], page["global_position"])

@@ -15,7 +15,7 @@ therefore refused. What cannot come back:
 """
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -94,9 +94,11 @@ class _Chunk:
         ]
 
 
-async def import_lines(pool: asyncpg.Pool, lines: Iterable[bytes]) -> int:
+async def import_lines(
+    pool: asyncpg.Pool, lines: Iterable[bytes], advance: Callable[[int], None] | None = None
+) -> int:
     """Appends the exported ``lines`` (blank lines skipped) to the empty log of ``pool``'s database;
-    returns how many events were imported."""
+    returns how many events were imported (``advance(n)`` after each chunk of n)."""
     if await pool.fetchval("SELECT EXISTS (SELECT 1 FROM events)"):
         raise ImportRefused("the target log is not empty: import into a fresh database")
     imported = 0
@@ -110,11 +112,18 @@ async def import_lines(pool: asyncpg.Pool, lines: Iterable[bytes]) -> int:
         except (msgspec.ValidationError, msgspec.DecodeError, LookupError) as error:
             raise ImportRefused(f"line {number}: {error}") from None
         if len(chunk.ids) >= CHUNK_SIZE:
-            imported += await _append(pool, chunk)
+            imported += await _appended(pool, chunk, advance)
             chunk = _Chunk()
     if chunk.ids:
-        imported += await _append(pool, chunk)
+        imported += await _appended(pool, chunk, advance)
     return imported
+
+
+async def _appended(pool: asyncpg.Pool, chunk: "_Chunk", advance: Callable[[int], None] | None) -> int:
+    count = await _append(pool, chunk)
+    if advance is not None:
+        advance(count)
+    return count
 
 
 async def _append(pool: asyncpg.Pool, chunk: _Chunk) -> int:

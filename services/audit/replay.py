@@ -5,7 +5,7 @@ models' ``fold``, in one pass over their events in a read-only snapshot; memory 
 of accounts and teams, not with the length of the log.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import asyncpg
@@ -30,11 +30,21 @@ class AccountRights(msgspec.Struct, frozen=True, kw_only=True):
     roles: list[EffectiveRole]
 
 
-async def replay(pool: asyncpg.Pool, at: datetime) -> list[AccountRights]:
-    """Every account that existed at ``at``, by name, with the roles it held then."""
+def replayed_types() -> list[str]:
+    """The event types a replay reads: those of the account and team streams."""
+    return [cls.tag() for cls in (*ACCOUNT_EVENTS, *TEAM_EVENTS)]
+
+
+async def replay(
+    pool: asyncpg.Pool, at: datetime, advance: Callable[[int], None] | None = None
+) -> list[AccountRights]:
+    """Every account that existed at ``at``, by name, with the roles it held then (``advance(1)``
+    per event read)."""
     account_states: list[accounts.Account] = []
     team_states: list[teams.Team] = []
     async for stream_id, history in _streams(pool):
+        if advance is not None:
+            advance(len(history))
         happened = happened_by(history, at)
         if stream_id.startswith("account-"):
             account = accounts.fold(stream_id.removeprefix("account-"), happened)
@@ -61,7 +71,7 @@ async def replay(pool: asyncpg.Pool, at: datetime) -> list[AccountRights]:
 
 async def _streams(pool: asyncpg.Pool) -> AsyncIterator[tuple[str, list[RecordedEvent]]]:
     """Each account or team stream with its whole history, one stream at a time."""
-    tags = [cls.tag() for cls in (*ACCOUNT_EVENTS, *TEAM_EVENTS)]
+    tags = replayed_types()
     stream_id: str | None = None
     history: list[RecordedEvent] = []
     async with (

@@ -3,8 +3,9 @@
 The usage log is the event log's high-volume companion (migration 0005): exported apart from the
 events, in its own order, with its own cursor. Each line holds ``position, occurred_at,
 recorded_at, outcome, reason, token_id, account_id, presented_hash`` (hex, for a presented value
-that named no token; never the value), ``operation, client_address, user_agent``. The database
-writes each line; Python joins them (as ``services.audit.export`` does).
+that named no token; never the value), ``operation, client_address, user_agent``; timestamps are
+RFC 3339 UTC with ``Z``, lines compact JSON. The database writes each line; Python compacts and
+joins them (as ``services.audit.export`` does).
 
 Rows come in position order by keyset pagination over the primary key: one short statement per
 page, memory bounded by one page. Positions are drawn in commit order, so the log a reader sees is
@@ -23,12 +24,15 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from services.audit.export import RFC3339_UTC, compact_lines
+
 PAGE_SIZE = 5000
 
 _PAGE_SQL = """
 SELECT u.position,
        json_build_object(
-           'position', u.position, 'occurred_at', u.occurred_at, 'recorded_at', u.recorded_at,
+           'position', u.position, 'occurred_at', to_char(u.occurred_at, $7),
+           'recorded_at', to_char(u.recorded_at, $7),
            'outcome', u.outcome, 'reason', u.reason, 'token_id', u.token_id,
            'account_id', u.account_id, 'presented_hash', encode(u.presented_hash, 'hex'),
            'operation', u.operation, 'client_address', u.client_address,
@@ -71,9 +75,10 @@ async def export_usage_pages(
                 selection.recorded_to,
                 selection.account_id,
                 page_size,
+                RFC3339_UTC,
             )
             if page:
-                yield "".join([row["line"] + "\n" for row in page]).encode()
+                yield compact_lines("\n".join([row["line"] for row in page]))
             if len(page) < page_size:
                 return
             after = page[-1]["position"]

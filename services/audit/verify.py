@@ -16,7 +16,7 @@ event finding pins the change down, a checkpoint finding only says that its rang
 first only when no stream chain shows anything, i.e. after a consistent rewrite).
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -93,14 +93,15 @@ class VerifyReport(msgspec.Struct, kw_only=True):
         )
 
 
-async def verify(pool: asyncpg.Pool) -> VerifyReport:
+async def verify(pool: asyncpg.Pool, advance: Callable[[int], None] | None = None) -> VerifyReport:
+    """Both passes over the log (stream order, then commit order); ``advance(1)`` per row read."""
     report = VerifyReport()
     async with (
         pool.acquire() as connection,
         connection.transaction(isolation="repeatable_read", readonly=True),
     ):
-        await _check_streams(connection, report)
-        await _check_checkpoints(connection, report)
+        await _check_streams(connection, report, advance)
+        await _check_checkpoints(connection, report, advance)
     report.findings.sort(key=lambda f: (f.kind == CHECKPOINT, f.position is None, f.position or 0))
     return report
 
@@ -171,11 +172,15 @@ class _StreamWalk:
         )
 
 
-async def _check_streams(connection: Any, report: VerifyReport) -> None:
+async def _check_streams(
+    connection: Any, report: VerifyReport, advance: Callable[[int], None] | None
+) -> None:
     walk: _StreamWalk | None = None
     found: list[Finding | None] = []
     async for row in _rows(connection, _STREAM_ORDER_SQL):
         report.events += 1
+        if advance is not None:
+            advance(1)
         if walk is None or row["stream_id"] != walk.stream_id:
             if walk is not None:
                 found.append(walk.finish())
@@ -251,7 +256,9 @@ class _CheckpointRange:
         return found
 
 
-async def _check_checkpoints(connection: Any, report: VerifyReport) -> None:
+async def _check_checkpoints(
+    connection: Any, report: VerifyReport, advance: Callable[[int], None] | None
+) -> None:
     stored = await connection.fetch(_CHECKPOINTS_SQL)
     report.checkpoints = len(stored)
     if stored:
@@ -271,6 +278,8 @@ async def _check_checkpoints(connection: Any, report: VerifyReport) -> None:
     index = 0
     current = _open_range(stored, index)
     async for row in _rows(connection, _COMMIT_ORDER_SQL):
+        if advance is not None:
+            advance(1)
         while current is not None and not current.covers(row):
             report.findings.extend(current.findings())
             index += 1

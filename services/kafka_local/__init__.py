@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from services.kafka_local.broker import LocalKafka
 from services.kafka_local.classpath import KAFKA_VERSION
-from services.kafka_local.cli import add_cli_arguments, default_data_dir, run_kafka_local
+from services.kafka_local.cli import default_data_dir, run_kafka_local
 from services.kafka_local.errors import BrokerExitedError, KafkaLocalError, StartAbortedError
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "KafkaLocalError",
     "LocalKafka",
     "StartAbortedError",
-    "add_cli_arguments",
     "default_data_dir",
     "run_kafka_local",
 ]

@@ -71,7 +71,7 @@ def find_java() -> str:
             return str(candidate)
     found = shutil.which("java")
     if found is None:
-        raise KafkaLocalError("no Java runtime: set JAVA_HOME or put 'java' (17+) on PATH")
+        raise KafkaLocalError("no Java runtime: install Java 17+ and put 'java' on PATH (or set JAVA_HOME)")
     return found
 
 

@@ -107,7 +107,9 @@ def resolve_classpath(
         return jars
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise KafkaLocalError("Maven ('mvn') is not on PATH; it is needed once to fetch the Kafka jars")
+        raise KafkaLocalError(
+            "Maven ('mvn') is not on PATH: install Maven 3 (it is needed once, to fetch the Kafka jars)"
+        )
     with _exclusive(directory / ".lock"):
         jars = _read_cached(cached)  # another process may have resolved it meanwhile
         if jars is not None:

@@ -1,18 +1,17 @@
 """The ``tokenledger kafka-local`` command: a broker in the foreground until SIGTERM/SIGINT.
 
-Owns the command's arguments (:func:`add_cli_arguments`) and its foreground loop
-(:func:`run_kafka_local`): start the broker, print exactly one line
+Owns the command's foreground loop, :func:`run_kafka_local` (its options are in ``services.cli``):
+start the broker, print exactly one line
 ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:<port>`` on stdout, wait; on SIGTERM or SIGINT stop the
 broker cleanly and exit 0; if the broker dies by itself, exit non-zero with the tail of its log
 on stderr.
 
-Data dir default: ``platformdirs.user_data_path("tokenledger") / "kafka"``
-(``~/.local/share/tokenledger/kafka`` on Linux), so topics survive restarts of the command.
+Data dir default: ``$TOKENLEDGER_DATA_DIR/kafka`` (the data directory of every other command,
+``~/.local/share/tokenledger/kafka`` on Linux when unset), so topics survive restarts of the command.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
@@ -20,8 +19,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-import platformdirs
-
+from services.config import data_dir_of
 from services.kafka_local.broker import LocalKafka
 from services.kafka_local.errors import KafkaLocalError, StartAbortedError
 
@@ -30,33 +28,7 @@ BOOTSTRAP_PREFIX = "KAFKA_BOOTSTRAP_SERVERS="
 
 def default_data_dir() -> Path:
     """Where ``kafka-local`` keeps its data when ``--data-dir`` is not given."""
-    return platformdirs.user_data_path("tokenledger") / "kafka"
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port must be in 1..65535 (Kafka cannot use 0), got {value}")
-    return value
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--port`` and ``--data-dir`` to the ``kafka-local`` (sub)command's parser."""
-    parser.add_argument(
-        "--port",
-        type=_port,
-        default=None,
-        help="PLAINTEXT listener port on 127.0.0.1 (default: a free port)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help=f"broker data directory, kept across runs (default: {default_data_dir()})",
-    )
+    return data_dir_of() / "kafka"
 
 
 def run_kafka_local(port: int | None, data_dir: Path | None) -> int:
@@ -65,7 +37,7 @@ def run_kafka_local(port: int | None, data_dir: Path | None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         kafka = LocalKafka(port=port, data_dir=data_dir if data_dir is not None else default_data_dir())
-    except ValueError as exc:  # e.g. --port 0 from a parser that did not use add_cli_arguments
+    except ValueError as exc:  # e.g. port 0 from a caller that skipped the command line's checks
         print(f"kafka-local: {exc}", file=sys.stderr, flush=True)
         return 2
     stop = threading.Event()

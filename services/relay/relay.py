@@ -177,7 +177,13 @@ class Relay:
     async def _session(self, connection: asyncpg.Connection) -> None:
         """One connection's life: take the lock, make sure the topics exist, follow the log."""
         self._state = RelayState.STANDBY
-        await take_session_lock(connection, LOCK_CLASS_RELAY, self._key, retry_seconds=self._lock_retry)
+        await take_session_lock(
+            connection,
+            LOCK_CLASS_RELAY,
+            self._key,
+            what=f"relay {self.config.name}",
+            retry_seconds=self._lock_retry,
+        )
         self._state = RelayState.STARTING
         config = self.config
         await ensure_topics(

@@ -84,6 +84,7 @@ class Scheduler:
         self._listener: asyncio.Task[None] | None = None
         self._ticking: asyncio.Task[Any] | None = None
         self._wake_at: datetime | None = None
+        self._waiting_for_index = False
         self.emitted = 0
         """Events appended by this worker since start."""
 
@@ -93,6 +94,7 @@ class Scheduler:
         self._waiter = self._notifications.waiter()
         self._apscheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
         self._apscheduler.start()
+        _log.info("scheduler: active (schedulers need no lock: each deadline's event is appended once)")
         self._schedule(self._clock())  # at once: emits what was missed while no scheduler ran
         self._listener = asyncio.create_task(self._listen(), name="scheduler-wake-ups")
 
@@ -164,6 +166,18 @@ class Scheduler:
             try:
                 await self.tick()
                 wake_at = await self._next_wake()
+                if self._waiting_for_index:
+                    self._waiting_for_index = False
+                    _log.info("the due index is built: scheduling token deadlines")
+            except asyncpg.UndefinedTableError:
+                # A fresh database: no projector has built the read models yet. Nothing can be due.
+                if not self._waiting_for_index:
+                    self._waiting_for_index = True
+                    _log.info(
+                        "waiting for the read models: the due index is built by a projector"
+                        " (tokenledger serve or tokenledger projector)"
+                    )
+                wake_at = self._clock() + timedelta(seconds=self._retry_delay)
             except Exception:
                 _log.exception("scheduler tick failed; retrying in %.1fs", self._retry_delay)
                 wake_at = self._clock() + timedelta(seconds=self._retry_delay)
@@ -210,5 +224,7 @@ class Scheduler:
                         self._schedule(wake_at)
             except asyncio.CancelledError:
                 raise
+            except asyncpg.UndefinedTableError:
+                continue  # no due index yet: the tick says once that it waits for the read models
             except Exception as error:
                 _log.warning("scheduler could not look for a sooner deadline (%s)", error)

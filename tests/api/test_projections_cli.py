@@ -14,7 +14,10 @@ async def test_status_then_rebuild_while_serving(
 ) -> None:
     settings = api_settings(api_runtime.dsn, tmp_path)
     assert await status(settings) == 0
-    lines = capsys.readouterr().out.splitlines()[1:]
+    shown = capsys.readouterr()
+    lines = shown.out.splitlines()[1:]
+    legend = {line.split()[0] for line in shown.err.splitlines() if line[:1].isalpha()}
+    assert legend == {"live", "position", "lag", "health"}, shown.err
     assert {line.split()[0] for line in lines} == set(api_runtime.projections.names)
     assert all(line.endswith("live") for line in lines), lines
 

@@ -4,6 +4,7 @@ models, with ``token_secrets`` equal except for the secret hashes, which were ne
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pytest
 
 from bench.generated_log import generate
 from events.registry import UnknownEventType
-from services.audit.export import EVERYTHING, ExportedEvent, ExportFilter, export_pages
+from services.audit.export import EVERYTHING, ExportedActor, ExportedEvent, ExportFilter, export_pages
 from services.audit.importer import PLACEHOLDER_PREFIX, ImportRefused, import_lines
 from services.audit.verify import verify
 from services.eventstore import PostgresEventStore
@@ -63,6 +64,12 @@ def parsed(output: bytes) -> list[ExportedEvent]:
 
 
 async def run_cli(dsn: str, *args: str, stdin: bytes | None = None) -> bytes:
+    stdout, _ = await run_cli_reporting(dsn, *args, stdin=stdin)
+    return stdout
+
+
+async def run_cli_reporting(dsn: str, *args: str, stdin: bytes | None = None) -> tuple[bytes, bytes]:
+    """``tokenledger audit ARGS``: its stdout and stderr (it must succeed)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -76,7 +83,7 @@ async def run_cli(dsn: str, *args: str, stdin: bytes | None = None) -> bytes:
     )
     stdout, stderr = await process.communicate(stdin)
     assert process.returncode == 0, stderr.decode()
-    return stdout
+    return stdout, stderr
 
 
 async def test_export_is_the_whole_log_in_order_without_secret_hashes(source: Source) -> None:
@@ -90,7 +97,11 @@ async def test_export_is_the_whole_log_in_order_without_secret_hashes(source: So
     assert [
         (e.event_id, e.stream_id, e.stream_version, e.position, e.type, e.recorded_at) for e in lines
     ] == [tuple(r) for r in rows]
-    assert all(e.occurred_at == e.metadata.occurred_at and e.actor == e.metadata.actor for e in lines)
+    assert all(e.occurred_at == e.metadata.occurred_at for e in lines)
+    assert all(
+        e.actor == ExportedActor(account_id=e.metadata.actor, token_id=e.metadata.actor_token_id)
+        for e in lines
+    )
     secrets = await source.pool.fetch(
         "SELECT data ->> 'secret_hash' AS s FROM events WHERE data ? 'secret_hash'"
     )
@@ -99,6 +110,23 @@ async def test_export_is_the_whole_log_in_order_without_secret_hashes(source: So
     assert not any(row["s"].encode() in output for row in secrets)
     issued = next(e for e in lines if e.type == "token.issued")
     assert {"token_id", "account_id", "name", "expires_at"} <= set(issued.data)
+
+
+UTC_INSTANT = rb'"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z"'
+
+
+async def test_lines_are_compact_json_with_utc_instants_and_the_api_actor(source: Source) -> None:
+    output = await export_all(source.pool)
+    for line in output.splitlines():
+        assert msgspec.json.format(line, indent=-1) == line, line
+        raw = msgspec.json.decode(line)
+        for field in ("occurred_at", "recorded_at"):
+            assert re.fullmatch(UTC_INSTANT, msgspec.json.encode(raw[field])), raw[field]
+        assert re.fullmatch(UTC_INSTANT, msgspec.json.encode(raw["metadata"]["occurred_at"]))
+        assert raw["actor"] == {
+            "account_id": raw["metadata"].get("actor"),
+            "token_id": raw["metadata"].get("actor_token_id"),
+        }
 
 
 async def test_export_pages_past_the_page_size(source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,7 +179,8 @@ async def test_round_trip_rebuilds_the_same_read_models(source: Source, target: 
     exported = tmp_path / "log.jsonl"
     exported.write_bytes(await run_cli(source.dsn, "export"))
 
-    await run_cli(target, "import", str(exported))
+    _, report = await run_cli_reporting(target, "import", str(exported))
+    assert report.decode().rstrip().endswith("tokenledger projections rebuild --all"), report
 
     async with running(target) as world:
         await world.current(60)

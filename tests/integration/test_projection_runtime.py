@@ -2,6 +2,7 @@
 runner per projection across processes, version changes, status and lag, and read-your-writes."""
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -206,7 +207,10 @@ def _create(account_id: str, name: str) -> Any:
     )
 
 
-async def test_one_active_runner_per_projection_across_processes(empty_database: str) -> None:
+async def test_one_active_runner_per_projection_across_processes(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="follower.worker")
     async with running(empty_database, [Journal()]) as first, running(empty_database, [Journal()]) as second:
         await first.current()
         await second.current()
@@ -223,6 +227,10 @@ async def test_one_active_runner_per_projection_across_processes(empty_database:
         other = second if owner is first else first
         await owner.projections.stop()
         await wait_until(lambda: standby.state is RunnerState.RUNNING)
+        # Each runner says which it is, and the standby says so again when it takes over.
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("projection journal:")]
+        assert said.count("projection journal: active") == 2, said
+        assert said.count("projection journal: standing by (another process is active)") == 1, said
         for n in range(50):
             await other.append(
                 f"account-{new_id()}", AccountUpdated(account_id=new_id(), name=f"m{n}", description="")

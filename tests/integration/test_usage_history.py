@@ -319,7 +319,10 @@ async def test_the_export_streams_the_log_in_pages(world: World) -> None:
     )
     assert everything[1]["presented_hash"] == PresentedHasher(PEPPER)(unknown).hex()
     assert everything[1]["reason"] == "unknown"
-    assert str(first["occurred_at"]).endswith("+00:00")
+    # RFC 3339 UTC with Z, as every export and the API write instants.
+    assert all(
+        str(line[field]).endswith("Z") for line in everything for field in ("occurred_at", "recorded_at")
+    )
 
     resumed = await export(UsageExportFilter(after=int(str(everything[3]["position"]))))
     assert resumed == everything[4:]
