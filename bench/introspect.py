@@ -152,7 +152,7 @@ async def seed(dsn: str, tokens: int) -> Seeded:
                                     name=f"token-{token_id[:8]}",
                                     secret_hash=secret_hash(secret, PEPPER),
                                     expires_at=now + timedelta(days=30),
-                                    scopes=["identity:read"],
+                                    scopes=("identity:read",),
                                 ),
                                 now,
                             )

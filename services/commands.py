@@ -92,12 +92,12 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
             correlation_id=self.correlation_id,
         )
 
-    def new_events(self, stream_id: str, events: Sequence[Event]) -> list[NewEvent]:
+    def new_events(self, stream_id: str, events: Sequence[Event]) -> tuple[NewEvent, ...]:
         metadata = self.metadata()
-        return [
+        return tuple(
             NewEvent(event=event, metadata=metadata, event_id=self.event_id(stream_id, n))
             for n, event in enumerate(events)
-        ]
+        )
 
 
 async def with_retries(attempt: Callable[[], Awaitable[T]]) -> T:
@@ -124,7 +124,7 @@ class Recorded(msgspec.Struct, Generic[S], frozen=True):
     events left a live aggregate that is not live any more)."""
 
     outcome: Outcome[S]
-    events: list[Event]
+    events: tuple[Event, ...]
     superseded: bool
 
     def original(self) -> Outcome[S]:
@@ -159,5 +159,5 @@ def recorded(
     original = fold(list(history[:end]))
     last = history[end - 1]
     cursor = LogCursor(last.tx_id, last.global_position)
-    events = [event.event for event in history[start:end]]
+    events = tuple(event.event for event in history[start:end])
     return Recorded(Outcome(original, cursor), events, live(original) and not live(current))

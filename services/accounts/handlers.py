@@ -185,7 +185,7 @@ async def delete_account(
         cascade = await deps.directory.deletion_cascade(ctx, account_id)
         if not cascade.releases:
             return True
-        settled = StreamAppend(model.stream_of(account_id), [], outcome.state.version)
+        settled = StreamAppend(model.stream_of(account_id), (), outcome.state.version)
         result = await deps.store.append_many([settled, *cascade.appends], releases=cascade.releases)
         if result.events:
             cursor = result.cursor if cursor is None else max(cursor, result.cursor)

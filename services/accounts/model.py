@@ -6,7 +6,7 @@ from datetime import datetime
 
 import msgspec
 
-from events import Event, RecordedEvent
+from events import Event, FrozenMap, RecordedEvent
 from events.accounts import (
     AccountCreated,
     AccountDeleted,
@@ -41,7 +41,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     rotation_period_seconds: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    roles: dict[str, RoleAssignment] = {}
+    roles: FrozenMap[str, RoleAssignment] = FrozenMap()
 
     @property
     def live(self) -> bool:
@@ -76,7 +76,7 @@ def evolve(state: Account, event: Event, version: int, at: datetime) -> Account:
         case AccountEnabled():
             return msgspec.structs.replace(base, enabled=True, updated_at=at)
         case AccountDeleted():
-            return msgspec.structs.replace(base, deleted=True, roles={})
+            return msgspec.structs.replace(base, deleted=True, roles=FrozenMap())
         case AccountRoleAssigned():
             grant = RoleAssignment(
                 assignment_id=event.assignment_id,
@@ -85,9 +85,9 @@ def evolve(state: Account, event: Event, version: int, at: datetime) -> Account:
                 entity_type_name=event.entity_type_name,
                 entity_region=event.entity_region,
             )
-            return msgspec.structs.replace(base, roles={**state.roles, grant.assignment_id: grant})
+            return msgspec.structs.replace(base, roles=FrozenMap({**state.roles, grant.assignment_id: grant}))
         case AccountRoleUnassigned():
-            roles = {k: v for k, v in state.roles.items() if k != event.assignment_id}
+            roles = FrozenMap({k: v for k, v in state.roles.items() if k != event.assignment_id})
             return msgspec.structs.replace(base, roles=roles)
     return base
 

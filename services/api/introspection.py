@@ -59,8 +59,8 @@ class ActiveToken(msgspec.Struct, frozen=True):
     name: str
     exp: int | None
     iat: int
-    scopes: list[str] | None
-    roles: list[RoleGrant]
+    scopes: tuple[str, ...] | None
+    roles: tuple[RoleGrant, ...]
 
 
 _encoder = msgspec.json.Encoder()

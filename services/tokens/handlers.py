@@ -140,7 +140,7 @@ async def issue_token(
     """The caller must cover what the new token can do (``check_can_obtain``), and scopes must name a
     right the account holds today (``check_scopes_serve``)."""
     account_id, name, expires_at = command.account_id, command.name, command.expires_at
-    scopes = list(command.scopes) if command.scopes is not None else None
+    scopes = command.scopes
     auto_extend_seconds, max_expires_at = command.auto_extend_seconds, command.max_expires_at
     check_new_name(name)
     check_scopes(scopes)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from events import Event, Metadata, NewEvent, RecordedEvent
+from events import Event, FrozenMap, Metadata, NewEvent, RecordedEvent
 from events.tokens import (
     TokenDeleted,
     TokenExpired,
@@ -73,7 +73,7 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime | None = None
     max_expires_at: datetime | None = None
     auto_extend_seconds: int | None = None
-    scopes: list[str] | None = None
+    scopes: tuple[str, ...] | None = None
     secret_version: int = 1
     revoked_at: datetime | None = None
     secret_set_at: datetime | None = None
@@ -82,7 +82,7 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
     """``token.rotation_due`` was recorded for the current secret."""
     warned_lead_seconds: int | None = None
     """The shortest lead of the ``token.expiring_soon`` recorded for the current ``expires_at``."""
-    retiring: dict[int, datetime] = {}
+    retiring: FrozenMap[int, datetime] = FrozenMap()
     """The previous secret version while in its grace period: version -> end of the grace period.
     At most one: a rotation ends every earlier secret except the one it replaces (and that one too
     when it gives no grace period)."""
@@ -120,9 +120,9 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
         case TokenRenamed():
             return msgspec.structs.replace(base, name=event.name, updated_at=at)
         case TokenRotated():
-            retiring = {}
+            retiring: FrozenMap[int, datetime] = FrozenMap()
             if event.previous_valid_until is not None:
-                retiring = {event.secret_version - 1: event.previous_valid_until}
+                retiring = FrozenMap({event.secret_version - 1: event.previous_valid_until})
             return msgspec.structs.replace(
                 base,
                 secret_version=event.secret_version,
@@ -141,7 +141,7 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
         case TokenRotationDue():
             return msgspec.structs.replace(base, rotation_flagged=True)
         case TokenSecretRetired():
-            retiring = {v: t for v, t in state.retiring.items() if v != event.secret_version}
+            retiring = FrozenMap({v: t for v, t in state.retiring.items() if v != event.secret_version})
             return msgspec.structs.replace(base, retiring=retiring)
         case TokenRevoked():
             return msgspec.structs.replace(base, state=REVOKED, revoked_at=at, updated_at=at)

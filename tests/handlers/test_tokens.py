@@ -64,7 +64,7 @@ async def test_issue_token_records_the_hash_of_the_secret_it_returns_once(world:
                 name="deploy",
                 secret_hash=secret_hash(secret, PEPPER),
                 expires_at=T0 + DAY,
-                scopes=["identity:read"],
+                scopes=("identity:read",),
             ),
         )
     ]
@@ -149,7 +149,7 @@ async def test_issue_token_needs_covering_what_the_token_can_do(world: World) ->
     scoped = await world.when(
         _issue(auditor.account_id, scopes=("identity:read",)), caller("Viewer", "Admin")
     )
-    assert scoped.state.token.scopes == ["identity:read"]
+    assert scoped.state.token.scopes == ("identity:read",)
     await world.when(_issue(managed.account_id), SYSTEM)
     assert len(world.then()) == 1
 
@@ -436,7 +436,7 @@ async def test_rotate_token_needs_covering_what_the_token_can_do(world: World) -
     account = account_created()
     unscoped, read_only = (
         token_issued(account.account_id),
-        token_issued(account.account_id, scopes=["identity:read"]),
+        token_issued(account.account_id, scopes=("identity:read",)),
     )
     await world.given(account, role_assigned(account, "Admin"), unscoped, read_only)
     await world.then_raises(

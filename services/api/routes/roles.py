@@ -134,7 +134,7 @@ async def get_team_role(request: web.Request) -> web.Response:
 async def catalogue(request: web.Request) -> web.Response:
     """Any authenticated caller (Konnect documents no 403 here); no query parameter is accepted."""
     parse_list_query(request.query, {}, paginated=False)
-    return json(runtime(request).deps.catalogue.document)
+    return web.Response(text=runtime(request).deps.catalogue.document, content_type="application/json")
 
 
 async def organization(request: web.Request) -> web.Response:
