@@ -43,7 +43,7 @@ from services.commands import (
 from services.dependencies import Dependencies
 from services.names import check_new_name
 from services.ports import AppendResult, Claim, StreamAppend, StreamState, UniquenessViolation
-from services.tokens import model
+from services.tokens import model, usage_model
 from services.tokens.commands import (
     DeleteToken,
     ExpireToken,
@@ -333,10 +333,10 @@ async def record_token_usage(
     deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RecordTokenUsage
 ) -> Outcome[RecordedUsage]:
     """One ``append_many``: the uses to their tokens' usage streams, the extensions to the tokens'
-    streams, each event's id derived from its content (``model.used``, ``model.extended``)."""
+    streams, each event's id derived from its content (``usage_model.used``, ``usage_model.extended``)."""
     by_stream: dict[str, list[NewEvent]] = {}
     for use in command.uses:
-        new_event = model.used(
+        new_event = usage_model.used(
             token_id=use.token_id,
             account_id=use.account_id,
             used_at=use.used_at,
@@ -346,7 +346,7 @@ async def record_token_usage(
         )
         by_stream.setdefault(model.usage_stream_of(use.token_id), []).append(new_event)
     for extension in command.extensions:
-        new_event = model.extended(
+        new_event = usage_model.extended(
             token_id=extension.token_id,
             account_id=extension.account_id,
             expires_at=extension.expires_at,

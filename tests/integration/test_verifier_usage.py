@@ -19,8 +19,8 @@ from services.auth.usage import UsageRecorder
 from services.auth.verifier import TokenVerifier
 from services.eventstore import PostgresEventStore
 from services.ports import AppendResult, StreamAppend
-from services.tokens.model import extended_event_id, used_event_id
 from services.tokens.secrets import generate_secret
+from services.tokens.usage_model import extended_event_id, used_event_id
 from tests.integration.test_verifier_support import World, dispatcher_over, open_world, utc_now
 
 
