@@ -10,7 +10,7 @@ from datetime import datetime
 
 import msgspec
 
-from events import Event, FrozenMap, RecordedEvent
+from events import Event, FrozenMap
 from events.teams import (
     TeamCreated,
     TeamDeleted,
@@ -22,7 +22,8 @@ from events.teams import (
 )
 from services.commands import Conflict, Invalid, NotFound
 from services.names import check_new_name
-from services.roles.assignment import RoleAssignment
+from services.repository import Aggregate
+from services.roles.assignment import Roles, with_assigned, without_assigned
 
 MAX_LABELS = 50
 _LABEL_VALUE = re.compile(r"^[a-z0-9A-Z]([a-z0-9A-Z\-._]*[a-z0-9A-Z]+)?$")
@@ -52,7 +53,7 @@ class Team(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     members: frozenset[str] = frozenset()
-    roles: FrozenMap[str, RoleAssignment] = FrozenMap()
+    roles: Roles = FrozenMap()
 
     @property
     def live(self) -> bool:
@@ -88,26 +89,20 @@ def evolve(state: Team, event: Event, version: int, at: datetime) -> Team:
         case TeamMemberRemoved():
             return msgspec.structs.replace(base, members=state.members - {event.account_id})
         case TeamRoleAssigned():
-            grant = RoleAssignment(
-                assignment_id=event.assignment_id,
-                role_name=event.role_name,
-                entity_id=event.entity_id,
-                entity_type_name=event.entity_type_name,
-                entity_region=event.entity_region,
-            )
-            return msgspec.structs.replace(base, roles=FrozenMap({**state.roles, grant.assignment_id: grant}))
+            return msgspec.structs.replace(base, roles=with_assigned(state.roles, event))
         case TeamRoleUnassigned():
-            return msgspec.structs.replace(
-                base, roles=FrozenMap({k: v for k, v in state.roles.items() if k != event.assignment_id})
-            )
+            return msgspec.structs.replace(base, roles=without_assigned(state.roles, event.assignment_id))
     return base
 
 
-def fold(team_id: str, history: list[RecordedEvent]) -> Team:
-    state = Team(team_id=team_id)
-    for recorded in history:
-        state = evolve(state, recorded.event, recorded.stream_version, recorded.metadata.occurred_at)
-    return state
+TEAMS = Aggregate[Team](
+    stream_of=stream_of,
+    empty=lambda team_id: Team(team_id=team_id),
+    evolve=evolve,
+    id_of=lambda team: team.team_id,
+    live=lambda team: team.live,
+)
+fold = TEAMS.fold
 
 
 def require_live(state: Team) -> Team:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from events import Event, FrozenMap, RecordedEvent
+from events import Event, FrozenMap
 from events.tokens import (
     TokenDeleted,
     TokenExpired,
@@ -33,6 +33,7 @@ from events.tokens import (
 from services.commands import Conflict, Invalid, NotFound
 from services.names import check_new_name
 from services.policy import TokenPolicy
+from services.repository import Aggregate
 
 ACTIVE, REVOKED, EXPIRED = "ACTIVE", "REVOKED", "EXPIRED"
 MAX_GRACE_PERIOD = timedelta(days=7)
@@ -148,11 +149,15 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
     return base
 
 
-def fold(token_id: str, history: list[RecordedEvent]) -> Token:
-    state = Token(token_id=token_id)
-    for recorded in history:
-        state = evolve(state, recorded.event, recorded.stream_version, recorded.metadata.occurred_at)
-    return state
+TOKENS = Aggregate[Token](
+    stream_of=stream_of,
+    empty=lambda token_id: Token(token_id=token_id),
+    evolve=evolve,
+    id_of=lambda token: token.token_id,
+    live=lambda token: token.visible,
+    duplicate="the system account already has an access token with this name",
+)
+fold = TOKENS.fold
 
 
 def secret_works(state: Token, secret_version: int, now: datetime) -> bool:
