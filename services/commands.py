@@ -127,12 +127,15 @@ class Recorded(msgspec.Struct, Generic[S], frozen=True):
     events: tuple[Event, ...]
     superseded: bool
 
-    def original(self) -> Outcome[S]:
-        """The original answer; ``Superseded`` when it would describe something deleted since.
-        Handlers call it after their authorisation checks, as they would decide."""
-        if self.superseded:
+    def original(self, *, holds: bool = True) -> Outcome[S]:
+        """The original answer; ``Superseded`` when it would describe something deleted since, or
+        when ``holds`` is False: the handler saw that what the command made or changed is undone
+        (an assignment ended, a membership ended, the token's account deleted). Handlers call it
+        after their authorisation checks, as they would decide."""
+        if self.superseded or not holds:
             raise Superseded(
-                "this request was carried out before, but what it made or changed has since been deleted"
+                "this request was carried out before, but what it made or changed"
+                " has since been deleted or undone"
             )
         return self.outcome
 

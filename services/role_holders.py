@@ -23,7 +23,7 @@ from events.teams import TeamRoleAssigned, TeamRoleUnassigned
 from services import repository
 from services.accounts import model as accounts
 from services.authorization import Actor, SystemActor, check_can_grant
-from services.commands import CommandContext, NotFound, Outcome, with_retries
+from services.commands import CommandContext, NotFound, Outcome, Recorded, with_retries
 from services.dependencies import Dependencies
 from services.repository import Aggregate
 from services.roles.assignment import RoleAssignment, check_in_catalogue, check_new_assignment
@@ -110,7 +110,7 @@ class _Loaded(msgspec.Struct, Generic[S], frozen=True):
     kind: HolderKind[S]
     holder_id: str
     state: S
-    retried: Outcome[S] | None
+    retried: Recorded[S] | None
 
 
 async def _load(
@@ -120,7 +120,7 @@ async def _load(
     holder_id = kind.holder_id(holder)
     state, retry = await repository.load(deps.store, kind.aggregate, ctx, holder_id)
     if retry is not None:
-        return _Loaded(kind, holder_id, state, retry.original())
+        return _Loaded(kind, holder_id, state, retry)
     if not kind.aggregate.live(state):
         raise NotFound(kind.not_found)
     if not isinstance(actor, SystemActor):
@@ -151,7 +151,8 @@ async def assign_role(
     async def attempt() -> Outcome[RoleAssignment]:
         loaded = await _load(deps, ctx, command.holder, actor)
         if loaded.retried is not None:
-            return Outcome(loaded.retried.state.roles[grant.assignment_id], loaded.retried.cursor)
+            original = loaded.retried.original(holds=grant.assignment_id in loaded.state.roles)
+            return Outcome(original.state.roles[grant.assignment_id], original.cursor)
         check_new_assignment(deps.catalogue, dict(loaded.state.roles), grant)
         appended = await _append(deps, ctx, loaded, loaded.kind.assigned(loaded.holder_id, grant))
         return Outcome(grant, appended.cursor)
@@ -165,7 +166,7 @@ async def unassign_role(
     async def attempt() -> Outcome[Any]:
         loaded = await _load(deps, ctx, command.holder, actor)
         if loaded.retried is not None:
-            return loaded.retried
+            return loaded.retried.original()
         if command.assignment_id not in loaded.state.roles:
             raise NotFound("assigned role not found")
         event = loaded.kind.unassigned(loaded.holder_id, command.assignment_id)

@@ -83,10 +83,10 @@ async def add_member(
 
     async def attempt() -> Outcome[Team]:
         state, retried = await repository.load(deps.store, TEAMS, ctx, team_id)
-        model.require_live(state)
         check_can_grant(actor, deps.organization_id, state.roles.values())
         if retried is not None:
-            return retried.original()
+            return retried.original(holds=account_id in state.members)
+        model.require_live(state)
         account = (await deps.directory.account(account_id)).require_live().require_unmanaged()
         condition = account.unchanged()
         claim = Claim(model.membership_claim(account_id, team_id), model.stream_of(team_id))
@@ -107,7 +107,7 @@ async def remove_member(
     async def attempt() -> Outcome[Team]:
         state, retried = await repository.load(deps.store, TEAMS, ctx, team_id)
         if retried is not None:
-            return retried.original()
+            return retried.original(holds=account_id not in state.members)
         events = model.remove_member(state, account_id)
         return await repository.append(
             deps.store, TEAMS, ctx, state, events, releases=[model.membership_claim(account_id, team_id)]

@@ -33,12 +33,14 @@ from services import repository
 from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes, check_scopes_serve
 from services.commands import (
     CommandContext,
+    NotFound,
     Outcome,
     Recorded,
     Superseded,
     with_retries,
 )
 from services.dependencies import Dependencies
+from services.lookups import Holdings
 from services.names import check_new_name
 from services.ports import AppendResult, Claim, StreamAppend, StreamState
 from services.tokens import model, usage_model
@@ -96,6 +98,17 @@ def _recorded_secret(
     return Outcome(IssuedToken(original, secret), retried.outcome.cursor)
 
 
+async def _holdings(deps: Dependencies, account_id: str, retried: Recorded[Token] | None) -> Holdings:
+    """What the live account holds; NotFound when it is not live, but for a retry (an issue or a
+    rotation that committed) ``SecretUnavailable``: the account was deleted since."""
+    try:
+        return await deps.directory.holdings(account_id)
+    except NotFound:
+        if retried is None:
+            raise
+        raise SecretUnavailable() from None
+
+
 async def issue_token(
     deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: IssueToken
 ) -> Outcome[IssuedToken]:
@@ -109,9 +122,9 @@ async def issue_token(
     token_id = ctx.new_id("token")
 
     async def attempt() -> Outcome[IssuedToken]:
-        holdings = await deps.directory.holdings(account_id)  # NotFound unless the account is live
-        check_can_obtain(actor, deps.organization_id, holdings, scopes)
         current, retried = await repository.load(deps.store, TOKENS, ctx, token_id, new=True)
+        holdings = await _holdings(deps, account_id, retried)
+        check_can_obtain(actor, deps.organization_id, holdings, scopes)
         if retried is not None:
             return _recorded_secret(deps, ctx, current, retried)
         # Checked against now only when deciding: a retry is answered as of the original decision.
@@ -147,12 +160,13 @@ async def rename_token(
 
     async def attempt() -> Outcome[Token]:
         state, retried = await repository.load(deps.store, TOKENS, ctx, token_id)
+        account = await deps.directory.account(account_id)
         if retried is not None:
-            return retried.original()
+            return retried.original(holds=account.live)
         model.require_visible(state, account_id)
         # A rename takes a name claim under the account: never once the account is deleted (its
         # deletion releases every such claim), so the append is conditional on the account too.
-        account = (await deps.directory.account(account_id)).require_live()
+        account.require_live()
         events = model.rename(state, name)
         claims = [Claim(model.name_claim(account_id, name), model.stream_of(token_id))] if events else []
         releases = [model.name_claim(account_id, state.name)] if events else []
@@ -174,6 +188,7 @@ async def revoke_token(
         if retried is not None:
             return retried.original()
         model.require_visible(state, account_id)
+        (await deps.directory.account(account_id)).require_live()
         return await repository.append(deps.store, TOKENS, ctx, state, model.revoke(state, "revoked"))
 
     return await with_retries(attempt)
@@ -191,8 +206,9 @@ async def rotate_token(
 
     async def attempt() -> Outcome[IssuedToken]:
         state, retried = await repository.load(deps.store, TOKENS, ctx, token_id)
-        model.require_visible(state, account_id)
-        holdings = await deps.directory.holdings(account_id)
+        if retried is None:
+            model.require_visible(state, account_id)
+        holdings = await _holdings(deps, account_id, retried)
         check_can_obtain(actor, deps.organization_id, holdings, state.scopes)
         if retried is not None:
             return _recorded_secret(deps, ctx, state, retried)
@@ -214,8 +230,18 @@ async def delete_token(
         if retried is not None:
             return retried.original()
         model.require_visible(state, account_id)
+        # Its name claim is the account's to release once the account is deleted.
+        account = (await deps.directory.account(account_id)).require_live()
         releases = [model.name_claim(account_id, state.name)]
-        return await repository.append(deps.store, TOKENS, ctx, state, model.delete(state), releases=releases)
+        return await repository.append(
+            deps.store,
+            TOKENS,
+            ctx,
+            state,
+            model.delete(state),
+            conditions=[account.unchanged()],
+            releases=releases,
+        )
 
     return await with_retries(attempt)
 
