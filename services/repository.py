@@ -20,7 +20,7 @@ from typing import Generic, Protocol, TypeVar
 import msgspec
 
 from events import Event, RecordedEvent
-from services.commands import CommandContext, Conflict, Outcome, Recorded, recorded
+from services.commands import CommandContext, Conflict, Outcome, Recorded, Unchanged, recorded
 from services.ports import Claim, EventStore, StreamAppend, StreamState, UniquenessViolation
 
 
@@ -76,11 +76,12 @@ async def append(
     claims: Sequence[Claim] = (),
     releases: Sequence[str] = (),
 ) -> Outcome[S]:
-    """``events`` appended to the stream ``state`` was folded from (nothing appended, and no cursor,
-    when there are none), with ``conditions`` (other streams' appends or expected versions)."""
-    if not events:
-        return Outcome(state, None)
+    """``events`` appended to the stream ``state`` was folded from, with ``conditions`` (other
+    streams' appends or expected versions); when there are none, nothing is appended and the outcome
+    says what it was decided on (``Unchanged``)."""
     stream = kind.stream_of(kind.id_of(state))
+    if not events:
+        return Outcome(state, None, Unchanged(stream, state.version))
     expected = state.version or StreamState.NO_STREAM
     own = StreamAppend(stream, ctx.new_events(stream, events), expected)
     try:
