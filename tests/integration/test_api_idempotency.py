@@ -18,12 +18,12 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.api import state
 from services.api.context import execute
 from services.api.domain_errors import domain_error_middleware
 from services.api.idempotency import idempotency_key
 from services.api.parsing import read_body
 from services.api.problems import BadRequest, problem_middleware
-from services.api.state import RUNTIME, AppState
 from services.authorization import SYSTEM, Actor, MissingRight, Right, SystemActor
 from services.authorization import Grant as RoleGrant
 from services.commands import CommandContext, Invalid, Outcome, Unchanged
@@ -459,7 +459,7 @@ async def test_a_255_character_key_is_fine(client: Client) -> None:
 async def test_no_runtime_yet_is_a_503(harness: Harness) -> None:
     """While the service is starting there is no dispatcher, and so no claims: a command is a 503."""
     app = web.Application(middlewares=[problem_middleware, domain_error_middleware, fake_auth])
-    app[RUNTIME] = AppState()
+    state.install(app)
 
     async def route(request: web.Request) -> web.Response:
         await execute(request, await _make_thing(request))
