@@ -48,6 +48,10 @@ class FrozenMap(dict[K, V]):
     def update(self, *args: object, **kwargs: object) -> NoReturn:
         self._refuse()
 
+    def __reduce__(self) -> tuple[type["FrozenMap[K, V]"], tuple[dict[K, V]]]:
+        """Copied and pickled whole (the default would rebuild it item by item, which it refuses)."""
+        return (type(self), (dict(self),))
+
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(frozenset(self.items()))
 

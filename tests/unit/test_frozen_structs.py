@@ -5,7 +5,9 @@ caller is (``services.auth.principal``) is typed with immutable values only: tup
 a list or a dict in). A field added with a mutable type fails here, naming it."""
 
 import collections.abc
+import copy
 import importlib
+import pickle
 import pkgutil
 import types
 import typing
@@ -115,6 +117,8 @@ def test_a_frozen_map_refuses_every_change() -> None:
         with pytest.raises(TypeError):
             change()
     assert labels == {"env": "prod"} and hash(labels) == hash(FrozenMap({"env": "prod"}))
+    for copied in (copy.copy(labels), copy.deepcopy(labels), pickle.loads(pickle.dumps(labels))):
+        assert type(copied) is FrozenMap and copied == labels
 
 
 def test_a_frozen_map_field_keeps_its_json_object_and_validates_what_it_decodes() -> None:
