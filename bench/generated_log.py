@@ -280,7 +280,7 @@ class LogGenerator:
             name=f"token-{token_id[:8]}",
             secret_hash=self._hash(),
             expires_at=None if self.rng.random() < 0.2 else self.now + timedelta(days=90),
-            scopes=None if self.rng.random() < 0.5 else ["read", "write"][: self.rng.randrange(1, 3)],
+            scopes=None if self.rng.random() < 0.5 else ("read", "write")[: self.rng.randrange(1, 3)],
             auto_extend_seconds=86_400 if sliding else None,
             max_expires_at=self.now + timedelta(days=365) if sliding else None,
         )

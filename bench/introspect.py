@@ -152,7 +152,7 @@ async def seed(dsn: str, tokens: int) -> Seeded:
                                     name=f"token-{token_id[:8]}",
                                     secret_hash=secret_hash(secret, PEPPER),
                                     expires_at=now + timedelta(days=30),
-                                    scopes=["identity:read"],
+                                    scopes=("identity:read",),
                                 ),
                                 now,
                             )
@@ -223,10 +223,11 @@ async def _serve_introspection(dsn: str, stop: asyncio.Event, *, usage_log: bool
     from projections.source import CombinedLogSource
     from services.api.introspection import add_routes
     from services.api.problems import problem_middleware
-    from services.auth.services import StaticAuthServices
+    from services.api.state import CLOCK, USAGE, VERIFIER, Late
     from services.auth.usage import UsageRecorder
     from services.auth.usage_log import UsageLog
     from services.auth.verifier import TokenVerifier
+    from services.composition import utc_now
     from services.eventstore.notifications import LogNotifications
     from services.eventstore.tail import LogTail
 
@@ -249,7 +250,6 @@ async def _serve_introspection(dsn: str, stop: asyncio.Event, *, usage_log: bool
         dispatcher(store), expiry=verifier, log=UsageLog(pool, PEPPER) if usage_log else None
     )
     await usage.start()
-    services = StaticAuthServices(verifier, usage)
 
     async def metrics(_request: web.Request) -> web.Response:
         log = vars(usage.log.metrics) if usage.log is not None else {}
@@ -263,7 +263,8 @@ async def _serve_introspection(dsn: str, stop: asyncio.Event, *, usage_log: bool
         )
 
     app = web.Application(middlewares=[problem_middleware])
-    add_routes(app, lambda: services)
+    app[VERIFIER], app[USAGE], app[CLOCK] = Late(verifier), Late(usage), Late(utc_now)
+    add_routes(app)
     app.router.add_get(METRICS_PATH, metrics)
     try:
         await _run_app(app, stop)

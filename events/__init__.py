@@ -9,10 +9,19 @@ written still decodes with today's classes (no upcasters are needed while that r
 
 from events.base import Event, PrivateFields
 from events.envelope import LogCursor, Metadata, NewEvent, RecordedEvent
-from events.registry import decode_event, encode_event, event_type, public_data, registered_tags
+from events.frozen import FrozenMap
+from events.registry import (
+    decode_event,
+    encode_event,
+    event_from_data,
+    event_type,
+    public_data,
+    registered_tags,
+)
 
 __all__ = [
     "Event",
+    "FrozenMap",
     "LogCursor",
     "Metadata",
     "NewEvent",
@@ -20,6 +29,7 @@ __all__ = [
     "RecordedEvent",
     "decode_event",
     "encode_event",
+    "event_from_data",
     "event_type",
     "public_data",
     "registered_tags",

@@ -1,11 +1,12 @@
 """Tag -> event class registry and the one JSON encoder/decoder pair the log uses."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 
 from events.base import Event
+from events.frozen import dec_hook
 
 _encoder = msgspec.json.Encoder()
 _registry: dict[str, type[Event]] = {}
@@ -23,7 +24,7 @@ def register(classes: Iterable[type[Event]]) -> None:
         if _registry.get(tag, cls) is not cls:
             raise ValueError(f"event tag {tag!r} registered twice")
         _registry[tag] = cls
-        _decoders[tag] = msgspec.json.Decoder(cls)
+        _decoders[tag] = msgspec.json.Decoder(cls, dec_hook=dec_hook)
 
 
 def _load_catalogue() -> None:
@@ -55,6 +56,12 @@ def encode_event(event: Event) -> bytes:
 def decode_event(tag: str, data: bytes | str) -> Event:
     event_type(tag)
     event: Event = _decoders[tag].decode(data)
+    return event
+
+
+def event_from_data(tag: str, data: Mapping[str, Any]) -> Event:
+    """The event of type ``tag`` whose fields are ``data`` (builtins, as ``public_data`` gives)."""
+    event: Event = msgspec.convert(data, event_type(tag), dec_hook=dec_hook)
     return event
 
 

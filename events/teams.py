@@ -1,13 +1,14 @@
 """Events of the team aggregate (stream ``team-<id>``): lifecycle, members and team roles."""
 
 from events.base import Event
+from events.frozen import FrozenMap
 
 
 class TeamCreated(Event, frozen=True, tag="team.created"):
     team_id: str
     name: str
     description: str = ""
-    labels: dict[str, str] = {}
+    labels: FrozenMap[str, str] = FrozenMap()
 
 
 class TeamUpdated(Event, frozen=True, tag="team.updated"):
@@ -16,7 +17,7 @@ class TeamUpdated(Event, frozen=True, tag="team.updated"):
     team_id: str
     name: str
     description: str
-    labels: dict[str, str] = {}
+    labels: FrozenMap[str, str] = FrozenMap()
 
 
 class TeamDeleted(Event, frozen=True, tag="team.deleted"):

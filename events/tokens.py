@@ -19,7 +19,7 @@ class TokenIssued(Event, frozen=True, tag="token.issued"):
     name: str
     secret_hash: str
     expires_at: datetime | None
-    scopes: list[str] | None = None
+    scopes: tuple[str, ...] | None = None
     auto_extend_seconds: int | None = None
     max_expires_at: datetime | None = None
 

@@ -14,7 +14,6 @@ from datetime import datetime
 
 import msgspec
 
-from services.accounts import handlers as accounts
 from services.accounts import model as account_model
 from services.accounts.commands import CreateAccount
 from services.authorization import SYSTEM
@@ -40,7 +39,7 @@ async def _admin_account(
     for _ in range(2):
         owner = await deps.store.claim_owner(account_model.name_claim(name))
         if owner is not None:
-            account = await accounts.load(deps, owner.removeprefix("account-"))
+            account = account_model.fold(owner.removeprefix("account-"), await deps.store.read_stream(owner))
             if not account.konnect_managed:
                 raise BootstrapRefused(
                     f"the system account {name!r} exists and is not managed by tokenledger: bootstrap "

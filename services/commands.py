@@ -6,7 +6,10 @@ to the credential and the command, or a scheduler's deadline): then they are der
 the key and a label, so a retried command produces the very same events. Before deciding again, a
 handler asks ``recorded`` whether its events are already in its stream: if so it answers with the
 outcome folded from the stream up to them (the original answer), or refuses with ``Superseded`` when
-what the command made has since been deleted; it never decides a second time.
+what the command made has since been deleted; it never decides a second time. A keyed command that
+changed nothing leaves no event: its outcome says what it was decided on (``Unchanged``, which the
+dispatcher keeps with the key's claim), and a retry is given that back in its context, so that
+``recorded`` answers it as of then too.
 """
 
 import uuid
@@ -59,12 +62,21 @@ class Invalid(DomainError):
         """The allowed values, for ``rule="enum"``."""
 
 
+class Unchanged(msgspec.Struct, frozen=True):
+    """A command that changed nothing: the stream its answer was decided on, at that version."""
+
+    stream_id: str
+    version: int
+
+
 class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
     now: datetime
     actor: str | None = None
     actor_token_id: str | None = None
     correlation_id: str | None = None
     idempotency_key: str | None = None
+    unchanged: Unchanged | None = None
+    """A retry of a keyed command that changed nothing: what its answer was decided on."""
 
     def derivation(self, label: str) -> str | None:
         """What the values this command draws for ``label`` are derived from on every retry (the
@@ -92,12 +104,12 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
             correlation_id=self.correlation_id,
         )
 
-    def new_events(self, stream_id: str, events: Sequence[Event]) -> list[NewEvent]:
+    def new_events(self, stream_id: str, events: Sequence[Event]) -> tuple[NewEvent, ...]:
         metadata = self.metadata()
-        return [
+        return tuple(
             NewEvent(event=event, metadata=metadata, event_id=self.event_id(stream_id, n))
             for n, event in enumerate(events)
-        ]
+        )
 
 
 async def with_retries(attempt: Callable[[], Awaitable[T]]) -> T:
@@ -112,10 +124,12 @@ async def with_retries(attempt: Callable[[], Awaitable[T]]) -> T:
 
 class Outcome(msgspec.Struct, Generic[S], frozen=True):
     """A handler's result: the new write-model state and the log cursor its events reached (None
-    when the command changed nothing), for read-your-writes."""
+    when the command changed nothing), for read-your-writes; for a command that changed nothing,
+    what its answer was decided on (so that a retry under its key is answered the same)."""
 
     state: S
     cursor: LogCursor | None
+    unchanged: Unchanged | None = None
 
 
 class Recorded(msgspec.Struct, Generic[S], frozen=True):
@@ -124,15 +138,18 @@ class Recorded(msgspec.Struct, Generic[S], frozen=True):
     events left a live aggregate that is not live any more)."""
 
     outcome: Outcome[S]
-    events: list[Event]
+    events: tuple[Event, ...]
     superseded: bool
 
-    def original(self) -> Outcome[S]:
-        """The original answer; ``Superseded`` when it would describe something deleted since.
-        Handlers call it after their authorisation checks, as they would decide."""
-        if self.superseded:
+    def original(self, *, holds: bool = True) -> Outcome[S]:
+        """The original answer; ``Superseded`` when it would describe something deleted since, or
+        when ``holds`` is False: the handler saw that what the command made or changed is undone
+        (an assignment ended, a membership ended, the token's account deleted). Handlers call it
+        after their authorisation checks, as they would decide."""
+        if self.superseded or not holds:
             raise Superseded(
-                "this request was carried out before, but what it made or changed has since been deleted"
+                "this request was carried out before, but what it made or changed"
+                " has since been deleted or undone"
             )
         return self.outcome
 
@@ -146,9 +163,13 @@ def recorded(
     live: Callable[[S], bool],
 ) -> Recorded[S] | None:
     """This command's events in ``history`` (the whole of ``stream_id``, which folds to
-    ``current``), or None when it has not written there (or has no idempotency key)."""
+    ``current``), or None when it has not written there (or has no idempotency key). A retry of a
+    command that changed nothing (``ctx.unchanged``) is found as the stream was then, with no events."""
     if ctx.idempotency_key is None:
         return None
+    if ctx.unchanged is not None and ctx.unchanged.stream_id == stream_id:
+        then = fold(list(history[: ctx.unchanged.version]))
+        return Recorded(Outcome(then, None, ctx.unchanged), (), live(then) and not live(current))
     first = ctx.event_id(stream_id, 0)
     start = next((i for i, event in enumerate(history) if event.event_id == first), None)
     if start is None:
@@ -159,5 +180,5 @@ def recorded(
     original = fold(list(history[:end]))
     last = history[end - 1]
     cursor = LogCursor(last.tx_id, last.global_position)
-    events = [event.event for event in history[start:end]]
+    events = tuple(event.event for event in history[start:end])
     return Recorded(Outcome(original, cursor), events, live(original) and not live(current))

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from events import LogCursor
 from projections.catalogue import ALL_PROJECTIONS
 from projections.runtime import Projections
 from projections.source import CombinedLogSource
@@ -68,11 +67,6 @@ class Runtime(msgspec.Struct, kw_only=True):
         models hold the whole log, so that the service is ready to answer reads and verify tokens."""
         while not await self.projections.wait_until_current(5.0):
             _log.info("waiting for the read models to catch up with the log")
-
-    async def caught_up(self, cursor: LogCursor, timeout: float) -> bool:  # noqa: ASYNC109
-        """Read-your-writes after a command: this node's read models and verifier hold ``cursor``."""
-        reached = await self.projections.wait_for(cursor, timeout)
-        return await self.verifier.wait_for(cursor, timeout) and reached
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,9 @@ credential and the command's kind, with the command as data as its fingerprint; 
 under the key is ``KeyReused``, a retry while a run is pending ``KeyInProgress``. The handler then
 runs with ``ctx.idempotency_key`` set to the digest of (credential, key, fingerprint): it derives its
 ids and secrets from it and answers a retry from the log (``services.commands.recorded``); nothing
-is replayed from here. However the run ends, the claim is ended, so a failed command may be retried.
+is replayed from here. However the run ends, the claim is ended, so a failed command may be retried;
+a run that changed nothing ends it with what its answer was decided on (``Outcome.unchanged``), which
+the claim of a retry hands to the handler (``ctx.unchanged``), so the retry is answered the same.
 Another credential never shares a claim nor a digest: for it the key names another command.
 
 Authorisation here is the right a command needs (``RIGHTS``: the write right of the resource
@@ -198,9 +200,14 @@ class Dispatcher:
         if isinstance(claim, InProgress):
             raise KeyInProgress("a command with this idempotency key is in progress")
         keyed = msgspec.structs.replace(
-            ctx, idempotency_key=scope_digest((credential, idempotency_key, fingerprint))
+            ctx,
+            idempotency_key=scope_digest((credential, idempotency_key, fingerprint)),
+            unchanged=claim.unchanged,
         )
+        unchanged = None
         try:
-            return await handler(self._deps, keyed, actor, command)
+            outcome = await handler(self._deps, keyed, actor, command)
+            unchanged = outcome.unchanged
+            return outcome
         finally:
-            await self._claims.end(scope, idempotency_key, claim)
+            await self._claims.end(scope, idempotency_key, claim, unchanged)

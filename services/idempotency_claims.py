@@ -4,7 +4,8 @@ a key may hold, the digests that name a command run, and the refusals of a secon
 ``IdempotencyClaims`` is implemented by ``services.idempotency.IdempotencyStore`` (PostgreSQL); the
 dispatcher (``services.dispatch``) drives it and imports no driver. A claim is one row per (scope,
 key) where the scope is the credential that used the key and the kind of command; the fingerprint is
-what a retry must repeat under the same key.
+what a retry must repeat under the same key. A run that changed nothing leaves no event to answer its
+retries from: its claim keeps what its answer was decided on (``Unchanged``) instead.
 """
 
 import hashlib
@@ -13,13 +14,15 @@ from typing import Protocol
 
 import msgspec
 
-from services.commands import DomainError
+from services.commands import DomainError, Unchanged
 
 MAX_KEY_LENGTH = 255
 
 
 class Claimed(msgspec.Struct, frozen=True):
     claim_id: uuid.UUID
+    unchanged: Unchanged | None = None
+    """An earlier run under the key changed nothing: what its answer was decided on."""
 
 
 class InProgress(msgspec.Struct, frozen=True):
@@ -46,9 +49,10 @@ class IdempotencyClaims(Protocol):
         """Takes the key for this run, or says why not (another command, a run in progress)."""
         ...
 
-    async def end(self, scope: str, key: str, claim: Claimed) -> None:
-        """Ends the run, however it ended, so that a retry may claim the key again. Never raises
-        for the store's own failures: a claim not ended frees itself after the pending timeout."""
+    async def end(self, scope: str, key: str, claim: Claimed, unchanged: Unchanged | None = None) -> None:
+        """Ends the run, however it ended, so that a retry may claim the key again, keeping
+        ``unchanged`` for the retries of a run that changed nothing. Never raises for the store's
+        own failures: a claim not ended frees itself after the pending timeout."""
         ...
 
 

@@ -37,7 +37,7 @@ class AccountFacts(msgspec.Struct, frozen=True, kw_only=True):
 
     def unchanged(self) -> StreamAppend:
         """A condition for an append: the account stream is still where it was read."""
-        return StreamAppend(self.stream_id, [], self.version)
+        return StreamAppend(self.stream_id, (), self.version)
 
 
 class Holdings(msgspec.Struct, frozen=True):

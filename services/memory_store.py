@@ -84,7 +84,7 @@ class MemoryEventStore:
         claims: Sequence[Claim] = (),
         releases: Sequence[str] = (),
     ) -> AppendResult:
-        return await self.append_many([StreamAppend(stream_id, events, expected)], claims, releases)
+        return await self.append_many([StreamAppend(stream_id, tuple(events), expected)], claims, releases)
 
     async def append_many(
         self,
@@ -95,7 +95,7 @@ class MemoryEventStore:
         """Appends to several streams atomically. Each stream may appear once."""
         request = append_request(appends, claims, releases)
         if any(event_id in self._by_id for event_id in request.event_ids):
-            return AppendResult([stored.appended() for stored in self._stored_retry(request)])
+            return AppendResult(tuple(stored.appended() for stored in self._stored_retry(request)))
         current = [self._version(stream) for stream in request.streams]
         for stream, expected, actual in zip(request.streams, request.expected, current, strict=True):
             if not _expected_holds(expected, actual):
@@ -127,7 +127,7 @@ class MemoryEventStore:
             self._streams.setdefault(stream, []).append(stored)
             self._by_id[stored.event_id] = stored
             written.append(stored)
-        return AppendResult([stored.appended() for stored in written])
+        return AppendResult(tuple(stored.appended() for stored in written))
 
     def _stored_retry(self, request: AppendRequest) -> list[_Stored]:
         """The stored events of an append made before, when this request is exactly that append

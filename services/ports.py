@@ -67,7 +67,7 @@ class StreamAppend(msgspec.Struct, frozen=True):
     stream is at ``expected`` (which must then not be ANY)."""
 
     stream_id: str
-    events: Sequence[NewEvent]
+    events: tuple[NewEvent, ...]
     expected: ExpectedVersion
 
 
@@ -85,7 +85,7 @@ class AppendedEvent(msgspec.Struct, frozen=True):
 class AppendResult(msgspec.Struct, frozen=True):
     """Where each appended event landed, in request order."""
 
-    events: list[AppendedEvent]
+    events: tuple[AppendedEvent, ...]
 
     @property
     def last_position(self) -> int:

@@ -13,20 +13,19 @@ themselves stay independent.
 """
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from events import Event, RecordedEvent
+from events import Event
 from events.accounts import AccountRoleAssigned, AccountRoleUnassigned
 from events.teams import TeamRoleAssigned, TeamRoleUnassigned
+from services import repository
 from services.accounts import model as accounts
 from services.authorization import Actor, SystemActor, check_can_grant
-from services.commands import CommandContext, NotFound, Outcome, recorded, with_retries
+from services.commands import CommandContext, NotFound, Outcome, Recorded, with_retries
 from services.dependencies import Dependencies
-from services.ports import StreamState
+from services.repository import Aggregate
 from services.roles.assignment import RoleAssignment, check_in_catalogue, check_new_assignment
 from services.teams import model as teams
 
@@ -59,8 +58,6 @@ class _HolderState(Protocol):
     @property
     def version(self) -> int: ...
     @property
-    def live(self) -> bool: ...
-    @property
     def roles(self) -> Mapping[str, RoleAssignment]: ...
 
 
@@ -71,9 +68,7 @@ class HolderKind(msgspec.Struct, Generic[S], frozen=True, kw_only=True):
     """How one kind of holder is folded, and the events that record a change of its roles."""
 
     holder_id: Callable[[Any], str]
-    stream_of: Callable[[str], str]
-    fold: Callable[[str, list[RecordedEvent]], S]
-    evolve: Callable[[S, Event, int, datetime], S]
+    aggregate: Aggregate[S]
     not_found: str
     assigned: Callable[[str, RoleAssignment], Event]
     unassigned: Callable[[str, str], Event]
@@ -92,9 +87,7 @@ def _team_assigned(team_id: str, grant: RoleAssignment) -> Event:
 KINDS: Mapping[type, HolderKind[Any]] = {
     AccountHolder: HolderKind[accounts.Account](
         holder_id=lambda holder: holder.account_id,
-        stream_of=accounts.stream_of,
-        fold=accounts.fold,
-        evolve=accounts.evolve,
+        aggregate=accounts.ACCOUNTS,
         not_found="system account not found",
         assigned=_account_assigned,
         unassigned=lambda account_id, assignment: AccountRoleUnassigned(
@@ -104,9 +97,7 @@ KINDS: Mapping[type, HolderKind[Any]] = {
     ),
     TeamHolder: HolderKind[teams.Team](
         holder_id=lambda holder: holder.team_id,
-        stream_of=teams.stream_of,
-        fold=teams.fold,
-        evolve=teams.evolve,
+        aggregate=teams.TEAMS,
         not_found="team not found",
         assigned=_team_assigned,
         unassigned=lambda team_id, assignment: TeamRoleUnassigned(team_id=team_id, assignment_id=assignment),
@@ -118,9 +109,8 @@ KINDS: Mapping[type, HolderKind[Any]] = {
 class _Loaded(msgspec.Struct, Generic[S], frozen=True):
     kind: HolderKind[S]
     holder_id: str
-    stream: str
     state: S
-    retried: Outcome[S] | None
+    retried: Recorded[S] | None
 
 
 async def _load(
@@ -128,27 +118,20 @@ async def _load(
 ) -> _Loaded[Any]:
     kind = KINDS[type(holder)]
     holder_id = kind.holder_id(holder)
-    stream = kind.stream_of(holder_id)
-    history = await deps.store.read_stream(stream)
-    state = kind.fold(holder_id, history)
-    retry = recorded(ctx, stream, history, state, partial(kind.fold, holder_id), lambda s: s.live)
+    state, retry = await repository.load(deps.store, kind.aggregate, ctx, holder_id)
     if retry is not None:
-        return _Loaded(kind, holder_id, stream, state, retry.original())
-    if not state.live:
+        return _Loaded(kind, holder_id, state, retry)
+    if not kind.aggregate.live(state):
         raise NotFound(kind.not_found)
     if not isinstance(actor, SystemActor):
         kind.require_changeable(state)
-    return _Loaded(kind, holder_id, stream, state, None)
+    return _Loaded(kind, holder_id, state, None)
 
 
 async def _append(
     deps: Dependencies, ctx: CommandContext, loaded: _Loaded[Any], event: Event
 ) -> Outcome[Any]:
-    state = loaded.state
-    expected = state.version if state.version else StreamState.NO_STREAM
-    result = await deps.store.append(loaded.stream, ctx.new_events(loaded.stream, [event]), expected)
-    (appended,) = result.events
-    return Outcome(loaded.kind.evolve(state, event, appended.stream_version, ctx.now), result.cursor)
+    return await repository.append(deps.store, loaded.kind.aggregate, ctx, loaded.state, [event])
 
 
 async def assign_role(
@@ -168,7 +151,8 @@ async def assign_role(
     async def attempt() -> Outcome[RoleAssignment]:
         loaded = await _load(deps, ctx, command.holder, actor)
         if loaded.retried is not None:
-            return Outcome(loaded.retried.state.roles[grant.assignment_id], loaded.retried.cursor)
+            original = loaded.retried.original(holds=grant.assignment_id in loaded.state.roles)
+            return Outcome(original.state.roles[grant.assignment_id], original.cursor)
         check_new_assignment(deps.catalogue, dict(loaded.state.roles), grant)
         appended = await _append(deps, ctx, loaded, loaded.kind.assigned(loaded.holder_id, grant))
         return Outcome(grant, appended.cursor)
@@ -182,7 +166,7 @@ async def unassign_role(
     async def attempt() -> Outcome[Any]:
         loaded = await _load(deps, ctx, command.holder, actor)
         if loaded.retried is not None:
-            return loaded.retried
+            return loaded.retried.original()
         if command.assignment_id not in loaded.state.roles:
             raise NotFound("assigned role not found")
         event = loaded.kind.unassigned(loaded.holder_id, command.assignment_id)

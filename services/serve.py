@@ -16,9 +16,9 @@ import signal
 from aiohttp import web
 
 from services import metrics
+from services.api import state
 from services.api.access_log import SERVER_LOGGER, ParserErrorsWithoutContent, PathOnlyAccessLogger
 from services.api.app import create_app
-from services.api.state import AppState
 from services.composition import open_runtime
 from services.config import Settings
 from services.operator_errors import PortInUse, explain
@@ -28,18 +28,17 @@ _log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30.0
 
 
-async def _run_runtime(settings: Settings, state: AppState, stop: asyncio.Event) -> None:
+async def _run_runtime(settings: Settings, app: web.Application, stop: asyncio.Event) -> None:
     async with open_runtime(settings) as runtime, running_workers(runtime):
         await runtime.until_read_models_current()
-        state.runtime = runtime
+        state.bind(app, runtime)
         _log.info("ready")
         await stop.wait()
-        state.runtime = None
+        state.unbind(app)
 
 
 async def serve(settings: Settings, host: str, port: int) -> int:
-    state = AppState(metrics_public=settings.metrics_access == "public")
-    app = create_app(state)
+    app = create_app(metrics_public=settings.metrics_access == "public")
     logging.getLogger(SERVER_LOGGER).addFilter(ParserErrorsWithoutContent())
     runner = web.AppRunner(
         app,
@@ -64,7 +63,7 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         loop.add_signal_handler(signum, stop_requested.set)
 
     runtime_stop = asyncio.Event()
-    runtime_task = asyncio.create_task(_run_runtime(settings, state, runtime_stop), name="runtime")
+    runtime_task = asyncio.create_task(_run_runtime(settings, app, runtime_stop), name="runtime")
     stopper = asyncio.create_task(stop_requested.wait())
     await asyncio.wait({runtime_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
 

@@ -21,9 +21,9 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
+from services.api import state
 from services.api.access_log import PathOnlyAccessLogger
 from services.api.app import create_app
-from services.api.state import AppState
 from services.bootstrap_admin import bootstrap
 from services.composition import Runtime, open_runtime
 from services.config import Settings, load_settings
@@ -115,7 +115,9 @@ async def api_runtime(api_database: str, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="session")
 async def api_url(api_runtime: Runtime) -> AsyncIterator[str]:
-    server = TestServer(create_app(AppState(api_runtime)), host="127.0.0.1")
+    app = create_app()
+    state.bind(app, api_runtime)
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server(access_log_class=PathOnlyAccessLogger)
     yield str(server.make_url("")).rstrip("/")
     await server.close()

@@ -18,69 +18,25 @@ that read-your-writes covers the revocations; a retried deletion's reaches to th
 original append, whose cascade went to other streams.
 """
 
-from collections.abc import Sequence
-from functools import partial
-
 import msgspec
 
-from events import Event, LogCursor
+from events import LogCursor
+from services import repository
 from services.accounts import model
 from services.accounts.commands import (
     CreateAccount,
     DeleteAccount,
     UpdateAccount,
 )
-from services.accounts.model import Account
+from services.accounts.model import ACCOUNTS, Account
 from services.authorization import Actor, SystemActor, check_can_grant
-from services.commands import CommandContext, Conflict, Invalid, Outcome, Recorded, recorded, with_retries
+from services.commands import CommandContext, Invalid, Outcome, with_retries
 from services.dependencies import Dependencies
-from services.ports import Claim, StreamAppend, StreamState, UniquenessViolation
+from services.ports import Claim, StreamAppend
 from services.roles.assignment import RoleAssignment, check_in_catalogue
 
 _END_OF_APPEND_PAGE = 100
 """Events read at a time when looking for the end of a retried deletion's append."""
-
-
-async def load(deps: Dependencies, account_id: str) -> Account:
-    return model.fold(account_id, await deps.store.read_stream(model.stream_of(account_id)))
-
-
-async def _load_or_recorded(
-    deps: Dependencies, ctx: CommandContext, account_id: str, *, new: bool = False
-) -> tuple[Account, Recorded[Account] | None]:
-    """The account's write model, and this command's own events when it is a retry of one recorded."""
-    if new and ctx.idempotency_key is None:
-        return Account(account_id=account_id), None  # a random new id: its stream is empty
-    stream = model.stream_of(account_id)
-    history = await deps.store.read_stream(stream)
-    state = model.fold(account_id, history)
-    retried = recorded(ctx, stream, history, state, partial(model.fold, account_id), lambda a: a.live)
-    return state, retried
-
-
-async def _append(
-    deps: Dependencies,
-    ctx: CommandContext,
-    state: Account,
-    events: Sequence[Event],
-    claims: Sequence[Claim] = (),
-    releases: Sequence[str] = (),
-    others: Sequence[StreamAppend] = (),
-) -> Outcome[Account]:
-    """Appends ``events`` to the account's stream, and ``others`` to other streams in the same append."""
-    if not events:
-        return Outcome(state, None)
-    stream = model.stream_of(state.account_id)
-    expected = state.version if state.version else StreamState.NO_STREAM
-    own = StreamAppend(stream, ctx.new_events(stream, events), expected)
-    try:
-        result = await deps.store.append_many([own, *others], claims=claims, releases=releases)
-    except UniquenessViolation:
-        raise Conflict("a system account with this name already exists") from None
-    new_state = state
-    for event, appended in zip(events, result.events[: len(events)], strict=True):
-        new_state = model.evolve(new_state, event, appended.stream_version, ctx.now)
-    return Outcome(new_state, result.cursor)
 
 
 async def create_account(
@@ -111,7 +67,7 @@ async def create_account(
     check_can_grant(actor, deps.organization_id, grants, fields)
 
     async def attempt() -> Outcome[Account]:
-        state, retried = await _load_or_recorded(deps, ctx, account_id, new=True)
+        state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id, new=True)
         if retried is not None:
             original = retried.original()
             return Outcome(original.state, await _end_of_append(deps, original.cursor))
@@ -119,7 +75,9 @@ async def create_account(
         joining = await deps.directory.joining(ctx, account_id, command.team_ids)
         check_can_grant(actor, deps.organization_id, joining.grants)
         claims = [Claim(model.name_claim(name), model.stream_of(account_id)), *joining.claims]
-        return await _append(deps, ctx, state, events, claims=claims, others=joining.appends)
+        return await repository.append(
+            deps.store, ACCOUNTS, ctx, state, events, conditions=joining.appends, claims=claims
+        )
 
     return await with_retries(attempt)
 
@@ -145,14 +103,16 @@ async def update_account(
     rotation_period_seconds = command.rotation_period_seconds
 
     async def attempt() -> Outcome[Account]:
-        state, retried = await _load_or_recorded(deps, ctx, account_id)
+        state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id)
         if retried is not None:
             return retried.original()
         events = model.update(state, name, description, enabled, rotation_period_seconds)
         renamed = name is not None and name != state.name
         claims = [Claim(model.name_claim(name), model.stream_of(account_id))] if renamed and name else []
         releases = [model.name_claim(state.name)] if renamed else []
-        return await _append(deps, ctx, state, events, claims, releases)
+        return await repository.append(
+            deps.store, ACCOUNTS, ctx, state, events, claims=claims, releases=releases
+        )
 
     return await with_retries(attempt)
 
@@ -163,18 +123,16 @@ async def delete_account(
     account_id = command.account_id
 
     async def attempt() -> Outcome[Account]:
-        state, retried = await _load_or_recorded(deps, ctx, account_id)
+        state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id)
         if retried is not None:
             original = retried.original()
             return Outcome(original.state, await _end_of_append(deps, original.cursor))
         events = model.delete(state)
         cascade = await deps.directory.deletion_cascade(ctx, account_id)
-        stream = model.stream_of(account_id)
-        appends = [StreamAppend(stream, ctx.new_events(stream, events), state.version), *cascade.appends]
         releases = [model.name_claim(state.name), *cascade.releases]
-        result = await deps.store.append_many(appends, releases=releases)
-        deleted = model.evolve(state, events[0], state.version + 1, ctx.now)
-        return Outcome(deleted, result.cursor)
+        return await repository.append(
+            deps.store, ACCOUNTS, ctx, state, events, conditions=cascade.appends, releases=releases
+        )
 
     outcome = await with_retries(attempt)
     cursor = outcome.cursor
@@ -185,7 +143,7 @@ async def delete_account(
         cascade = await deps.directory.deletion_cascade(ctx, account_id)
         if not cascade.releases:
             return True
-        settled = StreamAppend(model.stream_of(account_id), [], outcome.state.version)
+        settled = StreamAppend(model.stream_of(account_id), (), outcome.state.version)
         result = await deps.store.append_many([settled, *cascade.appends], releases=cascade.releases)
         if result.events:
             cursor = result.cursor if cursor is None else max(cursor, result.cursor)

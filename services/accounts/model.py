@@ -6,7 +6,7 @@ from datetime import datetime
 
 import msgspec
 
-from events import Event, RecordedEvent
+from events import Event, FrozenMap
 from events.accounts import (
     AccountCreated,
     AccountDeleted,
@@ -18,7 +18,8 @@ from events.accounts import (
 )
 from services.commands import Forbidden, Invalid, NotFound
 from services.names import check_new_name
-from services.roles.assignment import RoleAssignment
+from services.repository import Aggregate
+from services.roles.assignment import RoleAssignment, Roles, with_assigned, without_assigned
 
 
 def stream_of(account_id: str) -> str:
@@ -41,7 +42,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     rotation_period_seconds: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    roles: dict[str, RoleAssignment] = {}
+    roles: Roles = FrozenMap()
 
     @property
     def live(self) -> bool:
@@ -76,27 +77,23 @@ def evolve(state: Account, event: Event, version: int, at: datetime) -> Account:
         case AccountEnabled():
             return msgspec.structs.replace(base, enabled=True, updated_at=at)
         case AccountDeleted():
-            return msgspec.structs.replace(base, deleted=True, roles={})
+            return msgspec.structs.replace(base, deleted=True, roles=FrozenMap())
         case AccountRoleAssigned():
-            grant = RoleAssignment(
-                assignment_id=event.assignment_id,
-                role_name=event.role_name,
-                entity_id=event.entity_id,
-                entity_type_name=event.entity_type_name,
-                entity_region=event.entity_region,
-            )
-            return msgspec.structs.replace(base, roles={**state.roles, grant.assignment_id: grant})
+            return msgspec.structs.replace(base, roles=with_assigned(state.roles, event))
         case AccountRoleUnassigned():
-            roles = {k: v for k, v in state.roles.items() if k != event.assignment_id}
-            return msgspec.structs.replace(base, roles=roles)
+            return msgspec.structs.replace(base, roles=without_assigned(state.roles, event.assignment_id))
     return base
 
 
-def fold(account_id: str, history: list[RecordedEvent]) -> Account:
-    state = Account(account_id=account_id)
-    for recorded in history:
-        state = evolve(state, recorded.event, recorded.stream_version, recorded.metadata.occurred_at)
-    return state
+ACCOUNTS = Aggregate[Account](
+    stream_of=stream_of,
+    empty=lambda account_id: Account(account_id=account_id),
+    evolve=evolve,
+    id_of=lambda account: account.account_id,
+    live=lambda account: account.live,
+    duplicate="a system account with this name already exists",
+)
+fold = ACCOUNTS.fold
 
 
 def require_live(state: Account) -> Account:

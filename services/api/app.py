@@ -15,13 +15,12 @@ on any GET) changes nothing.
 
 from aiohttp import web
 
-from services.api import docs, health, introspection, metrics, openapi
+from services.api import docs, health, introspection, metrics, openapi, state
 from services.api.authentication import authentication_middleware
 from services.api.context import authorize
 from services.api.domain_errors import domain_error_middleware
 from services.api.problems import Handler, problem_middleware
 from services.api.routes import accounts, audit, roles, teams, tokens, usage
-from services.api.state import RUNTIME, AppState
 from services.authorization import Right
 
 MAX_BODY_BYTES = 64 * 1024
@@ -35,7 +34,9 @@ async def _introspection_right(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-def create_app(state: AppState) -> web.Application:
+def create_app(*, metrics_public: bool = False) -> web.Application:
+    """The application, its services not bound yet (``services.api.state.bind``): until they are,
+    every route but the probes, ``/metrics`` and the documents answers 503."""
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
@@ -46,7 +47,8 @@ def create_app(state: AppState) -> web.Application:
             _introspection_right,
         ],
     )
-    app[RUNTIME] = state
+    state.install(app)
+    app[state.METRICS_PUBLIC] = metrics_public
     health.add_routes(app)
     accounts.add_routes(app)
     tokens.add_routes(app)
@@ -54,7 +56,7 @@ def create_app(state: AppState) -> web.Application:
     teams.add_routes(app)
     usage.add_routes(app)
     audit.add_routes(app)
-    introspection.add_routes(app, lambda: state.runtime)
+    introspection.add_routes(app)
     openapi.add_routes(app)
     metrics.add_routes(app)
     docs.add_routes(app)

@@ -24,10 +24,10 @@ replay of that answer); no browser or intermediary may keep it.
 
 from aiohttp import web
 
-from services.api.context import PRINCIPAL, REFUSAL, runtime
+from services.api.context import PRINCIPAL, REFUSAL, service
 from services.api.metrics import PATH as METRICS_PATH
 from services.api.problems import BadRequest, Handler, InvalidParameter, Unauthenticated
-from services.api.state import RUNTIME
+from services.api.state import CLOCK, METRICS_PUBLIC, USAGE, VERIFIER
 from services.auth.principal import Principal
 
 PUBLIC_PATHS = frozenset({"/v3/openapi.json"})
@@ -56,13 +56,13 @@ def _operation(request: web.Request) -> str:
 
 
 async def _authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
-    current = runtime(request)
+    verifier, usage = service(request, VERIFIER), service(request, USAGE)
     presented = _bearer(request)
-    now = current.clock()
-    verification = await current.verifier.check(presented, now)
+    now = service(request, CLOCK)()
+    verification = await verifier.check(presented, now)
     client_address, user_agent = request.remote, request.headers.get("User-Agent")
     if not isinstance(verification.verdict, Principal):
-        current.usage.record_verification(
+        usage.record_verification(
             verification,
             now,
             _operation(request),
@@ -77,7 +77,7 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
         response.headers.update(NOT_STORED)
         return response
     finally:
-        current.usage.record_verification(
+        usage.record_verification(
             verification,
             now,
             _operation(request),
@@ -89,7 +89,7 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
 
 def _needs_token(request: web.Request) -> bool:
     if request.path == METRICS_PATH:
-        return not request.app[RUNTIME].metrics_public
+        return not request.app.get(METRICS_PUBLIC, False)
     return request.path.startswith("/v3/") and request.path not in PUBLIC_PATHS
 
 

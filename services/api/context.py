@@ -1,5 +1,5 @@
-"""What a route handler needs from the request: the runtime, the authenticated principal, the
-command context, authorisation, and read-your-writes waits.
+"""What a route handler needs from the request: the services it uses (``service``), the
+authenticated principal, the command context, authorisation, and read-your-writes waits.
 
 Consistency contract: a command's response is sent only after the read models and this node's
 token verifier have caught up with the events it wrote (bounded), so the caller's next request on
@@ -9,14 +9,14 @@ before the GET arrived, so a GET right after a command, on any node, sees that c
 """
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from events import LogCursor
 from services.api.idempotency import idempotency_key
 from services.api.problems import REQUEST_ID, ServiceUnavailable
-from services.api.state import RUNTIME, ServedRuntime
+from services.api.state import CLOCK, DISPATCHER, ORGANIZATION, PROJECTIONS, VERIFIER, Late, bound
 from services.auth.principal import Principal
 from services.auth.usage_log import NO_RIGHT, OUT_OF_SCOPE
 from services.authorization import MissingRight, Right, require
@@ -29,13 +29,15 @@ usage log as rejected, ``out_of_scope`` when the account holds the right and the
 exclude it, ``no_right`` when the account does not hold it."""
 SETTLE_SECONDS = 5.0
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-def runtime(request: web.Request) -> ServedRuntime:
-    current = request.app[RUNTIME].runtime
-    if current is None:
+def service(request: web.Request, key: web.AppKey[Late[T]]) -> T:
+    """The service under ``key``; 503 while it is not bound (the service is starting or stopping)."""
+    value = bound(request.app, key)
+    if value is None:
         raise ServiceUnavailable("the service is starting")
-    return current
+    return value
 
 
 def principal(request: web.Request) -> Principal:
@@ -50,7 +52,7 @@ def authorize(request: web.Request, right: Right) -> Principal:
     """For reads: the caller, when it holds ``right``. Commands are authorised by the dispatcher."""
     actor = principal(request)
     try:
-        require(actor, runtime(request).organization.organization_id, right)
+        require(actor, service(request, ORGANIZATION).organization_id, right)
     except MissingRight as error:
         _refused(request, error)
         raise
@@ -60,7 +62,7 @@ def authorize(request: web.Request, right: Right) -> Principal:
 def admit(request: web.Request, kind: type) -> None:
     """Refuses, before the body is read, a caller the dispatcher would refuse commands of ``kind``."""
     try:
-        runtime(request).dispatcher.authorize(kind, principal(request))
+        service(request, DISPATCHER).authorize(kind, principal(request))
     except MissingRight as error:
         _refused(request, error)
         raise
@@ -71,10 +73,9 @@ async def execute(request: web.Request, command: object) -> Outcome[Any]:
     only), through the dispatcher (which authorises it and claims the key), then waits until this
     node has applied what it wrote (read-your-writes)."""
     key = idempotency_key(request) if request.method == "POST" else None
+    dispatcher = service(request, DISPATCHER)
     try:
-        outcome = await runtime(request).dispatcher.dispatch(
-            command, principal(request), command_context(request), key
-        )
+        outcome = await dispatcher.dispatch(command, principal(request), command_context(request), key)
     except MissingRight as error:
         _refused(request, error)
         raise
@@ -85,7 +86,7 @@ async def execute(request: web.Request, command: object) -> Outcome[Any]:
 def command_context(request: web.Request) -> CommandContext:
     actor = principal(request)
     return CommandContext(
-        now=runtime(request).clock(),
+        now=service(request, CLOCK)(),
         actor=actor.account_id,
         actor_token_id=actor.token_id,
         correlation_id=request.get(REQUEST_ID),
@@ -94,12 +95,16 @@ def command_context(request: web.Request) -> CommandContext:
 
 async def settle(request: web.Request, cursor: LogCursor | None) -> None:
     """Waits until this node's read models and verifier have applied ``cursor``."""
-    if cursor is not None and not await runtime(request).caught_up(cursor, SETTLE_SECONDS):
+    if cursor is None:
+        return
+    projections, verifier = service(request, PROJECTIONS), service(request, VERIFIER)
+    reached = await projections.wait_for(cursor, SETTLE_SECONDS)
+    if not (await verifier.wait_for(cursor, SETTLE_SECONDS) and reached):
         _log.warning("read models or verifier still behind %s after %.0fs", cursor, SETTLE_SECONDS)
 
 
 async def consistent_read(request: web.Request) -> None:
     """Waits until the read models hold everything committed before this request; 503 when they
     cannot within ``SETTLE_SECONDS`` (a stale answer would hide the caller's own write)."""
-    if not await runtime(request).projections.wait_until_current(SETTLE_SECONDS):
+    if not await service(request, PROJECTIONS).wait_until_current(SETTLE_SECONDS):
         raise ServiceUnavailable("the read models are behind the log; retry shortly", retry_after_seconds=1)

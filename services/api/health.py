@@ -7,7 +7,7 @@ database is reachable and migrated (the runtime is open) and it still answers a 
 import asyncpg
 from aiohttp import web
 
-from services.api.state import RUNTIME
+from services.api.state import READ_POOL, bound
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -15,11 +15,11 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME].runtime
-    if runtime is None:
+    pool = bound(request.app, READ_POOL)
+    if pool is None:
         return web.json_response({"status": "starting"}, status=503)
     try:
-        await runtime.pool.fetchval("SELECT 1", timeout=2)
+        await pool.fetchval("SELECT 1", timeout=2)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         return web.json_response(
             {"status": "database unavailable", "detail": type(error).__name__}, status=503

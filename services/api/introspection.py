@@ -21,16 +21,16 @@ business; this handler only introspects. Responses carry ``Cache-Control: no-sto
 """
 
 import urllib.parse
-from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
 from aiohttp import web
 
+from services.api.context import service
 from services.api.parsing import body_error, decode_body, raw_body
-from services.api.problems import ServiceUnavailable, UnsupportedMediaType
+from services.api.problems import UnsupportedMediaType
+from services.api.state import CLOCK, USAGE, VERIFIER
 from services.auth.principal import Principal, RoleGrant
-from services.auth.services import AuthServices
 
 PATH = "/v3/tokens/introspect"
 OPERATION = "introspect"
@@ -39,11 +39,6 @@ MAX_BODY_BYTES = 4096
 FORM = "application/x-www-form-urlencoded"
 FORM_FIELDS = frozenset({"token", "token_type_hint"})
 """The form's fields, as the JSON body's: any other is a 400, as it is in JSON."""
-
-AuthProvider = Callable[[], AuthServices | None]
-"""Returns the services while the runtime is up, None while it is starting (answered with 503)."""
-
-AUTH: web.AppKey[AuthProvider] = web.AppKey("tokenledger.auth")
 
 
 class IntrospectionRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,8 +54,8 @@ class ActiveToken(msgspec.Struct, frozen=True):
     name: str
     exp: int | None
     iat: int
-    scopes: list[str] | None
-    roles: list[RoleGrant]
+    scopes: tuple[str, ...] | None
+    roles: tuple[RoleGrant, ...]
 
 
 _encoder = msgspec.json.Encoder()
@@ -115,13 +110,11 @@ async def _presented_token(request: web.Request) -> str:
 
 
 async def introspect(request: web.Request) -> web.Response:
-    services = request.app[AUTH]()
-    if services is None:
-        raise ServiceUnavailable("the service is starting")
+    verifier, usage, clock = service(request, VERIFIER), service(request, USAGE), service(request, CLOCK)
     presented = await _presented_token(request)
-    now = services.clock()
-    verification = await services.verifier.check(presented, now)
-    services.usage.record_verification(
+    now = clock()
+    verification = await verifier.check(presented, now)
+    usage.record_verification(
         verification,
         now,
         OPERATION,
@@ -135,8 +128,6 @@ async def introspect(request: web.Request) -> web.Response:
     return web.Response(body=active_body(verdict), content_type="application/json", headers=_HEADERS)
 
 
-def add_routes(app: web.Application, provider: AuthProvider) -> None:
-    """Adds the route; ``provider`` gives the verifier, usage recorder and clock (for example
-    ``lambda: state.runtime`` once the runtime carries them)."""
-    app[AUTH] = provider
+def add_routes(app: web.Application) -> None:
+    """Adds the route, which uses the ``VERIFIER``, ``USAGE`` and ``CLOCK`` services."""
     app.router.add_post(PATH, introspect)

@@ -18,10 +18,11 @@ import time
 import asyncpg
 from aiohttp import web
 
+from projections.runtime import Projections
 from services import metrics
 from services.api.context import authorize
 from services.api.problems import Handler
-from services.api.state import RUNTIME, ServedRuntime
+from services.api.state import GAUGES, METRICS_PUBLIC, PROJECTIONS, READ_POOL, bound
 from services.authorization import Right
 from services.relay.lag import relay_lags
 
@@ -65,7 +66,7 @@ class DatabaseSampler:
         self._last: float | None = None
         self._lock = asyncio.Lock()
 
-    async def sample(self, runtime: ServedRuntime) -> None:
+    async def sample(self, projections: Projections, pool: asyncpg.Pool) -> None:
         async with self._lock:
             now = time.monotonic()
             if self._last is not None and now - self._last < self._min_interval:
@@ -73,13 +74,13 @@ class DatabaseSampler:
             self._last = now
             try:
                 async with asyncio.timeout(SAMPLE_TIMEOUT_SECONDS):
-                    projections, relays = await runtime.projections.status(), await relay_lags(runtime.pool)
+                    statuses, relays = await projections.status(), await relay_lags(pool)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 _log.warning(
                     "metrics: could not sample the lags from the database (%s)", type(error).__name__
                 )
                 return
-        for status in projections:
+        for status in statuses:
             metrics.PROJECTION_LAG_EVENTS.labels(status.name).set(status.lag_events)
             metrics.PROJECTION_LAG_SECONDS.labels(status.name).set(status.lag_seconds)
         for lag in relays:
@@ -91,12 +92,14 @@ SAMPLER = web.AppKey("tokenledger.metrics_sampler", DatabaseSampler)
 
 
 async def serve_metrics(request: web.Request) -> web.Response:
-    state = request.app[RUNTIME]
-    if not state.metrics_public:
+    if not request.app.get(METRICS_PUBLIC, False):
         authorize(request, Right.METRICS)
-    if state.runtime is not None:
-        await request.app[SAMPLER].sample(state.runtime)
-        state.runtime.gauges.sample()
+    projections, pool = bound(request.app, PROJECTIONS), bound(request.app, READ_POOL)
+    if projections is not None and pool is not None:
+        await request.app[SAMPLER].sample(projections, pool)
+    gauges = bound(request.app, GAUGES)
+    if gauges is not None:
+        gauges.sample()
     response = web.Response(body=metrics.render())
     response.headers["Content-Type"] = metrics.CONTENT_TYPE
     return response

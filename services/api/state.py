@@ -1,21 +1,24 @@
-"""What an aiohttp application serves from, and how it finds it.
+"""The services the HTTP side uses, one typed ``AppKey`` each, and how they are bound late.
 
-``ServedRuntime`` is what the HTTP side uses of a running process (a protocol: the composition
-root's ``Runtime`` is one, and the API never imports the composition root). The HTTP server starts
-listening (and answers /healthz) before the database is ready, so handlers find the runtime in
-``AppState`` and answer 503 while it is still None. ``AppState`` also holds what the process's
-settings say of the HTTP side itself: whether ``/metrics`` is public.
+The HTTP server starts listening (and answers /healthz) before the database is ready, so each
+service sits in a ``Late`` cell of the application: ``create_app`` installs empty cells, the process
+binds them once its runtime is open (``bind``) and unbinds them at shutdown (``unbind``). A route
+reads exactly the services it uses (``services.api.context.service(request, KEY)``), and one whose
+cell is empty, or not installed at all, is answered 503. A test wires an application with only the
+services of the routes it calls (``app[VERIFIER] = Late(verifier)``). What the settings say of the
+HTTP side itself is set when the application is made (``METRICS_PUBLIC``).
+
+``ServedRuntime`` is what ``bind`` takes from a running process (a protocol: the composition root's
+``Runtime`` is one, and the API never imports the composition root).
 """
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
-import msgspec
 from aiohttp import web
 
-from events import LogCursor
 from projections.runtime import Projections
 from services.auth.usage import UsageRecorder
 from services.auth.verifier import TokenVerifier
@@ -23,6 +26,35 @@ from services.dependencies import Dependencies
 from services.dispatch import Dispatcher
 from services.metrics import ProcessGauges
 from services.organization import Organization
+from services.roles.catalogue import RoleCatalogue
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+class Late(Generic[T]):
+    """A service bound once the process has it (None until then, and again after shutdown)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T | None = None) -> None:
+        self.value = value
+
+
+READ_POOL = web.AppKey("tokenledger.read_pool", Late[asyncpg.Pool])
+"""The pool the read routes query (the read models, the audit history, readiness)."""
+DISPATCHER = web.AppKey("tokenledger.dispatcher", Late[Dispatcher])
+VERIFIER = web.AppKey("tokenledger.verifier", Late[TokenVerifier])
+USAGE = web.AppKey("tokenledger.usage", Late[UsageRecorder])
+ORGANIZATION = web.AppKey("tokenledger.organization", Late[Organization])
+CATALOGUE = web.AppKey("tokenledger.catalogue", Late[RoleCatalogue])
+PROJECTIONS = web.AppKey("tokenledger.projections", Late[Projections])
+"""The read side's barrier: reads wait for it, and a command's answer for its cursor."""
+CLOCK = web.AppKey("tokenledger.clock", Late[Clock])
+GAUGES = web.AppKey("tokenledger.gauges", Late[ProcessGauges])
+"""This process's own gauges, sampled when ``/metrics`` is scraped."""
+METRICS_PUBLIC = web.AppKey("tokenledger.metrics_public", bool)
+"""``TOKENLEDGER_METRICS=public``: ``/metrics`` answers anyone; else a token with ``metrics:read``."""
 
 
 class ServedRuntime(Protocol):
@@ -41,17 +73,55 @@ class ServedRuntime(Protocol):
     @property
     def usage(self) -> UsageRecorder: ...
     @property
-    def clock(self) -> Callable[[], datetime]: ...
+    def clock(self) -> Clock: ...
     @property
     def gauges(self) -> ProcessGauges: ...
 
-    async def caught_up(self, cursor: LogCursor, timeout: float) -> bool: ...  # noqa: ASYNC109
+
+def install(app: web.Application) -> None:
+    """Empty cells for every service (before the application starts, when it can still change)."""
+    app[READ_POOL] = Late()
+    app[DISPATCHER] = Late()
+    app[VERIFIER] = Late()
+    app[USAGE] = Late()
+    app[ORGANIZATION] = Late()
+    app[CATALOGUE] = Late()
+    app[PROJECTIONS] = Late()
+    app[CLOCK] = Late()
+    app[GAUGES] = Late()
 
 
-class AppState(msgspec.Struct):
-    runtime: ServedRuntime | None = None
-    metrics_public: bool = False
-    """``TOKENLEDGER_METRICS=public``: ``/metrics`` answers anyone; else a token with ``metrics:read``."""
+def bound(app: web.Application, key: web.AppKey[Late[T]]) -> T | None:
+    """The service under ``key`` when it is bound (None when not, or not installed at all)."""
+    cell = app.get(key)
+    return None if cell is None else cell.value
 
 
-RUNTIME = web.AppKey("runtime", AppState)
+def bind(app: web.Application, runtime: ServedRuntime) -> None:
+    """Every service from the open runtime: from now on the routes answer."""
+    app[READ_POOL].value = runtime.pool
+    app[DISPATCHER].value = runtime.dispatcher
+    app[VERIFIER].value = runtime.verifier
+    app[USAGE].value = runtime.usage
+    app[ORGANIZATION].value = runtime.organization
+    app[CATALOGUE].value = runtime.deps.catalogue
+    app[PROJECTIONS].value = runtime.projections
+    app[CLOCK].value = runtime.clock
+    app[GAUGES].value = runtime.gauges
+
+
+def unbind(app: web.Application) -> None:
+    """No service any more (the runtime is closing): the routes answer 503."""
+    cells: tuple[Late[Any], ...] = (
+        app[READ_POOL],
+        app[DISPATCHER],
+        app[VERIFIER],
+        app[USAGE],
+        app[ORGANIZATION],
+        app[CATALOGUE],
+        app[PROJECTIONS],
+        app[CLOCK],
+        app[GAUGES],
+    )
+    for cell in cells:
+        cell.value = None

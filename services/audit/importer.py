@@ -22,7 +22,7 @@ import asyncpg
 import msgspec
 
 from events import Event, encode_event
-from events.registry import event_type
+from events.registry import event_from_data, event_type
 from services.audit.export import ExportedEvent
 from services.eventstore.errors import translate
 
@@ -44,8 +44,7 @@ def restored_event(line: ExportedEvent) -> Event:
     data = dict(line.data)
     for name in cls.private_fields:
         data.setdefault(name, f"{PLACEHOLDER_PREFIX}{line.event_id}")
-    event: Event = msgspec.convert(data, cls)
-    return event
+    return event_from_data(line.type, data)
 
 
 class _Chunk:

@@ -33,8 +33,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     account_id: str
     account_name: str
     token_name: str
-    scopes: list[str] | None
-    roles: list[RoleGrant]
+    scopes: tuple[str, ...] | None
+    roles: tuple[RoleGrant, ...]
     organization_admin: bool
     """The account is konnect-managed (made only by bootstrap): it covers every role on every
     entity type other than Identity (``services.authorization``)."""

@@ -21,7 +21,7 @@ needs nothing else), token lists need no per-row lookup into a high-volume table
 log may later be given a retention period without losing ``last_used_at``. The price is its
 precision: within ``throttle_seconds`` (one minute); the usage endpoint has the exact timeline.
 
-Each event id is derived from its content (``services.tokens.model.used`` / ``extended``: uuid5 of
+Each event id is derived from its content (``services.tokens.usage_model.used`` / ``extended``: uuid5 of
 the token id and the use time, or of the token id and the new expiry), and a flush the database
 failed retries exactly the same batch before taking anything new, so a flush whose commit
 succeeded but whose answer was lost is recognised by the event store as a retry and never
@@ -34,7 +34,7 @@ always storable. A batch the event store refuses (``InvalidAppend``, or ids part
 dropped, logged and counted (``metrics.refused``), and every other use and extension in the batch
 is still recorded.
 
-Sliding expiry is the token model's decision (``services.tokens.model.extension``), taken here on
+Sliding expiry is the token model's decision (``services.tokens.usage_model.extension``), taken here on
 the verifier's view of the token and this node's pending extension. The verifier's cache takes the
 new expiry at once (``extend_cached``), and the flusher is woken so other nodes learn of it within
 milliseconds.
@@ -55,7 +55,7 @@ from services.client_text import recordable
 from services.commands import CommandContext
 from services.dispatch import Dispatcher
 from services.ports import AppendResult, DuplicateEventId, InvalidAppend, StreamAppend
-from services.tokens import model
+from services.tokens import usage_model
 from services.tokens.commands import RecordTokenUsage, TokenExtension, TokenUse
 from services.tokens.handlers import RecordedUsage
 
@@ -210,7 +210,7 @@ class UsageRecorder:
         current = principal.expires_at
         if pending is not None and current is not None:
             current = max(current, pending.expires_at)
-        target = model.extension(current, principal.max_expires_at, principal.auto_extend_seconds, now)
+        target = usage_model.extension(current, principal.max_expires_at, principal.auto_extend_seconds, now)
         if target is None:
             return
         if pending is None and len(self._extensions) >= self._max_pending:

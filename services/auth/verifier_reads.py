@@ -25,7 +25,7 @@ READ_MODEL_TABLES = frozenset(
 )
 """The read-model tables (logical names; the views are ``rm_<name>``) the verification query reads."""
 
-_roles_decoder = msgspec.json.Decoder(list[RoleGrant])
+_roles_decoder = msgspec.json.Decoder(tuple[RoleGrant, ...])
 
 VERIFY_SQL = f"""
 WITH checkpoint AS (
@@ -156,7 +156,7 @@ def entry_from_row(hashed: str, row: asyncpg.Record, overlay: Overlay) -> Entry:
         account_id=str(row["account_id"]),
         account_name=row["account_name"] or "",
         token_name=row["token_name"],
-        scopes=list(row["scopes"]) if row["scopes"] is not None else None,
+        scopes=tuple(row["scopes"]) if row["scopes"] is not None else None,
         roles=_roles_decoder.decode(row["roles"]),
         organization_admin=row["organization_admin"],
         issued_at=row["created_at"],

@@ -46,7 +46,7 @@ class PostgresEventStore:
         claims: Sequence[Claim] = (),
         releases: Sequence[str] = (),
     ) -> AppendResult:
-        return await self.append_many([StreamAppend(stream_id, events, expected)], claims, releases)
+        return await self.append_many([StreamAppend(stream_id, tuple(events), expected)], claims, releases)
 
     async def append_many(
         self,
@@ -88,12 +88,14 @@ class PostgresEventStore:
         finally:
             metrics.APPEND_LATENCY.labels(result).observe(time.perf_counter() - started)
         order = {event_id: n for n, event_id in enumerate(request.event_ids)}
-        appended = sorted(
-            (
-                AppendedEvent(r["event_id"], r["global_position"], r["stream_version"], r["tx_id"])
-                for r in rows
-            ),
-            key=lambda e: order[e.event_id],
+        appended = tuple(
+            sorted(
+                (
+                    AppendedEvent(r["event_id"], r["global_position"], r["stream_version"], r["tx_id"])
+                    for r in rows
+                ),
+                key=lambda e: order[e.event_id],
+            )
         )
         return AppendResult(appended)
 

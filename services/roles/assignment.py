@@ -1,7 +1,13 @@
-"""A role assignment as held by an account or a team, and the checks every assignment passes."""
+"""A role assignment as held by an account or a team (a role holder), how a holder's roles evolve
+with its events, and the checks every assignment passes."""
+
+from collections.abc import Mapping
 
 import msgspec
 
+from events import FrozenMap
+from events.accounts import AccountRoleAssigned
+from events.teams import TeamRoleAssigned
 from services.commands import Conflict, Invalid
 from services.roles.catalogue import RoleCatalogue
 
@@ -33,6 +39,27 @@ class RoleAssignment(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+Roles = FrozenMap[str, RoleAssignment]
+"""A holder's role assignments by assignment id."""
+
+
+def with_assigned(roles: Roles, event: AccountRoleAssigned | TeamRoleAssigned) -> Roles:
+    """The holder's roles after ``event`` (``account.role_assigned`` or ``team.role_assigned``)."""
+    grant = RoleAssignment(
+        assignment_id=event.assignment_id,
+        role_name=event.role_name,
+        entity_id=event.entity_id,
+        entity_type_name=event.entity_type_name,
+        entity_region=event.entity_region,
+    )
+    return FrozenMap({**roles, grant.assignment_id: grant})
+
+
+def without_assigned(roles: Roles, assignment_id: str) -> Roles:
+    """The holder's roles after the assignment ``assignment_id`` ends."""
+    return FrozenMap({key: grant for key, grant in roles.items() if key != assignment_id})
+
+
 def check_in_catalogue(catalogue: RoleCatalogue, wanted: RoleAssignment) -> None:
     """Refuses roles outside the catalogue and unknown regions (a 400, checked before anything else:
     an unknown role is bad input, not a right the caller lacks)."""
@@ -48,7 +75,7 @@ def check_in_catalogue(catalogue: RoleCatalogue, wanted: RoleAssignment) -> None
 
 
 def check_new_assignment(
-    catalogue: RoleCatalogue, held: dict[str, RoleAssignment], wanted: RoleAssignment
+    catalogue: RoleCatalogue, held: Mapping[str, RoleAssignment], wanted: RoleAssignment
 ) -> None:
     """Refuses roles outside the catalogue and duplicates of an assignment already held."""
     check_in_catalogue(catalogue, wanted)

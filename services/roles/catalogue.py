@@ -32,8 +32,8 @@ class CatalogueError(ValueError):
 
 
 class RoleCatalogue(msgspec.Struct, frozen=True):
-    document: dict[str, Any]
-    """The ``GET /v3/roles`` body."""
+    document: str
+    """The ``GET /v3/roles`` body, as JSON text (text, so that it cannot change)."""
     allowed: frozenset[tuple[str, str]]
     """(entity type display name, role name) pairs that may be assigned."""
 
@@ -56,7 +56,7 @@ def _from_document(document: dict[str, Any]) -> RoleCatalogue:
                 allowed.add((str(entity["name"]), str(role["name"])))
     except (AttributeError, KeyError, TypeError) as error:
         raise CatalogueError(f"role catalogue is not in the /roles shape: {error!r}") from None
-    return RoleCatalogue(document=document, allowed=frozenset(allowed))
+    return RoleCatalogue(document=json.dumps(document), allowed=frozenset(allowed))
 
 
 def _packaged(name: str) -> dict[str, Any]:

@@ -12,14 +12,11 @@ Every handler first looks for its own events in the team's stream (``commands.re
 of a command that committed answers with its original outcome and never decides again.
 """
 
-from collections.abc import Sequence
-from functools import partial
-
-from events import Event
+from services import repository
 from services.authorization import Actor, SystemActor, check_can_grant, check_not_self_membership
-from services.commands import CommandContext, Outcome, Recorded, recorded, with_retries
+from services.commands import CommandContext, Outcome, with_retries
 from services.dependencies import Dependencies
-from services.ports import Claim, StreamAppend, StreamState
+from services.ports import Claim
 from services.teams import model
 from services.teams.commands import (
     AddMember,
@@ -28,45 +25,7 @@ from services.teams.commands import (
     RemoveMember,
     UpdateTeam,
 )
-from services.teams.model import Team
-
-
-async def load(deps: Dependencies, team_id: str) -> Team:
-    return model.fold(team_id, await deps.store.read_stream(model.stream_of(team_id)))
-
-
-async def _load_or_recorded(
-    deps: Dependencies, ctx: CommandContext, team_id: str, *, new: bool = False
-) -> tuple[Team, Recorded[Team] | None]:
-    """The team's write model, and this command's own events when it is a retry of one recorded."""
-    if new and ctx.idempotency_key is None:
-        return Team(team_id=team_id), None  # a random new id: its stream is empty
-    stream = model.stream_of(team_id)
-    history = await deps.store.read_stream(stream)
-    state = model.fold(team_id, history)
-    return state, recorded(ctx, stream, history, state, partial(model.fold, team_id), lambda team: team.live)
-
-
-async def _append(
-    deps: Dependencies,
-    ctx: CommandContext,
-    state: Team,
-    events: Sequence[Event],
-    *,
-    conditions: Sequence[StreamAppend] = (),
-    claims: Sequence[Claim] = (),
-    releases: Sequence[str] = (),
-) -> Outcome[Team]:
-    if not events:
-        return Outcome(state, None)
-    stream = model.stream_of(state.team_id)
-    expected = state.version if state.version else StreamState.NO_STREAM
-    own = StreamAppend(stream, ctx.new_events(stream, events), expected)
-    result = await deps.store.append_many([own, *conditions], claims=claims, releases=releases)
-    new_state = state
-    for event, appended in zip(events, result.events, strict=True):
-        new_state = model.evolve(new_state, event, appended.stream_version, ctx.now)
-    return Outcome(new_state, result.cursor)
+from services.teams.model import TEAMS, Team
 
 
 async def create_team(
@@ -74,10 +33,12 @@ async def create_team(
 ) -> Outcome[Team]:
     name, description, labels = command.name, command.description, dict(command.labels)
     team_id = ctx.new_id("team")
-    state, retried = await _load_or_recorded(deps, ctx, team_id, new=True)
+    state, retried = await repository.load(deps.store, TEAMS, ctx, team_id, new=True)
     if retried is not None:
         return retried.original()
-    return await _append(deps, ctx, state, model.create(team_id, name, description, labels))
+    return await repository.append(
+        deps.store, TEAMS, ctx, state, model.create(team_id, name, description, labels)
+    )
 
 
 async def update_team(
@@ -88,11 +49,13 @@ async def update_team(
     labels_given = command.labels_given
 
     async def attempt() -> Outcome[Team]:
-        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        state, retried = await repository.load(deps.store, TEAMS, ctx, team_id)
         if retried is not None:
             return retried.original()
         new_labels = model.merge_labels(state.labels, labels) if labels_given else None
-        return await _append(deps, ctx, state, model.update(state, name, description, new_labels))
+        return await repository.append(
+            deps.store, TEAMS, ctx, state, model.update(state, name, description, new_labels)
+        )
 
     return await with_retries(attempt)
 
@@ -103,11 +66,11 @@ async def delete_team(
     team_id = command.team_id
 
     async def attempt() -> Outcome[Team]:
-        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        state, retried = await repository.load(deps.store, TEAMS, ctx, team_id)
         if retried is not None:
             return retried.original()
         releases = [model.membership_claim(account_id, team_id) for account_id in sorted(state.members)]
-        return await _append(deps, ctx, state, model.delete(state), releases=releases)
+        return await repository.append(deps.store, TEAMS, ctx, state, model.delete(state), releases=releases)
 
     return await with_retries(attempt)
 
@@ -119,16 +82,18 @@ async def add_member(
     check_not_self_membership(actor, account_id)
 
     async def attempt() -> Outcome[Team]:
-        state, retried = await _load_or_recorded(deps, ctx, team_id)
-        model.require_live(state)
+        state, retried = await repository.load(deps.store, TEAMS, ctx, team_id)
         check_can_grant(actor, deps.organization_id, state.roles.values())
         if retried is not None:
-            return retried.original()
+            return retried.original(holds=account_id in state.members)
+        model.require_live(state)
         account = (await deps.directory.account(account_id)).require_live().require_unmanaged()
         condition = account.unchanged()
         claim = Claim(model.membership_claim(account_id, team_id), model.stream_of(team_id))
         events = model.add_member(state, account_id)
-        return await _append(deps, ctx, state, events, conditions=[condition], claims=[claim])
+        return await repository.append(
+            deps.store, TEAMS, ctx, state, events, conditions=[condition], claims=[claim]
+        )
 
     return await with_retries(attempt)
 
@@ -140,10 +105,12 @@ async def remove_member(
     check_not_self_membership(actor, account_id)
 
     async def attempt() -> Outcome[Team]:
-        state, retried = await _load_or_recorded(deps, ctx, team_id)
+        state, retried = await repository.load(deps.store, TEAMS, ctx, team_id)
         if retried is not None:
-            return retried.original()
+            return retried.original(holds=account_id not in state.members)
         events = model.remove_member(state, account_id)
-        return await _append(deps, ctx, state, events, releases=[model.membership_claim(account_id, team_id)])
+        return await repository.append(
+            deps.store, TEAMS, ctx, state, events, releases=[model.membership_claim(account_id, team_id)]
+        )
 
     return await with_retries(attempt)

@@ -5,11 +5,12 @@ removes every label (the Konnect spec allows null values there but does not say 
 """
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 
 import msgspec
 
-from events import Event, RecordedEvent
+from events import Event, FrozenMap
 from events.teams import (
     TeamCreated,
     TeamDeleted,
@@ -21,7 +22,8 @@ from events.teams import (
 )
 from services.commands import Conflict, Invalid, NotFound
 from services.names import check_new_name
-from services.roles.assignment import RoleAssignment
+from services.repository import Aggregate
+from services.roles.assignment import Roles, with_assigned, without_assigned
 
 MAX_LABELS = 50
 _LABEL_VALUE = re.compile(r"^[a-z0-9A-Z]([a-z0-9A-Z\-._]*[a-z0-9A-Z]+)?$")
@@ -47,11 +49,11 @@ class Team(msgspec.Struct, frozen=True, kw_only=True):
     deleted: bool = False
     name: str = ""
     description: str | None = None
-    labels: dict[str, str] = {}
+    labels: FrozenMap[str, str] = FrozenMap()
     created_at: datetime | None = None
     updated_at: datetime | None = None
     members: frozenset[str] = frozenset()
-    roles: dict[str, RoleAssignment] = {}
+    roles: Roles = FrozenMap()
 
     @property
     def live(self) -> bool:
@@ -68,7 +70,7 @@ def evolve(state: Team, event: Event, version: int, at: datetime) -> Team:
                 exists=True,
                 name=event.name,
                 description=event.description or None,
-                labels=dict(event.labels),
+                labels=event.labels,
                 created_at=at,
                 updated_at=at,
             )
@@ -77,36 +79,30 @@ def evolve(state: Team, event: Event, version: int, at: datetime) -> Team:
                 base,
                 name=event.name,
                 description=event.description or None,
-                labels=dict(event.labels),
+                labels=event.labels,
                 updated_at=at,
             )
         case TeamDeleted():
-            return msgspec.structs.replace(base, deleted=True, members=frozenset(), roles={})
+            return msgspec.structs.replace(base, deleted=True, members=frozenset(), roles=FrozenMap())
         case TeamMemberAdded():
             return msgspec.structs.replace(base, members=state.members | {event.account_id})
         case TeamMemberRemoved():
             return msgspec.structs.replace(base, members=state.members - {event.account_id})
         case TeamRoleAssigned():
-            grant = RoleAssignment(
-                assignment_id=event.assignment_id,
-                role_name=event.role_name,
-                entity_id=event.entity_id,
-                entity_type_name=event.entity_type_name,
-                entity_region=event.entity_region,
-            )
-            return msgspec.structs.replace(base, roles={**state.roles, grant.assignment_id: grant})
+            return msgspec.structs.replace(base, roles=with_assigned(state.roles, event))
         case TeamRoleUnassigned():
-            return msgspec.structs.replace(
-                base, roles={k: v for k, v in state.roles.items() if k != event.assignment_id}
-            )
+            return msgspec.structs.replace(base, roles=without_assigned(state.roles, event.assignment_id))
     return base
 
 
-def fold(team_id: str, history: list[RecordedEvent]) -> Team:
-    state = Team(team_id=team_id)
-    for recorded in history:
-        state = evolve(state, recorded.event, recorded.stream_version, recorded.metadata.occurred_at)
-    return state
+TEAMS = Aggregate[Team](
+    stream_of=stream_of,
+    empty=lambda team_id: Team(team_id=team_id),
+    evolve=evolve,
+    id_of=lambda team: team.team_id,
+    live=lambda team: team.live,
+)
+fold = TEAMS.fold
 
 
 def require_live(state: Team) -> Team:
@@ -115,7 +111,7 @@ def require_live(state: Team) -> Team:
     return state
 
 
-def check_labels(labels: dict[str, str]) -> None:
+def check_labels(labels: Mapping[str, str]) -> None:
     if len(labels) > MAX_LABELS:
         raise Invalid("labels", f"must not have more than {MAX_LABELS} labels", "max_items")
     for key, value in labels.items():
@@ -130,29 +126,30 @@ def check_labels(labels: dict[str, str]) -> None:
             )
 
 
-def merge_labels(current: dict[str, str], update: dict[str, str | None] | None) -> dict[str, str]:
+def merge_labels(current: Mapping[str, str], update: Mapping[str, str | None] | None) -> FrozenMap[str, str]:
     if update is None:
-        return {}
+        return FrozenMap()
     merged = dict(current)
     for key, value in update.items():
         if value is None:
             merged.pop(key, None)
         else:
             merged[key] = value
-    return merged
+    return FrozenMap(merged)
 
 
-def create(team_id: str, name: str, description: str | None, labels: dict[str, str]) -> list[Event]:
+def create(team_id: str, name: str, description: str | None, labels: Mapping[str, str]) -> list[Event]:
     check_new_name(name)
     check_labels(labels)
-    return [TeamCreated(team_id=team_id, name=name, description=description or "", labels=labels)]
+    frozen = FrozenMap(labels)
+    return [TeamCreated(team_id=team_id, name=name, description=description or "", labels=frozen)]
 
 
 def update(
     state: Team,
     name: str | None,
     description: str | None,
-    labels: dict[str, str] | None,
+    labels: FrozenMap[str, str] | None,
 ) -> list[Event]:
     require_live(state)
     if name is not None and name != state.name:

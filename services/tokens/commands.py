@@ -77,7 +77,7 @@ class TokenUse(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TokenExtension(msgspec.Struct, frozen=True, kw_only=True):
-    """A sliding-expiry extension decided (``model.extension``) on a use at ``decided_at``, recorded
+    """A sliding-expiry extension decided (``usage_model.extension``) on a use at ``decided_at``, recorded
     as ``token.extended``."""
 
     token_id: str

@@ -24,26 +24,26 @@ recognised by the store as a retry.
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from functools import partial
 
 import msgspec
 
 from events import Event, NewEvent
 from events.tokens import TokenIssued, TokenRotated
+from services import repository
 from services.authorization import Actor, SystemActor, check_can_obtain, check_scopes, check_scopes_serve
 from services.commands import (
     CommandContext,
-    Conflict,
+    NotFound,
     Outcome,
     Recorded,
     Superseded,
-    recorded,
     with_retries,
 )
 from services.dependencies import Dependencies
+from services.lookups import Holdings
 from services.names import check_new_name
-from services.ports import AppendResult, Claim, StreamAppend, StreamState, UniquenessViolation
-from services.tokens import model
+from services.ports import AppendResult, Claim, StreamAppend, StreamState
+from services.tokens import model, usage_model
 from services.tokens.commands import (
     DeleteToken,
     ExpireToken,
@@ -56,7 +56,7 @@ from services.tokens.commands import (
     RotateToken,
     WarnTokenExpiring,
 )
-from services.tokens.model import Token
+from services.tokens.model import TOKENS, Token
 from services.tokens.secrets import derived_secret, generate_secret, secret_hash
 
 
@@ -76,19 +76,6 @@ class SecretUnavailable(Superseded):
             "this request was carried out before, but the secret it made no longer works;"
             " list the account's access tokens, and rotate or issue one to get a working secret"
         )
-
-
-async def _load_or_recorded(
-    deps: Dependencies, ctx: CommandContext, token_id: str, *, new: bool = False
-) -> tuple[Token, Recorded[Token] | None]:
-    """The token's write model, and this command's own events when it is a retry of one recorded."""
-    if new and ctx.idempotency_key is None:
-        return Token(token_id=token_id), None  # a random new id: its stream is empty
-    stream = model.stream_of(token_id)
-    history = await deps.store.read_stream(stream)
-    state = model.fold(token_id, history)
-    retried = recorded(ctx, stream, history, state, partial(model.fold, token_id), lambda t: t.visible)
-    return state, retried
 
 
 def _new_secret(deps: Dependencies, ctx: CommandContext, token_id: str, version: int) -> str:
@@ -111,27 +98,15 @@ def _recorded_secret(
     return Outcome(IssuedToken(original, secret), retried.outcome.cursor)
 
 
-async def _append(
-    deps: Dependencies,
-    ctx: CommandContext,
-    state: Token,
-    events: Sequence[Event],
-    claims: Sequence[Claim] = (),
-    releases: Sequence[str] = (),
-    conditions: Sequence[StreamAppend] = (),
-) -> Outcome[Token]:
-    if not events:
-        return Outcome(state, None)
-    stream = model.stream_of(state.token_id)
-    own = StreamAppend(stream, ctx.new_events(stream, events), state.version)
+async def _holdings(deps: Dependencies, account_id: str, retried: Recorded[Token] | None) -> Holdings:
+    """What the live account holds; NotFound when it is not live, but for a retry (an issue or a
+    rotation that committed) ``SecretUnavailable``: the account was deleted since."""
     try:
-        result = await deps.store.append_many([own, *conditions], claims=claims, releases=releases)
-    except UniquenessViolation:
-        raise Conflict("the system account already has an access token with this name") from None
-    new_state = state
-    for event, appended in zip(events, result.events, strict=True):
-        new_state = model.evolve(new_state, event, appended.stream_version, ctx.now)
-    return Outcome(new_state, result.cursor)
+        return await deps.directory.holdings(account_id)
+    except NotFound:
+        if retried is None:
+            raise
+        raise SecretUnavailable() from None
 
 
 async def issue_token(
@@ -140,17 +115,16 @@ async def issue_token(
     """The caller must cover what the new token can do (``check_can_obtain``), and scopes must name a
     right the account holds today (``check_scopes_serve``)."""
     account_id, name, expires_at = command.account_id, command.name, command.expires_at
-    scopes = list(command.scopes) if command.scopes is not None else None
+    scopes = command.scopes
     auto_extend_seconds, max_expires_at = command.auto_extend_seconds, command.max_expires_at
     check_new_name(name)
     check_scopes(scopes)
     token_id = ctx.new_id("token")
-    stream = model.stream_of(token_id)
 
     async def attempt() -> Outcome[IssuedToken]:
-        holdings = await deps.directory.holdings(account_id)  # NotFound unless the account is live
+        current, retried = await repository.load(deps.store, TOKENS, ctx, token_id, new=True)
+        holdings = await _holdings(deps, account_id, retried)
         check_can_obtain(actor, deps.organization_id, holdings, scopes)
-        current, retried = await _load_or_recorded(deps, ctx, token_id, new=True)
         if retried is not None:
             return _recorded_secret(deps, ctx, current, retried)
         # Checked against now only when deciding: a retry is answered as of the original decision.
@@ -169,18 +143,12 @@ async def issue_token(
             auto_extend_seconds=auto_extend_seconds,
             max_expires_at=ceiling,
         )
-        appends = [
-            StreamAppend(stream, ctx.new_events(stream, [issued]), StreamState.NO_STREAM),
-            holdings.account.unchanged(),
-        ]
-        try:
-            result = await deps.store.append_many(
-                appends, claims=[Claim(model.name_claim(account_id, name), stream)]
-            )
-        except UniquenessViolation:
-            raise Conflict("the system account already has an access token with this name") from None
-        token = model.evolve(Token(token_id=token_id), issued, 1, ctx.now)
-        return Outcome(IssuedToken(token, secret), result.cursor)
+        claim = Claim(model.name_claim(account_id, name), model.stream_of(token_id))
+        conditions = [holdings.account.unchanged()]
+        outcome = await repository.append(
+            deps.store, TOKENS, ctx, current, [issued], conditions=conditions, claims=[claim]
+        )
+        return Outcome(IssuedToken(outcome.state, secret), outcome.cursor)
 
     return await with_retries(attempt)
 
@@ -191,17 +159,21 @@ async def rename_token(
     account_id, token_id, name = command.account_id, command.token_id, command.name
 
     async def attempt() -> Outcome[Token]:
-        state, retried = await _load_or_recorded(deps, ctx, token_id)
+        state, retried = await repository.load(deps.store, TOKENS, ctx, token_id)
+        account = await deps.directory.account(account_id)
         if retried is not None:
-            return retried.original()
+            return retried.original(holds=account.live)
         model.require_visible(state, account_id)
         # A rename takes a name claim under the account: never once the account is deleted (its
         # deletion releases every such claim), so the append is conditional on the account too.
-        account = (await deps.directory.account(account_id)).require_live()
+        account.require_live()
         events = model.rename(state, name)
         claims = [Claim(model.name_claim(account_id, name), model.stream_of(token_id))] if events else []
         releases = [model.name_claim(account_id, state.name)] if events else []
-        return await _append(deps, ctx, state, events, claims, releases, [account.unchanged()])
+        conditions = [account.unchanged()]
+        return await repository.append(
+            deps.store, TOKENS, ctx, state, events, conditions=conditions, claims=claims, releases=releases
+        )
 
     return await with_retries(attempt)
 
@@ -212,11 +184,12 @@ async def revoke_token(
     account_id, token_id = command.account_id, command.token_id
 
     async def attempt() -> Outcome[Token]:
-        state, retried = await _load_or_recorded(deps, ctx, token_id)
+        state, retried = await repository.load(deps.store, TOKENS, ctx, token_id)
         if retried is not None:
             return retried.original()
         model.require_visible(state, account_id)
-        return await _append(deps, ctx, state, model.revoke(state, "revoked"))
+        (await deps.directory.account(account_id)).require_live()
+        return await repository.append(deps.store, TOKENS, ctx, state, model.revoke(state, "revoked"))
 
     return await with_retries(attempt)
 
@@ -232,15 +205,16 @@ async def rotate_token(
     )
 
     async def attempt() -> Outcome[IssuedToken]:
-        state, retried = await _load_or_recorded(deps, ctx, token_id)
-        model.require_visible(state, account_id)
-        holdings = await deps.directory.holdings(account_id)
+        state, retried = await repository.load(deps.store, TOKENS, ctx, token_id)
+        if retried is None:
+            model.require_visible(state, account_id)
+        holdings = await _holdings(deps, account_id, retried)
         check_can_obtain(actor, deps.organization_id, holdings, state.scopes)
         if retried is not None:
             return _recorded_secret(deps, ctx, state, retried)
         secret = _new_secret(deps, ctx, token_id, state.secret_version + 1)
         events = model.rotate(state, ctx.now, secret_hash(secret, deps.pepper), grace_period_seconds)
-        outcome = await _append(deps, ctx, state, events)
+        outcome = await repository.append(deps.store, TOKENS, ctx, state, events)
         return Outcome(IssuedToken(outcome.state, secret), outcome.cursor)
 
     return await with_retries(attempt)
@@ -252,12 +226,22 @@ async def delete_token(
     account_id, token_id = command.account_id, command.token_id
 
     async def attempt() -> Outcome[Token]:
-        state, retried = await _load_or_recorded(deps, ctx, token_id)
+        state, retried = await repository.load(deps.store, TOKENS, ctx, token_id)
         if retried is not None:
             return retried.original()
         model.require_visible(state, account_id)
+        # Its name claim is the account's to release once the account is deleted.
+        account = (await deps.directory.account(account_id)).require_live()
         releases = [model.name_claim(account_id, state.name)]
-        return await _append(deps, ctx, state, model.delete(state), releases=releases)
+        return await repository.append(
+            deps.store,
+            TOKENS,
+            ctx,
+            state,
+            model.delete(state),
+            conditions=[account.unchanged()],
+            releases=releases,
+        )
 
     return await with_retries(attempt)
 
@@ -269,12 +253,12 @@ async def _append_scheduled(
     decide: Callable[[Token], Awaitable[Sequence[Event]]],
 ) -> Outcome[Token]:
     async def attempt() -> Outcome[Token]:
-        state = model.fold(token_id, await deps.store.read_stream(model.stream_of(token_id)))
+        state = TOKENS.fold(token_id, await deps.store.read_stream(model.stream_of(token_id)))
         events = await decide(state)
         if not events:
             return Outcome(state, None)
         keyed = msgspec.structs.replace(ctx, idempotency_key=model.deadline_key(state, events[0]))
-        return await _append(deps, keyed, state, events)
+        return await repository.append(deps.store, TOKENS, keyed, state, events)
 
     return await with_retries(attempt)
 
@@ -333,10 +317,10 @@ async def record_token_usage(
     deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RecordTokenUsage
 ) -> Outcome[RecordedUsage]:
     """One ``append_many``: the uses to their tokens' usage streams, the extensions to the tokens'
-    streams, each event's id derived from its content (``model.used``, ``model.extended``)."""
+    streams, each event's id derived from its content (``usage_model.used``, ``usage_model.extended``)."""
     by_stream: dict[str, list[NewEvent]] = {}
     for use in command.uses:
-        new_event = model.used(
+        new_event = usage_model.used(
             token_id=use.token_id,
             account_id=use.account_id,
             used_at=use.used_at,
@@ -346,7 +330,7 @@ async def record_token_usage(
         )
         by_stream.setdefault(model.usage_stream_of(use.token_id), []).append(new_event)
     for extension in command.extensions:
-        new_event = model.extended(
+        new_event = usage_model.extended(
             token_id=extension.token_id,
             account_id=extension.account_id,
             expires_at=extension.expires_at,

@@ -8,18 +8,16 @@ are taken by the scheduler. Each returns nothing when its deadline is moot (the 
 its expiry moved, the event is already in the stream), and ``deadline_key`` names the deadline an
 event answers, so that every attempt at one deadline carries the same event id.
 
-Use-driven decisions are the usage recorder's: ``extension`` (sliding expiry: how far a use moves
-``expires_at``, if at all), and ``used`` / ``extended``, the ``token.used`` and ``token.extended``
-events whose ids derive from their content (so a retried batch is recognised as a retry).
+The use-driven decisions (the usage recorder's: sliding expiry and the usage events) are in
+``services.tokens.usage_model``.
 """
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from events import Event, Metadata, NewEvent, RecordedEvent
+from events import Event, FrozenMap
 from events.tokens import (
     TokenDeleted,
     TokenExpired,
@@ -31,16 +29,14 @@ from events.tokens import (
     TokenRotated,
     TokenRotationDue,
     TokenSecretRetired,
-    TokenUsed,
 )
 from services.commands import Conflict, Invalid, NotFound
 from services.names import check_new_name
 from services.policy import TokenPolicy
+from services.repository import Aggregate
 
 ACTIVE, REVOKED, EXPIRED = "ACTIVE", "REVOKED", "EXPIRED"
 MAX_GRACE_PERIOD = timedelta(days=7)
-USAGE_EVENT_IDS = uuid.UUID("0b6a4f0e-2c1d-4c55-9a53-3f0f5d7c9e21")
-"""Namespace of the uuid5 event ids of ``token.used`` and ``token.extended``."""
 
 
 def stream_of(token_id: str) -> str:
@@ -73,7 +69,7 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime | None = None
     max_expires_at: datetime | None = None
     auto_extend_seconds: int | None = None
-    scopes: list[str] | None = None
+    scopes: tuple[str, ...] | None = None
     secret_version: int = 1
     revoked_at: datetime | None = None
     secret_set_at: datetime | None = None
@@ -82,7 +78,7 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
     """``token.rotation_due`` was recorded for the current secret."""
     warned_lead_seconds: int | None = None
     """The shortest lead of the ``token.expiring_soon`` recorded for the current ``expires_at``."""
-    retiring: dict[int, datetime] = {}
+    retiring: FrozenMap[int, datetime] = FrozenMap()
     """The previous secret version while in its grace period: version -> end of the grace period.
     At most one: a rotation ends every earlier secret except the one it replaces (and that one too
     when it gives no grace period)."""
@@ -120,9 +116,9 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
         case TokenRenamed():
             return msgspec.structs.replace(base, name=event.name, updated_at=at)
         case TokenRotated():
-            retiring = {}
+            retiring: FrozenMap[int, datetime] = FrozenMap()
             if event.previous_valid_until is not None:
-                retiring = {event.secret_version - 1: event.previous_valid_until}
+                retiring = FrozenMap({event.secret_version - 1: event.previous_valid_until})
             return msgspec.structs.replace(
                 base,
                 secret_version=event.secret_version,
@@ -141,7 +137,7 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
         case TokenRotationDue():
             return msgspec.structs.replace(base, rotation_flagged=True)
         case TokenSecretRetired():
-            retiring = {v: t for v, t in state.retiring.items() if v != event.secret_version}
+            retiring = FrozenMap({v: t for v, t in state.retiring.items() if v != event.secret_version})
             return msgspec.structs.replace(base, retiring=retiring)
         case TokenRevoked():
             return msgspec.structs.replace(base, state=REVOKED, revoked_at=at, updated_at=at)
@@ -153,11 +149,15 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
     return base
 
 
-def fold(token_id: str, history: list[RecordedEvent]) -> Token:
-    state = Token(token_id=token_id)
-    for recorded in history:
-        state = evolve(state, recorded.event, recorded.stream_version, recorded.metadata.occurred_at)
-    return state
+TOKENS = Aggregate[Token](
+    stream_of=stream_of,
+    empty=lambda token_id: Token(token_id=token_id),
+    evolve=evolve,
+    id_of=lambda token: token.token_id,
+    live=lambda token: token.visible,
+    duplicate="the system account already has an access token with this name",
+)
+fold = TOKENS.fold
 
 
 def secret_works(state: Token, secret_version: int, now: datetime) -> bool:
@@ -330,75 +330,3 @@ def deadline_key(state: Token, event: Event) -> str:
             valid_until = state.retiring[event.secret_version]
             return f"{event.tag()}@{_instant(valid_until)}-v{event.secret_version}"
     raise ValueError(f"{event.tag()} is not a time-driven event")
-
-
-# -- use-driven decisions (the usage recorder's) ------------------------------------------------
-
-
-def extension(
-    expires_at: datetime | None,
-    max_expires_at: datetime | None,
-    auto_extend_seconds: int | None,
-    now: datetime,
-) -> datetime | None:
-    """Sliding expiry: the new ``expires_at`` of a token used at ``now`` whose expiry is
-    ``expires_at``: ``min(now + auto_extend_seconds, max_expires_at)`` when that gains more than
-    ``min(1% of auto_extend_seconds, 60 s)``; None otherwise (and for a token without sliding
-    expiry, or one that never expires)."""
-    if not auto_extend_seconds or expires_at is None:
-        return None
-    target = now + timedelta(seconds=auto_extend_seconds)
-    if max_expires_at is not None:
-        target = min(target, max_expires_at)
-    if target - expires_at <= timedelta(seconds=min(auto_extend_seconds / 100, 60.0)):
-        return None
-    return target
-
-
-def used_event_id(token_id: str, used_at: datetime) -> uuid.UUID:
-    return uuid.uuid5(USAGE_EVENT_IDS, f"token.used\x00{token_id}\x00{used_at.isoformat()}")
-
-
-def extended_event_id(token_id: str, expires_at: datetime) -> uuid.UUID:
-    return uuid.uuid5(USAGE_EVENT_IDS, f"token.extended\x00{token_id}\x00{expires_at.isoformat()}")
-
-
-def _by_the_token(account_id: str, token_id: str, at: datetime) -> Metadata:
-    """A use is the token's own act: its account is the actor."""
-    return Metadata(occurred_at=at, actor=account_id, actor_token_id=token_id)
-
-
-def used(
-    *,
-    token_id: str,
-    account_id: str,
-    used_at: datetime,
-    operation: str,
-    client_address: str | None,
-    user_agent: str | None,
-) -> NewEvent:
-    """``token.used`` (for ``usage_stream_of(token_id)``), its id derived from the token and the time."""
-    event = TokenUsed(
-        token_id=token_id,
-        account_id=account_id,
-        used_at=used_at,
-        operation=operation,
-        client_address=client_address,
-        user_agent=user_agent,
-    )
-    return NewEvent(
-        event=event,
-        metadata=_by_the_token(account_id, token_id, used_at),
-        event_id=used_event_id(token_id, used_at),
-    )
-
-
-def extended(*, token_id: str, account_id: str, expires_at: datetime, decided_at: datetime) -> NewEvent:
-    """``token.extended`` (for ``stream_of(token_id)``), its id derived from the token and the new
-    expiry; it occurred when the use that caused it was seen."""
-    event = TokenExtended(token_id=token_id, account_id=account_id, expires_at=expires_at)
-    return NewEvent(
-        event=event,
-        metadata=_by_the_token(account_id, token_id, decided_at),
-        event_id=extended_event_id(token_id, expires_at),
-    )

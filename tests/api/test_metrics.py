@@ -9,8 +9,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.api import state
 from services.api.app import create_app
-from services.api.state import AppState
 from services.composition import Runtime
 from tests.api.identity_support import account_with_roles
 from tests.api_fixture import ApiClient, unique
@@ -117,7 +117,9 @@ async def test_a_metrics_reader_cannot_change_anything(api: ApiClient) -> None:
 
 @pytest.fixture
 async def public_url(api_runtime: Runtime) -> AsyncIterator[str]:
-    server = TestServer(create_app(AppState(api_runtime, metrics_public=True)), host="127.0.0.1")
+    app = create_app(metrics_public=True)
+    state.bind(app, api_runtime)
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
     await server.close()

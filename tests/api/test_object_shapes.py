@@ -15,9 +15,9 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
+from services.api import state
 from services.api.app import create_app
 from services.api.openapi.document import build_document
-from services.api.state import AppState
 from services.composition import Runtime
 from services.dispatch import Dispatcher
 from services.policy import TokenPolicy
@@ -65,7 +65,9 @@ async def never_expiring_api(api_runtime: Runtime, api: ApiClient) -> AsyncItera
     deps = msgspec.structs.replace(api_runtime.deps, token_policy=policy)
     dispatcher = Dispatcher(deps, claims=api_runtime.idempotency)
     runtime = msgspec.structs.replace(api_runtime, deps=deps, dispatcher=dispatcher)
-    server = TestServer(create_app(AppState(runtime)), host="127.0.0.1")
+    app = create_app()
+    state.bind(app, runtime)
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:

@@ -14,9 +14,9 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
 
+from services.api import state
 from services.api.app import create_app
 from services.api.openapi.reference import reference
-from services.api.state import AppState
 from services.composition import Runtime
 from services.dispatch import Dispatcher
 from services.roles.catalogue import load_catalogue
@@ -160,10 +160,9 @@ async def custom_catalogue_api(
     settings = api_settings(api_runtime.dsn, tmp_path, TOKENLEDGER_ROLE_CATALOGUE=str(path))
     deps = msgspec.structs.replace(api_runtime.deps, catalogue=load_catalogue(settings.role_catalogue))
     dispatcher = Dispatcher(deps, claims=api_runtime.idempotency)
-    server = TestServer(
-        create_app(AppState(msgspec.structs.replace(api_runtime, deps=deps, dispatcher=dispatcher))),
-        host="127.0.0.1",
-    )
+    app = create_app()
+    state.bind(app, msgspec.structs.replace(api_runtime, deps=deps, dispatcher=dispatcher))
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:

@@ -159,10 +159,20 @@ async def test_a_retried_assign_role_appends_nothing_and_answers_as_before(world
     await world.given(created)
     command = _assign(_holder_of(created), "Admin")
     first = await world.when(command, key="k")
-    await world.when(UnassignRole(holder=_holder_of(created), assignment_id=first.state.assignment_id))
     retry = await world.when(command, key="k")
     assert world.then() == []
     assert retry == first
+
+
+@pytest.mark.parametrize("kind", HOLDERS)
+async def test_a_retried_assign_role_after_its_unassignment_is_superseded(world: World, kind: str) -> None:
+    """The original answer would be an assignment that no longer holds."""
+    created = _new_holder(kind)
+    await world.given(created)
+    command = _assign(_holder_of(created), "Admin")
+    first = await world.when(command, key="k")
+    await world.when(UnassignRole(holder=_holder_of(created), assignment_id=first.state.assignment_id))
+    await world.then_raises(Superseded, command, key="k")
 
 
 @pytest.mark.parametrize("kind", HOLDERS)

@@ -1,6 +1,8 @@
-"""The handler suite keeps its two promises: every command the dispatcher knows has tests that send
-it (a command added to ``HANDLERS`` without one fails here), and no test of the package needs a
-fixture of the session's servers (PostgreSQL, Kafka, the HTTP service), so it runs alone in seconds."""
+"""The handler suite keeps its promises: every command the dispatcher knows has tests that send it
+(a command added to ``HANDLERS`` without one fails here), and no test of the package needs a
+fixture of the session's servers (PostgreSQL, Kafka, the HTTP service), so it runs alone in seconds.
+And the handlers keep their shape: each loads its aggregate and appends its decision through
+``services.repository``, the one place that recognises a retry and builds a command's events."""
 
 import ast
 import inspect
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from services import repository
 from services.dispatch import HANDLERS
 from tests.handlers import conftest
 
@@ -94,3 +97,16 @@ def test_no_collected_handler_test_uses_a_fixture_from_outside(request: pytest.F
                 module = getattr(definition.func, "__module__", "")
                 outside = module.startswith("tests") and not module.startswith("tests.handlers")
                 assert not outside, f"{item.nodeid} uses {name} from {module}"
+
+
+def test_handlers_load_and_append_their_aggregate_only_through_the_repository() -> None:
+    """No module of a handler recognises a retry (``recorded``) or builds its command's events
+    (``new_events``) itself: a second load-or-append helper would drift from the repository's."""
+    modules = {inspect.getsourcefile(handler) for handler in HANDLERS.values()}
+    assert len(modules) == 4, modules  # accounts, teams, tokens and the role holders
+    for path in sorted(str(module) for module in modules):
+        called = _names_called(ast.parse(Path(path).read_text()))
+        assert not called & {"recorded", "new_events"}, f"{path} loads or appends past the repository"
+    assert {"recorded", "new_events"} <= _names_called(
+        ast.parse(Path(str(inspect.getsourcefile(repository))).read_text())
+    )

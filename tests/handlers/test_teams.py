@@ -246,13 +246,22 @@ async def test_a_retried_add_member_is_authorised_again(world: World) -> None:
     await world.then_raises(Forbidden, command, key="k", match="Auditor")
 
 
-async def test_a_retried_add_member_after_the_team_was_deleted_is_refused(world: World) -> None:
+async def test_a_retried_add_member_after_the_team_was_deleted_is_superseded(world: World) -> None:
     team, member = team_created("ops"), account_created()
     await world.given(member, team)
     command = AddMember(team_id=team.team_id, account_id=member.account_id)
     await world.when(command, key="k")
     await world.when(DeleteTeam(team_id=team.team_id))
-    await world.then_raises(NotFound, command, key="k", match="team not found")
+    await world.then_raises(Superseded, command, key="k")
+
+
+async def test_a_retried_add_member_after_the_member_left_is_superseded(world: World) -> None:
+    team, member = team_created("ops"), account_created()
+    await world.given(member, team)
+    command = AddMember(team_id=team.team_id, account_id=member.account_id)
+    await world.when(command, key="k")
+    await world.when(RemoveMember(team_id=team.team_id, account_id=member.account_id))
+    await world.then_raises(Superseded, command, key="k")
 
 
 # -- RemoveMember -------------------------------------------------------------------------------
@@ -298,4 +307,13 @@ async def test_a_retried_remove_member_after_the_team_was_deleted_is_superseded(
     command = RemoveMember(team_id=team.team_id, account_id=member.account_id)
     await world.when(command, key="k")
     await world.when(DeleteTeam(team_id=team.team_id))
+    await world.then_raises(Superseded, command, key="k")
+
+
+async def test_a_retried_remove_member_after_the_member_rejoined_is_superseded(world: World) -> None:
+    team, member = team_created("ops"), account_created()
+    await world.given(member, team, TeamMemberAdded(team_id=team.team_id, account_id=member.account_id))
+    command = RemoveMember(team_id=team.team_id, account_id=member.account_id)
+    await world.when(command, key="k")
+    await world.when(AddMember(team_id=team.team_id, account_id=member.account_id))
     await world.then_raises(Superseded, command, key="k")

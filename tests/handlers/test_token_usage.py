@@ -1,5 +1,5 @@
 """The usage recorder's command side, without PostgreSQL: sliding expiry as the token model decides it
-(``model.extension``), the content-derived ``token.used`` / ``token.extended`` events, and
+(``usage_model.extension``), the content-derived ``token.used`` / ``token.extended`` events, and
 ``RecordTokenUsage`` through the dispatcher into the in-memory store (one append per batch, a
 retried batch recognised, refused to every caller)."""
 
@@ -24,7 +24,7 @@ from services.memory_store import MemoryEventStore
 from services.policy import TokenPolicy
 from services.ports import AppendResult, StreamAppend
 from services.roles.catalogue import load_catalogue
-from services.tokens import model
+from services.tokens import model, usage_model
 from services.tokens.commands import RecordTokenUsage, TokenExtension, TokenUse
 from services.tokens.handlers import RecordedUsage
 
@@ -55,7 +55,7 @@ def test_an_extension_moves_to_the_capped_target_only_for_a_real_gain(
         target = min(target, cap)
     threshold = timedelta(seconds=min(seconds / 100, 60.0))
 
-    extended = model.extension(expires_at, cap, seconds, now)
+    extended = usage_model.extension(expires_at, cap, seconds, now)
 
     if target - expires_at > threshold:
         assert extended == target
@@ -69,20 +69,20 @@ def test_examples_of_sliding_expiry() -> None:
     hour = 3600
     expires_at = T0 + timedelta(hours=1)
     # 1% of an hour is 36 s: a gain of 30 s is not worth an event, 40 s is.
-    assert model.extension(expires_at, None, hour, T0 + timedelta(seconds=30)) is None
-    assert model.extension(expires_at, None, hour, T0 + timedelta(seconds=40)) == expires_at + timedelta(
-        seconds=40
-    )
+    assert usage_model.extension(expires_at, None, hour, T0 + timedelta(seconds=30)) is None
+    assert usage_model.extension(
+        expires_at, None, hour, T0 + timedelta(seconds=40)
+    ) == expires_at + timedelta(seconds=40)
     # A day's window: the minute rules (1% would be 864 s).
     day = 86_400
-    assert model.extension(T0 + timedelta(days=1), None, day, T0 + timedelta(seconds=59)) is None
-    assert model.extension(T0 + timedelta(days=1), None, day, T0 + timedelta(seconds=61)) is not None
+    assert usage_model.extension(T0 + timedelta(days=1), None, day, T0 + timedelta(seconds=59)) is None
+    assert usage_model.extension(T0 + timedelta(days=1), None, day, T0 + timedelta(seconds=61)) is not None
     # The cap holds.
     cap = T0 + timedelta(minutes=90)
-    assert model.extension(expires_at, cap, hour, T0 + timedelta(hours=1)) == cap
+    assert usage_model.extension(expires_at, cap, hour, T0 + timedelta(hours=1)) == cap
     # No sliding expiry, or no expiry at all: nothing to extend.
-    assert model.extension(expires_at, None, None, T0 + timedelta(hours=1)) is None
-    assert model.extension(None, None, hour, T0) is None
+    assert usage_model.extension(expires_at, None, None, T0 + timedelta(hours=1)) is None
+    assert usage_model.extension(None, None, hour, T0) is None
 
 
 # -- the events ----------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def extension(token_id: str = TOKEN, expires_at: datetime = T0 + timedelta(hours
 @given(instants, instants)
 def test_event_ids_are_derived_from_the_token_and_the_instant(first: datetime, second: datetime) -> None:
     def used(at: datetime, operation: str = "a") -> uuid.UUID:
-        return model.used(
+        return usage_model.used(
             token_id=TOKEN,
             account_id=ACCOUNT,
             used_at=at,
@@ -116,19 +116,19 @@ def test_event_ids_are_derived_from_the_token_and_the_instant(first: datetime, s
         ).event_id
 
     def extended(to: datetime, decided_at: datetime = T0) -> uuid.UUID:
-        return model.extended(
+        return usage_model.extended(
             token_id=TOKEN, account_id=ACCOUNT, expires_at=to, decided_at=decided_at
         ).event_id
 
-    assert used(first) == used(first, "b") == model.used_event_id(TOKEN, first)
-    assert extended(first) == extended(first, second) == model.extended_event_id(TOKEN, first)
+    assert used(first) == used(first, "b") == usage_model.used_event_id(TOKEN, first)
+    assert extended(first) == extended(first, second) == usage_model.extended_event_id(TOKEN, first)
     assert (used(first) == used(second)) == (first == second)
     assert (extended(first) == extended(second)) == (first == second)
     assert used(first) != extended(first)
 
 
 def test_a_use_is_the_tokens_own_act() -> None:
-    new_event = model.used(
+    new_event = usage_model.used(
         token_id=TOKEN, account_id=ACCOUNT, used_at=T0, operation="op", client_address=None, user_agent="ua"
     )
     assert new_event.event == TokenUsed(
@@ -137,7 +137,7 @@ def test_a_use_is_the_tokens_own_act() -> None:
     metadata = new_event.metadata
     assert (metadata.occurred_at, metadata.actor, metadata.actor_token_id) == (T0, ACCOUNT, TOKEN)
     later = T0 + timedelta(hours=1)
-    moved = model.extended(token_id=TOKEN, account_id=ACCOUNT, expires_at=later, decided_at=T0)
+    moved = usage_model.extended(token_id=TOKEN, account_id=ACCOUNT, expires_at=later, decided_at=T0)
     assert moved.event == TokenExtended(token_id=TOKEN, account_id=ACCOUNT, expires_at=later)
     assert (moved.metadata.occurred_at, moved.metadata.actor, moved.metadata.actor_token_id) == (
         T0,
@@ -210,12 +210,12 @@ def test_a_batch_is_one_append_of_every_use_and_extension() -> None:
     ]
     assert recorded.result is not None and len(recorded.result.events) == 4
     assert [event_id for event_id, _ in stored(store, model.usage_stream_of(TOKEN))] == [
-        model.used_event_id(TOKEN, T0),
-        model.used_event_id(TOKEN, later),
+        usage_model.used_event_id(TOKEN, T0),
+        usage_model.used_event_id(TOKEN, later),
     ]
     assert stored(store, model.stream_of(OTHER)) == [
         (
-            model.extended_event_id(OTHER, T0 + timedelta(hours=1)),
+            usage_model.extended_event_id(OTHER, T0 + timedelta(hours=1)),
             TokenExtended(token_id=OTHER, account_id=ACCOUNT, expires_at=T0 + timedelta(hours=1)),
         )
     ]

@@ -8,7 +8,9 @@ verifier builds them; and the given / when / then steps.
   end releases, so the directory finds what the history holds. Other claims are not mirrored: a
   test that needs a rename's or a deletion's claims builds that history with ``when``.
 * ``when(command, actor=..., key=...)`` dispatches it, as the HTTP door does: the context names the
-  caller's account and token, and the idempotency key when one is given.
+  caller's account and token, and the idempotency key when one is given. A world made with
+  ``claims=MemoryClaims()`` hands a caller's key to the dispatcher instead, which claims it as the
+  HTTP door's does (scoped to the caller's token and the command).
 * ``then()`` is what the last ``when`` appended, as (stream, event) pairs in log order;
   ``then_raises(error, command, ...)`` dispatches, expects ``error``, and checks that nothing was
   appended and no claim moved.
@@ -29,10 +31,11 @@ from events.tokens import TokenIssued
 from services.accounts import model as accounts
 from services.auth.principal import DIRECT, Principal, RoleGrant
 from services.authorization import Actor, SystemActor
-from services.commands import CommandContext, Outcome
+from services.commands import CommandContext, Outcome, Unchanged
 from services.dependencies import Dependencies
 from services.directory import StreamDirectory
 from services.dispatch import Dispatcher
+from services.idempotency_claims import Claimed, ClaimOutcome, InProgress, Mismatch
 from services.memory_store import MemoryEventStore
 from services.policy import TokenPolicy
 from services.ports import Claim, StreamState
@@ -83,8 +86,8 @@ def caller(
         account_id=account_id or new_id(),
         account_name="caller",
         token_name="caller's token",
-        scopes=None if scopes is None else list(scopes),
-        roles=[grant(role) if isinstance(role, str) else role for role in roles],
+        scopes=None if scopes is None else tuple(scopes),
+        roles=tuple(grant(role) if isinstance(role, str) else role for role in roles),
         organization_admin=organization_admin,
         issued_at=T0 - timedelta(days=1),
         expires_at=None,
@@ -153,10 +156,39 @@ def _claims(event: Event, stream: str) -> tuple[list[Claim], list[str]]:
     return [], []
 
 
+class MemoryClaims:
+    """The idempotency claims port in memory (no expiry, no pending timeout): what a retry finds of
+    an earlier run under its key, as the PostgreSQL table keeps it."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], tuple[str, uuid.UUID | None, Unchanged | None]] = {}
+        """(scope, key) -> fingerprint, the pending claim (None once ended), what a no-op kept."""
+
+    async def claim(self, scope: str, key: str, fingerprint: str) -> ClaimOutcome:
+        stored = self._rows.get((scope, key))
+        if stored is not None and stored[0] != fingerprint:
+            return Mismatch()
+        if stored is not None and stored[1] is not None:
+            return InProgress()
+        claimed = Claimed(uuid.uuid4(), None if stored is None else stored[2])
+        self._rows[(scope, key)] = (fingerprint, claimed.claim_id, claimed.unchanged)
+        return claimed
+
+    async def end(self, scope: str, key: str, claim: Claimed, unchanged: Unchanged | None = None) -> None:
+        fingerprint, pending, _ = self._rows[(scope, key)]
+        if pending == claim.claim_id:
+            self._rows[(scope, key)] = (fingerprint, None, unchanged)
+
+
 class World:
     """One test's store, dependencies and dispatcher, a clock it moves, and what it last did."""
 
-    def __init__(self, policy: TokenPolicy = POLICY, store: MemoryEventStore | None = None) -> None:
+    def __init__(
+        self,
+        policy: TokenPolicy = POLICY,
+        store: MemoryEventStore | None = None,
+        claims: MemoryClaims | None = None,
+    ) -> None:
         self.now = T0
         self.store = store or MemoryEventStore()
         self.deps = Dependencies(
@@ -167,7 +199,8 @@ class World:
             pepper=PEPPER,
             organization_id=ORG,
         )
-        self.dispatcher = Dispatcher(self.deps)
+        self.dispatcher = Dispatcher(self.deps, claims=claims)
+        self._claimed_keys = claims is not None
         self._appended: list[RecordedEvent] = []
 
     async def given(self, *events: Event, at: datetime | None = None) -> None:
@@ -202,6 +235,8 @@ class World:
         """Dispatches ``command`` as ``actor``; ``then()`` is what it appended, even when it raised."""
         before = len(await self.log())
         try:
+            if self._claimed_keys and key is not None and not isinstance(actor, SystemActor):
+                return await self.dispatcher.dispatch(command, actor, ctx or self.context(actor), key)
             return await self.dispatcher.dispatch(command, actor, ctx or self.context(actor, key))
         finally:
             self._appended = (await self.log())[before:]

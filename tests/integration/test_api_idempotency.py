@@ -18,15 +18,15 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.api import state
 from services.api.context import execute
 from services.api.domain_errors import domain_error_middleware
 from services.api.idempotency import idempotency_key
 from services.api.parsing import read_body
 from services.api.problems import BadRequest, problem_middleware
-from services.api.state import RUNTIME, AppState
 from services.authorization import SYSTEM, Actor, MissingRight, Right, SystemActor
 from services.authorization import Grant as RoleGrant
-from services.commands import CommandContext, Invalid, Outcome
+from services.commands import CommandContext, Invalid, Outcome, Unchanged
 from services.dependencies import Dependencies
 from services.directory import StreamDirectory
 from services.dispatch import Dispatcher, Handler
@@ -269,7 +269,10 @@ async def test_every_retry_runs_the_route_with_the_same_command_scope(
         "created_at",
         "completed_at",
         "claimed_at",
-    }  # no response (and so no secret) is kept
+        "unchanged_stream",
+        "unchanged_version",
+    }  # no response (and so no secret) is kept; what a no-op was decided on, only for a no-op
+    assert row["unchanged_stream"] is None and row["unchanged_version"] is None
 
 
 async def test_same_key_with_another_request_is_a_422(client: Client, harness: Harness) -> None:
@@ -456,7 +459,7 @@ async def test_a_255_character_key_is_fine(client: Client) -> None:
 async def test_no_runtime_yet_is_a_503(harness: Harness) -> None:
     """While the service is starting there is no dispatcher, and so no claims: a command is a 503."""
     app = web.Application(middlewares=[problem_middleware, domain_error_middleware, fake_auth])
-    app[RUNTIME] = AppState()
+    state.install(app)
 
     async def route(request: web.Request) -> web.Response:
         await execute(request, await _make_thing(request))
@@ -477,6 +480,28 @@ async def test_purge_deletes_expired_rows(pool: asyncpg.Pool, idempotency_store:
     assert await idempotency_store.purge_expired() >= 1
     keys = await pool.fetch("SELECT key FROM idempotency_keys WHERE scope = $1", scope)
     assert [r["key"] for r in keys] == ["new"]
+
+
+async def test_a_run_that_changed_nothing_is_handed_to_its_retries_until_the_key_expires(
+    pool: asyncpg.Pool, idempotency_store: IdempotencyStore
+) -> None:
+    """What a no-op's answer was decided on outlives its run: every later claim of the key with the
+    same fingerprint gets it back, a run that did change something records none, and an expired
+    key forgets it."""
+    scope, unchanged = _scope(_credential()), Unchanged("account-x", 3)
+    first = await idempotency_store.claim(scope, "k", "f" * 64)
+    assert isinstance(first, Claimed) and first.unchanged is None
+    await idempotency_store.end(scope, "k", first, unchanged)
+    for _ in range(2):
+        again = await idempotency_store.claim(scope, "k", "f" * 64)
+        assert isinstance(again, Claimed) and again.unchanged == unchanged
+        await idempotency_store.end(scope, "k", again, again.unchanged)
+    await _age(pool, scope, "k", "2 days")
+    expired = await idempotency_store.claim(scope, "k", "f" * 64)
+    assert isinstance(expired, Claimed) and expired.unchanged is None
+    await idempotency_store.end(scope, "k", expired)
+    after = await idempotency_store.claim(scope, "k", "f" * 64)
+    assert isinstance(after, Claimed) and after.unchanged is None
 
 
 async def test_the_housekeeping_worker_deletes_expired_claims(pool: asyncpg.Pool) -> None:

@@ -52,7 +52,7 @@ async def test_runner_follows_the_log_into_every_read_model(empty_database: str)
                 name="ci",
                 secret_hash="hash-1",
                 expires_at=None,
-                scopes=["read"],
+                scopes=("read",),
             ),
             TokenRotated(token_id=token, account_id=account, secret_hash="hash-2", secret_version=2),
         )

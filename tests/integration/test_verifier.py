@@ -81,11 +81,11 @@ async def test_a_valid_token_yields_its_principal_with_direct_and_team_roles(wor
     assert principal.account_id == account
     assert principal.account_name == "ci-bot"
     assert principal.token_name == "deploy"
-    assert principal.scopes == ["identity:read"]
+    assert principal.scopes == ("identity:read",)
     assert principal.expires_at == expires
     assert principal.secret_version == 1
     assert principal.issued_at <= utc_now()
-    assert principal.roles == [
+    assert principal.roles == (
         RoleGrant(
             role_name="Admin",
             entity_id=ORGANIZATION,
@@ -100,7 +100,7 @@ async def test_a_valid_token_yields_its_principal_with_direct_and_team_roles(wor
             entity_region="us",
             source=f"team:{team_id}",
         ),
-    ]
+    )
     assert assignment
 
 

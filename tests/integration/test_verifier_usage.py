@@ -13,14 +13,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from events.tokens import TokenExtended, TokenRevoked, TokenUsed
 from services.api.introspection import add_routes
 from services.api.problems import problem_middleware
+from services.api.state import CLOCK, USAGE, VERIFIER, Late
 from services.auth.principal import Principal, Rejection
-from services.auth.services import StaticAuthServices
 from services.auth.usage import UsageRecorder
 from services.auth.verifier import TokenVerifier
 from services.eventstore import PostgresEventStore
 from services.ports import AppendResult, StreamAppend
-from services.tokens.model import extended_event_id, used_event_id
 from services.tokens.secrets import generate_secret
+from services.tokens.usage_model import extended_event_id, used_event_id
 from tests.integration.test_verifier_support import World, dispatcher_over, open_world, utc_now
 
 
@@ -292,9 +292,9 @@ async def test_another_nodes_extension_reaches_the_cache_from_the_log(world: Wor
 async def http(world: World) -> AsyncIterator[tuple[TestClient, World, TokenVerifier, UsageRecorder]]:  # type: ignore[type-arg]
     verifier = await world.verifier()
     recorder = UsageRecorder(dispatcher_over(world.store), expiry=verifier, flush_interval=3600)
-    services = StaticAuthServices(verifier, recorder)
     app = web.Application(middlewares=[problem_middleware])
-    add_routes(app, lambda: services)
+    app[VERIFIER], app[USAGE], app[CLOCK] = Late(verifier), Late(recorder), Late(utc_now)
+    add_routes(app)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
@@ -399,7 +399,7 @@ async def test_a_request_without_a_token_is_a_bad_request(http) -> None:  # type
 
 async def test_introspection_answers_503_before_the_runtime_is_up() -> None:
     app = web.Application(middlewares=[problem_middleware])
-    add_routes(app, lambda: None)
+    add_routes(app)
     async with TestClient(TestServer(app)) as client:
         response = await client.post("/v3/tokens/introspect", json={"token": "x"})
         assert response.status == 503

@@ -119,7 +119,7 @@ def test_recorded_finds_exactly_the_commands_own_events(keys: list[str | None], 
     assert found is not None
     [owner] = owners
     end = sum(len(events) for _, events in appends[: owner + 1])
-    assert found.events == appends[owner][1] and not found.superseded
+    assert found.events == tuple(appends[owner][1]) and not found.superseded
     assert found.outcome.state == accounts.fold(ACCOUNT, history[:end])
     assert found.outcome.cursor == (history[end - 1].tx_id, history[end - 1].global_position)
 

@@ -12,7 +12,6 @@ from services.api.app import create_app
 from services.api.openapi.convert import to_openapi_31
 from services.api.openapi.document import build_document, merge, operations
 from services.api.openapi.reference import in_scope_reference
-from services.api.state import AppState
 from services.authorization import SCOPES
 
 KONNECT_OPERATION_COUNT = 29  # 28 tagged in scope, plus GET /organizations/me
@@ -39,7 +38,7 @@ def test_the_reference_is_cut_to_the_in_scope_operations() -> None:
 
 
 def test_the_document_describes_exactly_the_served_routes(document: dict[str, Any]) -> None:
-    app = create_app(AppState())
+    app = create_app()
     served = {
         (resource.canonical.removeprefix("/v3"), route.method.lower())
         for resource in app.router.resources()

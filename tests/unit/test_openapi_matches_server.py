@@ -27,7 +27,6 @@ import pytest
 from services.api.app import create_app
 from services.api.openapi.document import READS_BY_POST, build_document, operations
 from services.api.problems import MAX_REQUEST_ID, REQUEST_ID_PATTERN
-from services.api.state import AppState
 from services.idempotency_claims import MAX_KEY_LENGTH
 
 Document = dict[str, Any]
@@ -62,7 +61,7 @@ def body_struct(handler: Callable[..., Any], seen: frozenset[str] = frozenset())
 
 
 def _served_structs() -> dict[tuple[str, str], type]:
-    app = create_app(AppState())
+    app = create_app()
     structs = {}
     for resource in app.router.resources():
         for route in resource:
@@ -191,7 +190,7 @@ def _parameters(document: Document, operation: Document, shared: list[Document])
 
 
 def test_as_of_is_declared_exactly_where_the_server_reads_it(document: Document) -> None:
-    app = create_app(AppState())
+    app = create_app()
     served = {
         (resource.canonical.removeprefix("/v3"), route.method.lower())
         for resource in app.router.resources()

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
 from services.api import representations as show
-from services.api.context import admit, authorize, consistent_read, execute, runtime
+from services.api.context import admit, authorize, consistent_read, execute, service
 from services.api.listing import BoolFilter, FilterSpec, StringFilter, collection, list_query
 from services.api.parsing import MAX_DURATION_SECONDS, name_field, read_body
 from services.api.problems import NotFound
@@ -17,6 +17,7 @@ from services.api.queries import accounts as queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content
 from services.api.routes.roles import AssignRole
+from services.api.state import READ_POOL
 from services.authorization import Right
 from services.roles.assignment import Role
 
@@ -105,7 +106,7 @@ async def list_accounts(request: web.Request) -> web.Response:
     authorize(request, Right.ACCOUNTS_READ)
     query = list_query(request, LIST_FILTERS)
     await consistent_read(request)
-    rows, total = await queries.list_accounts(runtime(request).pool, query)
+    rows, total = await queries.list_accounts(service(request, READ_POOL), query)
     return json(collection([show.account_row(r) for r in rows], query, total))
 
 
@@ -114,7 +115,7 @@ async def get(request: web.Request) -> web.Response:
         return await audit.account_as_of(request, at)
     authorize(request, Right.ACCOUNTS_READ)
     await consistent_read(request)
-    row = await queries.get_account(runtime(request).pool, account_id(request))
+    row = await queries.get_account(service(request, READ_POOL), account_id(request))
     if row is None:
         raise NotFound("The requested system account was not found")
     return json(show.account_row(row))

@@ -25,12 +25,13 @@ from aiohttp import web
 
 from events import public_data
 from services.api import representations as show
-from services.api.context import authorize, consistent_read, runtime
+from services.api.context import authorize, consistent_read, service
 from services.api.cursor_query import PAGE_AFTER, PAGE_SIZE, cursor_page, page_after, page_size
 from services.api.listing import ListQuery, collection
 from services.api.parsing import query_instant, query_problem, query_text
 from services.api.problems import BadRequest, InvalidParameter, NotFound
 from services.api.routes.common import account_id, json, token_id
+from services.api.state import READ_POOL
 from services.audit import as_of as history
 from services.authorization import Right
 from services.eventstore.rows import EVENT_COLUMNS, recorded_event
@@ -102,7 +103,7 @@ async def audit_events(request: web.Request) -> web.Response:
     authorize(request, Right.AUDIT)
     size, (tx, position), conditions, args = _events_query(request)
     sql = _EVENTS_SQL.replace("{conditions}", conditions)
-    rows = await runtime(request).pool.fetch(sql, tx, position, size + 1, *args)
+    rows = await service(request, READ_POOL).fetch(sql, tx, position, size + 1, *args)
     page = rows[:size]
     next_after = f"{page[-1]['tx_id']}.{page[-1]['global_position']}" if len(rows) > size else None
     return json(cursor_page(request, size, [_event_item(row) for row in page], next_after))
@@ -134,7 +135,7 @@ async def _account_then(request: web.Request, at: datetime) -> Any:
     authorize(request, Right.AUDIT)
     _no_other_parameters(request)
     await consistent_read(request)
-    account = await history.account_as_of(runtime(request).pool, account_id(request), at)
+    account = await history.account_as_of(service(request, READ_POOL), account_id(request), at)
     if account is None:
         raise NotFound("The requested system account did not exist at that time")
     return account
@@ -146,7 +147,7 @@ async def account_as_of(request: web.Request, at: datetime) -> web.Response:
 
 async def tokens_as_of(request: web.Request, at: datetime) -> web.Response:
     await _account_then(request, at)
-    tokens = await history.tokens_as_of(runtime(request).pool, account_id(request), at)
+    tokens = await history.tokens_as_of(service(request, READ_POOL), account_id(request), at)
     query = WHOLE_LIST
     return json(collection([show.token(t, at) for t in tokens], query, len(tokens)))
 
@@ -154,7 +155,7 @@ async def tokens_as_of(request: web.Request, at: datetime) -> web.Response:
 async def token_as_of(request: web.Request, at: datetime) -> web.Response:
     await _account_then(request, at)
     wanted = token_id(request)
-    tokens = await history.tokens_as_of(runtime(request).pool, account_id(request), at)
+    tokens = await history.tokens_as_of(service(request, READ_POOL), account_id(request), at)
     found = next((t for t in tokens if t.token_id == wanted), None)
     if found is None:
         raise NotFound("The requested access token did not exist at that time")
@@ -163,7 +164,7 @@ async def token_as_of(request: web.Request, at: datetime) -> web.Response:
 
 async def roles_as_of(request: web.Request, at: datetime) -> web.Response:
     await _account_then(request, at)
-    roles = await history.roles_as_of(runtime(request).pool, account_id(request), at)
+    roles = await history.roles_as_of(service(request, READ_POOL), account_id(request), at)
     items = [{**show.assigned_role(r.role), "source": r.source} for r in roles]
     query = WHOLE_LIST
     return json(collection(items, query, len(items)))
@@ -171,7 +172,7 @@ async def roles_as_of(request: web.Request, at: datetime) -> web.Response:
 
 async def teams_as_of(request: web.Request, at: datetime) -> web.Response:
     await _account_then(request, at)
-    teams = await history.teams_as_of(runtime(request).pool, account_id(request), at)
+    teams = await history.teams_as_of(service(request, READ_POOL), account_id(request), at)
     query = WHOLE_LIST
     return json(collection([show.team(t) for t in teams], query, len(teams)))
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from services import role_holders
 from services.api import representations as show
-from services.api.context import admit, authorize, consistent_read, execute, runtime
+from services.api.context import admit, authorize, consistent_read, execute, service
 from services.api.listing import ListQuery, StringFilter, collection, list_query, parse_list_query
 from services.api.parsing import read_body
 from services.api.problems import NotFound
@@ -19,6 +19,7 @@ from services.api.queries import roles as queries
 from services.api.queries import teams as team_queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, account_role_id, json, no_content, team_id, team_role_id
+from services.api.state import CATALOGUE, ORGANIZATION, READ_POOL
 from services.authorization import Right
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -92,7 +93,7 @@ async def list_account_roles(request: web.Request) -> web.Response:
     owner = account_id(request)
     query = _with_canonical_entity_id(list_query(request, ACCOUNT_ROLE_FILTERS))
     await consistent_read(request)
-    pool = runtime(request).pool
+    pool = service(request, READ_POOL)
     if await account_queries.get_account(pool, owner) is None:
         raise NotFound("The requested system account was not found")
     rows, total = await queries.list_assignments(pool, "account", owner, query)
@@ -103,7 +104,7 @@ async def get_account_role(request: web.Request) -> web.Response:
     authorize(request, Right.ROLES_READ)
     await consistent_read(request)
     row = await queries.get_assignment(
-        runtime(request).pool, "account", account_id(request), account_role_id(request)
+        service(request, READ_POOL), "account", account_id(request), account_role_id(request)
     )
     if row is None:
         raise NotFound("The assigned role was not found")
@@ -115,7 +116,7 @@ async def list_team_roles(request: web.Request) -> web.Response:
     owner = team_id(request)
     query = list_query(request, TEAM_ROLE_FILTERS)
     await consistent_read(request)
-    pool = runtime(request).pool
+    pool = service(request, READ_POOL)
     if await team_queries.get_team(pool, owner) is None:
         raise NotFound("The requested team was not found")
     rows, total = await queries.list_assignments(pool, "team", owner, query)
@@ -125,7 +126,9 @@ async def list_team_roles(request: web.Request) -> web.Response:
 async def get_team_role(request: web.Request) -> web.Response:
     authorize(request, Right.ROLES_READ)
     await consistent_read(request)
-    row = await queries.get_assignment(runtime(request).pool, "team", team_id(request), team_role_id(request))
+    row = await queries.get_assignment(
+        service(request, READ_POOL), "team", team_id(request), team_role_id(request)
+    )
     if row is None:
         raise NotFound("The assigned role was not found")
     return json(show.assigned_role_row(row))
@@ -134,13 +137,13 @@ async def get_team_role(request: web.Request) -> web.Response:
 async def catalogue(request: web.Request) -> web.Response:
     """Any authenticated caller (Konnect documents no 403 here); no query parameter is accepted."""
     parse_list_query(request.query, {}, paginated=False)
-    return json(runtime(request).deps.catalogue.document)
+    return web.Response(text=service(request, CATALOGUE).document, content_type="application/json")
 
 
 async def organization(request: web.Request) -> web.Response:
     """Any authenticated caller: Konnect documents only 200 and 401, and the id is what every
     caller needs to name Identity roles."""
-    org = runtime(request).organization
+    org = service(request, ORGANIZATION)
     created = show.timestamp(org.created_at)
     return json(
         {

@@ -7,7 +7,7 @@ import msgspec
 from aiohttp import web
 
 from services.api import representations as show
-from services.api.context import admit, authorize, consistent_read, execute, runtime
+from services.api.context import admit, authorize, consistent_read, execute, service
 from services.api.listing import FilterSpec, LabelFilter, StringFilter, collection, list_query
 from services.api.parsing import name_field, read_body, uuid_path_param
 from services.api.problems import NotFound
@@ -15,6 +15,7 @@ from services.api.queries import accounts as account_queries
 from services.api.queries import teams as queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content, team_id
+from services.api.state import READ_POOL
 from services.authorization import Right
 from services.teams import commands
 
@@ -82,14 +83,14 @@ async def list_teams(request: web.Request) -> web.Response:
     authorize(request, Right.TEAMS_READ)
     query = list_query(request, TEAM_FILTERS)
     await consistent_read(request)
-    rows, total = await queries.list_teams(runtime(request).pool, query)
+    rows, total = await queries.list_teams(service(request, READ_POOL), query)
     return json(collection([show.team_row(r) for r in rows], query, total))
 
 
 async def get(request: web.Request) -> web.Response:
     authorize(request, Right.TEAMS_READ)
     await consistent_read(request)
-    row = await queries.get_team(runtime(request).pool, team_id(request))
+    row = await queries.get_team(service(request, READ_POOL), team_id(request))
     if row is None:
         raise NotFound("The requested team was not found")
     return json(show.team_row(row))
@@ -136,7 +137,7 @@ async def list_members(request: web.Request) -> web.Response:
     team = membership_team_id(request)
     query = list_query(request, NAME_FILTER)
     await consistent_read(request)
-    pool = runtime(request).pool
+    pool = service(request, READ_POOL)
     if await queries.get_team(pool, team) is None:
         raise NotFound("The requested team was not found")
     rows, total = await account_queries.list_team_members(pool, team, query)
@@ -150,7 +151,7 @@ async def list_account_teams(request: web.Request) -> web.Response:
     owner = account_id(request)
     query = list_query(request, NAME_FILTER)
     await consistent_read(request)
-    pool = runtime(request).pool
+    pool = service(request, READ_POOL)
     if await account_queries.get_account(pool, owner) is None:
         raise NotFound("The requested system account was not found")
     rows, total = await queries.list_account_teams(pool, owner, query)

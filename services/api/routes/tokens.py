@@ -7,7 +7,7 @@ import msgspec
 from aiohttp import web
 
 from services.api import representations as show
-from services.api.context import admit, authorize, consistent_read, execute, runtime
+from services.api.context import admit, authorize, consistent_read, execute, service
 from services.api.listing import StringFilter, collection, list_query
 from services.api.parsing import MAX_DURATION_SECONDS, AwareDateTime, name_field, read_body
 from services.api.problems import NotFound
@@ -15,6 +15,7 @@ from services.api.queries import accounts as account_queries
 from services.api.queries import tokens as queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content, token_id
+from services.api.state import CLOCK, READ_POOL
 from services.authorization import Right
 from services.tokens.commands import DeleteToken, IssueToken, RenameToken, RevokeToken, RotateToken
 from services.tokens.handlers import IssuedToken
@@ -51,7 +52,7 @@ class RotateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
 
 def _with_secret(issued: IssuedToken, request: web.Request) -> dict[str, object]:
-    return {**show.token(issued.token, runtime(request).clock()), "token": issued.secret}
+    return {**show.token(issued.token, service(request, CLOCK)()), "token": issued.secret}
 
 
 async def create(request: web.Request) -> web.Response:
@@ -76,19 +77,19 @@ async def list_tokens(request: web.Request) -> web.Response:
     owner = account_id(request)
     query = list_query(request, LIST_FILTERS)
     await consistent_read(request)
-    pool = runtime(request).pool
+    pool = service(request, READ_POOL)
     if await account_queries.get_account(pool, owner) is None:
         raise NotFound("The requested system account was not found")
     rows, total = await queries.list_tokens(pool, owner, query)
-    now = runtime(request).clock()
+    now = service(request, CLOCK)()
     return json(collection([show.token_row(r, now) for r in rows], query, total))
 
 
 async def _token_response(request: web.Request) -> web.Response:
-    row = await queries.get_token(runtime(request).pool, account_id(request), token_id(request))
+    row = await queries.get_token(service(request, READ_POOL), account_id(request), token_id(request))
     if row is None:
         raise NotFound("The requested access token was not found")
-    return json(show.token_row(row, runtime(request).clock()))
+    return json(show.token_row(row, service(request, CLOCK)()))
 
 
 async def get(request: web.Request) -> web.Response:

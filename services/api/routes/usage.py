@@ -24,13 +24,14 @@ import msgspec
 from aiohttp import web
 from multidict import MultiMapping
 
-from services.api.context import authorize, consistent_read, runtime
+from services.api.context import authorize, consistent_read, service
 from services.api.cursor_query import PAGE_AFTER, PAGE_SIZE, cursor_page, page_after, page_size
 from services.api.parsing import query_instant, query_problem
 from services.api.problems import BadRequest, InvalidParameter, NotFound
 from services.api.queries.usage import UsageSelection, token_exists, usage_page
 from services.api.representations import timestamp
 from services.api.routes.common import account_id, json, token_id
+from services.api.state import READ_POOL
 from services.auth.usage_log import ACCEPTED, REJECTED
 from services.authorization import Right
 
@@ -86,7 +87,7 @@ async def token_usage(request: web.Request) -> web.Response:
     owner, token = account_id(request), token_id(request)
     selection = parse_usage_query(request.query)
     await consistent_read(request)
-    pool = runtime(request).pool
+    pool = service(request, READ_POOL)
     if not await token_exists(pool, owner, token):
         raise NotFound("The requested access token was not found")
     asked = selection.limit
