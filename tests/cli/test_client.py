@@ -80,8 +80,14 @@ async def test_tokens_issue_introspect_rename_rotate_revoke_delete(cli: Cli) -> 
     active = (await cli("introspect", "-o", "json", stdin=secret + "\n")).json()
     assert (active["active"], active["account_name"], active["scopes"]) == (True, account, ["identity:read"])
 
-    listed = (await cli("tokens", "list", "--account", account, "-o", "json")).json()
+    listed: list[dict[str, Any]] = []
+    for _ in range(50):  # the introspection is a use, stamped by the usage recorder every second
+        listed = (await cli("tokens", "list", "--account", account, "-o", "json")).json()
+        if listed and listed[0]["last_used_at"] is not None:
+            break
+        await asyncio.sleep(0.2)
     assert [(t["name"], t["state"]) for t in listed] == [("deploy", "ACTIVE")]
+    assert listed[0]["last_used_at"] is not None
     got = (await cli("tokens", "get", "--account", account, "deploy", "-o", "yaml")).yaml()
     assert got == listed[0] and "token" not in got
     renamed = (
