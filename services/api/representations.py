@@ -3,7 +3,7 @@
 Every field of an object is always sent, a value that is absent as null: Konnect's documented token
 responses carry ``expires_at`` and ``last_used_at`` whether or not the token expires or was used
 (as its personal access tokens do, whose schema declares them nullable), a team's ``description``
-is nullable in Konnect's schema, and our extensions (``revoked_at``, ``scopes``,
+is nullable in Konnect's schema, and our extensions (``revoked_at``, ``revoke_reason``, ``scopes``,
 ``auto_extend_seconds``, ``max_expires_at``, ``rotation_period_seconds``) follow the same rule, so a
 client sees one shape per object. Extensions beyond Konnect are extra fields: Konnect's schemas
 allow additional properties, so existing clients ignore them. Our OpenAPI document declares which
@@ -67,6 +67,7 @@ def token(state: Token, now: datetime, last_used_at: datetime | None = None) -> 
         "last_used_at": _optional(last_used_at),
         "state": state.state_at(now),
         "revoked_at": _optional(state.revoked_at),
+        "revoke_reason": state.revoke_reason,
         "scopes": state.scopes,
         "auto_extend_seconds": state.auto_extend_seconds,
         "max_expires_at": _optional(state.max_expires_at),
@@ -87,6 +88,7 @@ def token_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "last_used_at": _optional(row["last_used_at"]),
         "state": state,
         "revoked_at": _optional(row["revoked_at"]),
+        "revoke_reason": row["revoke_reason"],
         "scopes": list(row["scopes"]) if row["scopes"] is not None else None,
         "auto_extend_seconds": row["auto_extend_seconds"],
         "max_expires_at": _optional(row["max_expires_at"]),

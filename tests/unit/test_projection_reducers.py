@@ -14,6 +14,7 @@ from events.organization import OrganizationCreated
 from events.teams import TeamCreated, TeamDeleted, TeamMemberAdded, TeamRoleAssigned
 from events.tokens import (
     TokenExpired,
+    TokenExtended,
     TokenIssued,
     TokenRevoked,
     TokenRotated,
@@ -146,6 +147,19 @@ def test_token_used_keeps_the_latest_use_whatever_the_order() -> None:
     ]
     (row,) = rows(TokensProjection(), history, "tokens")
     assert row[12] == T0 + timedelta(minutes=5)
+
+
+def test_an_extension_moves_expires_at_and_updated_at_a_use_does_not() -> None:
+    extended_at, expires_at = T0 + timedelta(minutes=5), T0 + timedelta(days=2)
+    history = [
+        recorded(issued()),
+        recorded(TokenExtended(token_id=TOKEN, account_id=ACCOUNT, expires_at=expires_at), extended_at),
+        recorded(TokenUsed(token_id=TOKEN, account_id=ACCOUNT, used_at=T0 + timedelta(hours=1))),
+    ]
+    (row,) = rows(TokensProjection(), history, "tokens")
+    assert (row[5], row[6]) == (extended_at, expires_at)
+    (statement,) = TokensProjection().apply(history[1])
+    assert statement.args[1:] == (expires_at, extended_at) and "updated_at = $3" in statement.sql
 
 
 def test_token_expiry_never_overrides_a_revocation() -> None:
