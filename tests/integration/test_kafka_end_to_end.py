@@ -36,7 +36,7 @@ async def _issue(session: aiohttp.ClientSession, url: str, expires_in: timedelta
         return account, (await r.json())["id"]
 
 
-async def test_a_revocation_reaches_a_kafka_consumer(
+async def test_a_revocation_reaches_a_kafka_consumer_with_its_reason(
     service: tuple[ServiceProcess, str, dict[str, str]], kafka_bootstrap: str
 ) -> None:
     node, token, topics = service
@@ -46,7 +46,8 @@ async def test_a_revocation_reaches_a_kafka_consumer(
     ):
         account, token_id = await _issue(session, node.url, timedelta(days=1))
         async with session.patch(
-            f"{node.url}/v3/system-accounts/{account}/access-tokens/{token_id}/revoke"
+            f"{node.url}/v3/system-accounts/{account}/access-tokens/{token_id}/revoke",
+            json={"reason": "compromised"},
         ) as r:
             assert r.status == 200
             committed = time.perf_counter()
@@ -62,6 +63,7 @@ async def test_a_revocation_reaches_a_kafka_consumer(
         print(f"commit-to-consume latency: {(received.received_at - committed) * 1000:.1f} ms")
         assert received.event.key == account
         assert received.event.subject == token_id
+        assert received.event.data == {"token_id": token_id, "account_id": account, "reason": "compromised"}
 
 
 async def test_an_expiry_reaches_kafka_within_3_seconds(
