@@ -29,7 +29,9 @@ def _optional(value: datetime | None) -> str | None:
     return None if value is None else timestamp(value)
 
 
-def account(state: Account) -> dict[str, Any]:
+def account(state: Account, now: datetime) -> dict[str, Any]:
+    """``enabled`` is false from the end of the account's lifetime on, as its tokens are refused
+    then, before the scheduler has recorded ``account.expired``."""
     assert state.created_at is not None and state.updated_at is not None
     return {
         "id": state.account_id,
@@ -38,12 +40,14 @@ def account(state: Account) -> dict[str, Any]:
         "created_at": timestamp(state.created_at),
         "updated_at": timestamp(state.updated_at),
         "konnect_managed": state.konnect_managed,
-        "enabled": state.enabled,
+        "enabled": state.enabled and not state.lapsed(now),
         "rotation_period_seconds": state.rotation_period_seconds,
+        "expires_at": _optional(state.expires_at),
     }
 
 
-def account_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def account_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    expires_at = row["expires_at"]
     return {
         "id": str(row["account_id"]),
         "name": row["name"],
@@ -51,8 +55,9 @@ def account_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": timestamp(row["created_at"]),
         "updated_at": timestamp(row["updated_at"]),
         "konnect_managed": row["konnect_managed"],
-        "enabled": row["enabled"],
+        "enabled": row["enabled"] and (expires_at is None or expires_at > now),
         "rotation_period_seconds": row["rotation_period_seconds"],
+        "expires_at": _optional(expires_at),
     }
 
 

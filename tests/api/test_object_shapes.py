@@ -36,6 +36,7 @@ ACCOUNT_FIELDS = {
     "konnect_managed",
     "enabled",
     "rotation_period_seconds",
+    "expires_at",
 }
 TEAM_FIELDS = {"id", "name", "description", "system_team", "labels", "created_at", "updated_at"}
 ASSIGNED_ROLE_FIELDS = {"id", "role_name", "entity_id", "entity_type_name", "entity_region"}
@@ -133,6 +134,7 @@ async def test_a_used_and_revoked_token_fills_its_fields(api: ApiClient, api_run
 async def test_accounts_teams_and_assigned_roles_send_every_field(api: ApiClient) -> None:
     account = await new_account(api)
     assert set(account) == ACCOUNT_FIELDS and account["rotation_period_seconds"] is None
+    assert account["expires_at"] is None
     team_reply = await api.post("/v3/teams", {"name": unique("team")})
     assert team_reply.status == 201, team_reply.body
     team = team_reply.body

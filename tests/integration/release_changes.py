@@ -11,6 +11,9 @@ The changes:
 - issue 12, point 13: ``token.extended`` moves ``rm_tokens.updated_at`` (``updated_at`` moves
   whenever ``expires_at`` does), so a token's ``updated_at`` is its latest extension's time when
   that is later than the release's value.
+- issue 12, point 8: ``rm_accounts`` has ``expires_at``, the end of an account's lifetime; no
+  account of the release had one, so it is null in every row. (The lifetimes' due index,
+  ``rm_account_deadlines``, is new and not in the release's dump.)
 """
 
 import json
@@ -55,7 +58,12 @@ def _extensions_move_updated_at(tables: Tables, log: Path) -> None:
             row["updated_at"] = extended_at
 
 
-CHANGES: tuple[Callable[[Tables, Path], None], ...] = (_extensions_move_updated_at,)
+def _accounts_have_a_lifetime(tables: Tables, _log: Path) -> None:
+    for row in tables["accounts"]:
+        row["expires_at"] = None
+
+
+CHANGES: tuple[Callable[[Tables, Path], None], ...] = (_extensions_move_updated_at, _accounts_have_a_lifetime)
 """Each change, in the order of the list above: it edits the release's tables in place."""
 
 
