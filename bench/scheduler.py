@@ -86,7 +86,7 @@ async def tick(connection: asyncpg.Connection, view: str, now: datetime) -> tupl
         while True:
             page = await index.due(connection, now, PAGE)
             found += len(page.deadlines)
-            tokens = [d.token_id for d in page.deadlines]
+            tokens = [d.subject_id for d in page.deadlines]
             await connection.execute(
                 f"DELETE FROM {view} WHERE token_id = ANY($1::uuid[]) AND kind = 'expiry'", tokens
             )

@@ -1,7 +1,9 @@
 """Read model ``rm_accounts``: one row per system account that exists; a deleted account's row is removed.
 
-``updated_at`` moves with every change an API client can see (name, description, enabled). Timestamps
-are the events' ``occurred_at``, so a rebuild writes the same rows as the live projection did.
+``updated_at`` moves with every change an API client can see (name, description, enabled, the
+lifetime ``expires_at``). ``account.expired`` disables the account (and moves ``updated_at``);
+``account.expiring_soon`` changes nothing here. Timestamps are the events' ``occurred_at``, so a
+rebuild writes the same rows as the live projection did.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -13,6 +15,7 @@ from events.accounts import (
     AccountDeleted,
     AccountDisabled,
     AccountEnabled,
+    AccountExpired,
     AccountUpdated,
 )
 from projections.base import Statement
@@ -28,16 +31,17 @@ COLUMNS = (
     "created_at",
     "updated_at",
     "rotation_period_seconds",
+    "expires_at",
 )
 
 _INSERT = (
     "INSERT INTO {accounts} (account_id, name, description, konnect_managed, enabled, created_at,"
-    " updated_at, rotation_period_seconds) VALUES ($1, $2, $3, $4, true, $5, $5, $6)"
+    " updated_at, rotation_period_seconds, expires_at) VALUES ($1, $2, $3, $4, true, $5, $5, $6, $7)"
     " ON CONFLICT (account_id) DO NOTHING"
 )
 _UPDATE = (
-    "UPDATE {accounts} SET name = $2, description = $3, updated_at = $4, rotation_period_seconds = $5"
-    " WHERE account_id = $1"
+    "UPDATE {accounts} SET name = $2, description = $3, updated_at = $4, rotation_period_seconds = $5,"
+    " expires_at = $6 WHERE account_id = $1"
 )
 _SET_ENABLED = "UPDATE {accounts} SET enabled = $2, updated_at = $3 WHERE account_id = $1"
 _DELETE = "DELETE FROM {accounts} WHERE account_id = $1"
@@ -45,7 +49,7 @@ _DELETE = "DELETE FROM {accounts} WHERE account_id = $1"
 
 class AccountsProjection:
     name: str = "accounts"
-    version: int = 2  # 2: rotation_period_seconds
+    version: int = 3  # 2: rotation_period_seconds; 3: expires_at, account.expired
     tables: Sequence[str] = ("accounts",)
 
     def ddl(self) -> Sequence[str]:
@@ -58,7 +62,8 @@ class AccountsProjection:
             " enabled bool NOT NULL,"
             " created_at timestamptz NOT NULL,"
             " updated_at timestamptz NOT NULL,"
-            " rotation_period_seconds bigint)",
+            " rotation_period_seconds bigint,"
+            " expires_at timestamptz)",
             "CREATE INDEX {accounts}_name ON {accounts} (name)",
             "CREATE INDEX {accounts}_lower_name ON {accounts} (lower(name))",
             "CREATE INDEX {accounts}_created ON {accounts} (created_at, account_id)",
@@ -76,12 +81,20 @@ class AccountsProjection:
                     body.konnect_managed,
                     at,
                     body.rotation_period_seconds,
+                    body.expires_at,
                 )
                 return (Statement(_INSERT, args),)
             case AccountUpdated():
-                update = (uid(body.account_id), body.name, body.description, at, body.rotation_period_seconds)
+                update = (
+                    uid(body.account_id),
+                    body.name,
+                    body.description,
+                    at,
+                    body.rotation_period_seconds,
+                    body.expires_at,
+                )
                 return (Statement(_UPDATE, update),)
-            case AccountDisabled():
+            case AccountDisabled() | AccountExpired():
                 return (Statement(_SET_ENABLED, (uid(body.account_id), False, at)),)
             case AccountEnabled():
                 return (Statement(_SET_ENABLED, (uid(body.account_id), True, at)),)
@@ -103,6 +116,7 @@ class AccountsFold:
             AccountUpdated: self._updated,
             AccountDisabled: self._disabled,
             AccountEnabled: self._enabled,
+            AccountExpired: self._disabled,
             AccountDeleted: self._deleted,
         }
 
@@ -130,6 +144,7 @@ class AccountsFold:
                 at,
                 at,
                 body.rotation_period_seconds,
+                body.expires_at,
             ]
 
     def _updated(self, body: AccountUpdated, event: RecordedEvent) -> None:
@@ -139,6 +154,7 @@ class AccountsFold:
             row[2] = body.description
             row[6] = event.metadata.occurred_at
             row[7] = body.rotation_period_seconds
+            row[8] = body.expires_at
 
     def _set_enabled(self, account_id: str, enabled: bool, event: RecordedEvent) -> None:
         row = self._rows.get(uid(account_id))
@@ -146,7 +162,7 @@ class AccountsFold:
             row[4] = enabled
             row[6] = event.metadata.occurred_at
 
-    def _disabled(self, body: AccountDisabled, event: RecordedEvent) -> None:
+    def _disabled(self, body: AccountDisabled | AccountExpired, event: RecordedEvent) -> None:
         self._set_enabled(body.account_id, False, event)
 
     def _enabled(self, body: AccountEnabled, event: RecordedEvent) -> None:

@@ -17,6 +17,12 @@ Rows, keyed by ``(token_id, kind, ref)``:
 ``token.expired``, ``token.revoked`` and ``token.deleted`` remove every row of the token (an
 account's deletion revokes each of its tokens, so it needs nothing here). ``rm_rotation_periods``
 holds the accounts that set their own rotation period, for the rows of tokens issued later.
+
+``rm_account_deadlines`` holds one row per live account with a lifetime: ``expires_at``; ``due_at``,
+the same instant while ``account.expired`` is pending for it and NULL once it is recorded (an
+update that keeps that lifetime, e.g. a rename, does not make it due again; a new lifetime does);
+``warned_lead`` as for tokens (reset by a new lifetime). A lifetime cleared, or the account deleted,
+removes the row.
 Timestamps come from the events (``occurred_at`` for anchors), so a rebuild writes the same rows.
 """
 
@@ -25,7 +31,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events import Event, RecordedEvent
-from events.accounts import AccountCreated, AccountDeleted, AccountUpdated
+from events.accounts import (
+    AccountCreated,
+    AccountDeleted,
+    AccountExpired,
+    AccountExpiringSoon,
+    AccountUpdated,
+)
 from events.tokens import (
     TokenDeleted,
     TokenExpired,
@@ -47,6 +59,7 @@ UNWARNED = 2**31 - 1
 
 COLUMNS = ("token_id", "kind", "ref", "account_id", "due_at", "anchor_at", "warned_lead")
 PERIOD_COLUMNS = ("account_id", "seconds")
+ACCOUNT_COLUMNS = ("account_id", "expires_at", "due_at", "warned_lead")
 _DUE, _ANCHOR, _WARNED = 4, 5, 6
 
 # SQL literals: 'expiry' and 'rotation' are EXPIRY and ROTATION, 2147483647 is UNWARNED.
@@ -84,12 +97,25 @@ _RESCHEDULE_ROTATIONS = (
 _UNSCHEDULE_ROTATIONS = (
     "UPDATE {token_deadlines} SET due_at = NULL WHERE account_id = $1 AND kind = 'rotation'"
 )
+_PUT_LIFETIME = (
+    "INSERT INTO {account_deadlines} AS d (account_id, expires_at, due_at, warned_lead)"
+    " VALUES ($1, $2, $2, 2147483647) ON CONFLICT (account_id) DO UPDATE SET"
+    " expires_at = EXCLUDED.expires_at,"
+    " due_at = CASE WHEN d.expires_at = EXCLUDED.expires_at THEN d.due_at ELSE EXCLUDED.due_at END,"
+    " warned_lead = CASE WHEN d.expires_at = EXCLUDED.expires_at THEN d.warned_lead ELSE 2147483647 END"
+)
+_FORGET_LIFETIME = "DELETE FROM {account_deadlines} WHERE account_id = $1"
+_LIFETIME_EXPIRED = "UPDATE {account_deadlines} SET due_at = NULL WHERE account_id = $1 AND expires_at = $2"
+_LIFETIME_WARNED = (
+    "UPDATE {account_deadlines} SET warned_lead = least(warned_lead, $3)"
+    " WHERE account_id = $1 AND expires_at = $2"
+)
 
 
 class DeadlinesProjection:
     name: str = "token_deadlines"
-    version: int = 1
-    tables: Sequence[str] = ("token_deadlines", "rotation_periods")
+    version: int = 2  # 2: account_deadlines
+    tables: Sequence[str] = ("token_deadlines", "rotation_periods", "account_deadlines")
 
     def ddl(self) -> Sequence[str]:
         return (
@@ -110,6 +136,12 @@ class DeadlinesProjection:
             "CREATE INDEX {token_deadlines}_account ON {token_deadlines} (account_id)"
             " WHERE kind = 'rotation'",
             "CREATE TABLE {rotation_periods} (account_id uuid PRIMARY KEY, seconds int NOT NULL)",
+            "CREATE TABLE {account_deadlines} ("
+            " account_id uuid PRIMARY KEY,"
+            " expires_at timestamptz NOT NULL,"
+            " due_at timestamptz,"
+            " warned_lead int NOT NULL)",
+            "CREATE INDEX {account_deadlines}_due ON {account_deadlines} (due_at) WHERE due_at IS NOT NULL",
         )
 
     def apply(self, event: RecordedEvent) -> Sequence[Statement]:
@@ -139,26 +171,41 @@ class DeadlinesProjection:
                 return (Statement(_REMOVE_KIND, (uid(body.token_id), RETIREMENT, body.secret_version)),)
             case TokenExpired() | TokenRevoked() | TokenDeleted():
                 return (Statement(_FORGET_DEADLINES, (uid(body.token_id),)),)
-            case AccountCreated(rotation_period_seconds=int(seconds)):
-                return (Statement(_SET_PERIOD, (uid(body.account_id), seconds)),)
-            case AccountUpdated(rotation_period_seconds=None):
-                account_id = uid(body.account_id)
-                return (
-                    Statement(_CLEAR_PERIOD, (account_id,)),
-                    Statement(_UNSCHEDULE_ROTATIONS, (account_id,)),
-                )
-            case AccountUpdated(rotation_period_seconds=int(seconds)):
-                account_id = uid(body.account_id)
-                return (
-                    Statement(_SET_PERIOD, (account_id, seconds)),
-                    Statement(_RESCHEDULE_ROTATIONS, (account_id, seconds)),
-                )
+            case AccountCreated() | AccountUpdated():
+                return (*_rotation_period(body), *_lifetime(body))
+            case AccountExpired():
+                return (Statement(_LIFETIME_EXPIRED, (uid(body.account_id), body.expires_at)),)
+            case AccountExpiringSoon():
+                warned = (uid(body.account_id), body.expires_at, body.lead_seconds)
+                return (Statement(_LIFETIME_WARNED, warned),)
             case AccountDeleted():
-                return (Statement(_CLEAR_PERIOD, (uid(body.account_id),)),)
+                account_id = uid(body.account_id)
+                return (Statement(_CLEAR_PERIOD, (account_id,)), Statement(_FORGET_LIFETIME, (account_id,)))
         return ()
 
     def fold(self) -> "DeadlinesFold":
         return DeadlinesFold()
+
+
+def _rotation_period(body: AccountCreated | AccountUpdated) -> tuple[Statement, ...]:
+    account_id, seconds = uid(body.account_id), body.rotation_period_seconds
+    if isinstance(body, AccountCreated):
+        return () if seconds is None else (Statement(_SET_PERIOD, (account_id, seconds)),)
+    if seconds is None:
+        return (Statement(_CLEAR_PERIOD, (account_id,)), Statement(_UNSCHEDULE_ROTATIONS, (account_id,)))
+    return (
+        Statement(_SET_PERIOD, (account_id, seconds)),
+        Statement(_RESCHEDULE_ROTATIONS, (account_id, seconds)),
+    )
+
+
+def _lifetime(body: AccountCreated | AccountUpdated) -> tuple[Statement, ...]:
+    account_id = uid(body.account_id)
+    if body.expires_at is not None:
+        return (Statement(_PUT_LIFETIME, (account_id, body.expires_at)),)
+    if isinstance(body, AccountUpdated):
+        return (Statement(_FORGET_LIFETIME, (account_id,)),)
+    return ()
 
 
 _Key = tuple[str, str, int]
@@ -170,6 +217,7 @@ class DeadlinesFold:
     def __init__(self) -> None:
         self._rows: dict[_Key, list[Any]] = {}
         self._periods: dict[str, int] = {}
+        self._lifetimes: dict[str, list[Any]] = {}
         self._by_token: dict[str, set[_Key]] = {}
         self._rotations_by_account: dict[str, set[_Key]] = {}
         self._handlers: dict[type[Event], Callable[[Any, RecordedEvent], None]] = {
@@ -184,6 +232,8 @@ class DeadlinesFold:
             TokenDeleted: self._token_gone,
             AccountCreated: self._account_created,
             AccountUpdated: self._account_updated,
+            AccountExpired: self._account_expired,
+            AccountExpiringSoon: self._account_warned,
             AccountDeleted: self._account_deleted,
         }
 
@@ -196,10 +246,11 @@ class DeadlinesFold:
         return {
             "token_deadlines": TableRows(COLUMNS, (tuple(row) for row in self._rows.values())),
             "rotation_periods": TableRows(PERIOD_COLUMNS, self._periods.items()),
+            "account_deadlines": TableRows(ACCOUNT_COLUMNS, (tuple(row) for row in self._lifetimes.values())),
         }
 
     def __len__(self) -> int:
-        return len(self._rows) + len(self._periods)
+        return len(self._rows) + len(self._periods) + len(self._lifetimes)
 
     def _insert(self, key: _Key, account_id: str, due_at: datetime | None) -> None:
         if key not in self._rows:
@@ -256,9 +307,19 @@ class DeadlinesFold:
             self._remove(key)
         self._by_token.pop(token_id, None)
 
+    def _put_lifetime(self, body: AccountCreated | AccountUpdated) -> None:
+        account_id = uid(body.account_id)
+        if body.expires_at is None:
+            self._lifetimes.pop(account_id, None)
+            return
+        row = self._lifetimes.get(account_id)
+        if row is None or row[1] != body.expires_at:
+            self._lifetimes[account_id] = [account_id, body.expires_at, body.expires_at, UNWARNED]
+
     def _account_created(self, body: AccountCreated, _event: RecordedEvent) -> None:
         if body.rotation_period_seconds is not None:
             self._periods[uid(body.account_id)] = body.rotation_period_seconds
+        self._put_lifetime(body)
 
     def _account_updated(self, body: AccountUpdated, _event: RecordedEvent) -> None:
         account_id = uid(body.account_id)
@@ -270,6 +331,18 @@ class DeadlinesFold:
         for key in self._rotations_by_account.get(account_id, ()):
             row = self._rows[key]
             row[_DUE] = None if seconds is None else row[_ANCHOR] + timedelta(seconds=seconds)
+        self._put_lifetime(body)
+
+    def _account_expired(self, body: AccountExpired, _event: RecordedEvent) -> None:
+        row = self._lifetimes.get(uid(body.account_id))
+        if row is not None and row[1] == body.expires_at:
+            row[2] = None
+
+    def _account_warned(self, body: AccountExpiringSoon, _event: RecordedEvent) -> None:
+        row = self._lifetimes.get(uid(body.account_id))
+        if row is not None and row[1] == body.expires_at:
+            row[3] = min(row[3], body.lead_seconds)
 
     def _account_deleted(self, body: AccountDeleted, _event: RecordedEvent) -> None:
         self._periods.pop(uid(body.account_id), None)
+        self._lifetimes.pop(uid(body.account_id), None)

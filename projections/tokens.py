@@ -5,7 +5,7 @@ Semantics per event (timestamps are the events' ``occurred_at``):
 - ``token.issued``: a new ACTIVE row, ``secret_version`` 1.
 - ``token.renamed``: new name; bumps ``updated_at``.
 - ``token.rotated``: ``secret_version`` of the event; bumps ``updated_at``.
-- ``token.extended``: new ``expires_at`` (sliding expiry).
+- ``token.extended``: new ``expires_at`` (sliding expiry); bumps ``updated_at``.
 - ``token.revoked``: state REVOKED, ``revoked_at``, ``revoke_reason``; bumps ``updated_at``.
 - ``token.expired``: state EXPIRED, unless REVOKED (a revoked token stays revoked).
 - ``token.deleted``: ``deleted = true`` (listings hide it); bumps ``updated_at``.
@@ -14,8 +14,8 @@ Semantics per event (timestamps are the events' ``occurred_at``):
 - ``account.deleted`` does not touch tokens: each of the account's tokens gets its own
   ``token.revoked`` in the same append.
 
-Usage and expiry bookkeeping (``used``, ``extended``, ``expired``) do not move ``updated_at``: it tracks
-changes made by commands.
+Usage and expiry bookkeeping (``used``, ``expired``) do not move ``updated_at``: it tracks changes a
+client can see in the token's fields (``expires_at`` included, so an extension moves it).
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -67,7 +67,7 @@ _INSERT = (
 )
 _RENAME = "UPDATE {tokens} SET name = $2, updated_at = $3 WHERE token_id = $1"
 _ROTATE = "UPDATE {tokens} SET secret_version = $2, updated_at = $3 WHERE token_id = $1"
-_EXTEND = "UPDATE {tokens} SET expires_at = $2 WHERE token_id = $1"
+_EXTEND = "UPDATE {tokens} SET expires_at = $2, updated_at = $3 WHERE token_id = $1"
 _REVOKE = (
     "UPDATE {tokens} SET state = 'REVOKED', revoked_at = $2, revoke_reason = $3, updated_at = $2"
     " WHERE token_id = $1"
@@ -79,7 +79,7 @@ _USED = "UPDATE {tokens} SET last_used_at = greatest(last_used_at, $2) WHERE tok
 
 class TokensProjection:
     name: str = "tokens"
-    version: int = 1
+    version: int = 2  # 2: token.extended moves updated_at
     tables: Sequence[str] = ("tokens",)
 
     def ddl(self) -> Sequence[str]:
@@ -127,7 +127,7 @@ class TokensProjection:
             case TokenRotated():
                 return (Statement(_ROTATE, (uid(body.token_id), body.secret_version, at)),)
             case TokenExtended():
-                return (Statement(_EXTEND, (uid(body.token_id), body.expires_at)),)
+                return (Statement(_EXTEND, (uid(body.token_id), body.expires_at, at)),)
             case TokenRevoked():
                 return (Statement(_REVOKE, (uid(body.token_id), at, body.reason)),)
             case TokenExpired():
@@ -208,10 +208,11 @@ class TokensFold:
             row[_SECRET_VERSION] = body.secret_version
             row[_UPDATED] = event.metadata.occurred_at
 
-    def _extended(self, body: TokenExtended, _event: RecordedEvent) -> None:
+    def _extended(self, body: TokenExtended, event: RecordedEvent) -> None:
         row = self._rows.get(uid(body.token_id))
         if row is not None:
             row[_EXPIRES] = body.expires_at
+            row[_UPDATED] = event.metadata.occurred_at
 
     def _revoked(self, body: TokenRevoked, event: RecordedEvent) -> None:
         row = self._rows.get(uid(body.token_id))

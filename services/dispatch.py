@@ -62,6 +62,8 @@ HANDLERS: Mapping[type, Handler] = {
     account_commands.CreateAccount: accounts.create_account,
     account_commands.UpdateAccount: accounts.update_account,
     account_commands.DeleteAccount: accounts.delete_account,
+    account_commands.ExpireAccount: accounts.expire_account,
+    account_commands.WarnAccountExpiring: accounts.warn_account_expiring,
     team_commands.CreateTeam: teams.create_team,
     team_commands.UpdateTeam: teams.update_team,
     team_commands.DeleteTeam: teams.delete_team,
@@ -83,6 +85,8 @@ HANDLERS: Mapping[type, Handler] = {
 
 SYSTEM_COMMANDS = frozenset(
     {
+        account_commands.ExpireAccount,
+        account_commands.WarnAccountExpiring,
         token_commands.ExpireToken,
         token_commands.WarnTokenExpiring,
         token_commands.FlagTokenRotationDue,

@@ -16,17 +16,25 @@ retry of a command that committed answers with its original outcome and never de
 deletion's outcome carries the cursor of everything it appended (the cascade and every sweep), so
 that read-your-writes covers the revocations; a retried deletion's reaches to the end of the
 original append, whose cascade went to other streams.
+
+The time-driven handlers (``expire_account``, ``warn_account_expiring``) are the scheduler's: each
+folds the account, decides at ``ctx.now`` and appends under an idempotency key naming the deadline
+(``model.deadline_key``), so two schedulers, or a retry after a lost answer, append the event once.
 """
+
+from collections.abc import Callable, Sequence
 
 import msgspec
 
-from events import LogCursor
+from events import Event, LogCursor
 from services import repository
 from services.accounts import model
 from services.accounts.commands import (
     CreateAccount,
     DeleteAccount,
+    ExpireAccount,
     UpdateAccount,
+    WarnAccountExpiring,
 )
 from services.accounts.model import ACCOUNTS, Account
 from services.authorization import Actor, SystemActor, check_can_grant
@@ -35,6 +43,8 @@ from services.dependencies import Dependencies
 from services.ports import Claim, StreamAppend
 from services.roles.assignment import RoleAssignment, check_in_catalogue
 
+Decision = Callable[[Account], Sequence[Event]]
+"""A time-driven decision on the account's state at the command's ``now``."""
 _END_OF_APPEND_PAGE = 100
 """Events read at a time when looking for the end of a retried deletion's append."""
 
@@ -71,7 +81,16 @@ async def create_account(
         if retried is not None:
             original = retried.original()
             return Outcome(original.state, await _end_of_append(deps, original.cursor))
-        events = model.create(account_id, name, description, konnect_managed, rotation_period_seconds, grants)
+        events = model.create(
+            account_id,
+            name,
+            description,
+            konnect_managed,
+            rotation_period_seconds,
+            grants,
+            expires_at=command.expires_at,
+            now=ctx.now,
+        )
         joining = await deps.directory.joining(ctx, account_id, command.team_ids)
         check_can_grant(actor, deps.organization_id, joining.grants)
         claims = [Claim(model.name_claim(name), model.stream_of(account_id)), *joining.claims]
@@ -106,7 +125,15 @@ async def update_account(
         state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id)
         if retried is not None:
             return retried.original()
-        events = model.update(state, name, description, enabled, rotation_period_seconds)
+        events = model.update(
+            state,
+            name,
+            description,
+            enabled,
+            rotation_period_seconds,
+            expires_at=command.expires_at,
+            now=ctx.now,
+        )
         renamed = name is not None and name != state.name
         claims = [Claim(model.name_claim(name), model.stream_of(account_id))] if renamed and name else []
         releases = [model.name_claim(state.name)] if renamed else []
@@ -152,6 +179,35 @@ async def delete_account(
     while not await with_retries(sweep):
         pass
     return Outcome(outcome.state, cursor)
+
+
+async def _append_scheduled(
+    deps: Dependencies, ctx: CommandContext, account_id: str, decide: Decision
+) -> Outcome[Account]:
+    async def attempt() -> Outcome[Account]:
+        state = ACCOUNTS.fold(account_id, await deps.store.read_stream(model.stream_of(account_id)))
+        events = decide(state)
+        if not events:
+            return Outcome(state, None)
+        keyed = msgspec.structs.replace(ctx, idempotency_key=model.deadline_key(events[0]))
+        return await repository.append(deps.store, ACCOUNTS, keyed, state, events)
+
+    return await with_retries(attempt)
+
+
+async def expire_account(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: ExpireAccount
+) -> Outcome[Account]:
+    return await _append_scheduled(deps, ctx, command.account_id, lambda state: model.expire(state, ctx.now))
+
+
+async def warn_account_expiring(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: WarnAccountExpiring
+) -> Outcome[Account]:
+    def decide(state: Account) -> Sequence[Event]:
+        return model.warn_expiring_soon(state, ctx.now, command.leads)
+
+    return await _append_scheduled(deps, ctx, command.account_id, decide)
 
 
 async def _end_of_append(deps: Dependencies, cursor: LogCursor | None) -> LogCursor | None:

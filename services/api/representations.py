@@ -3,7 +3,7 @@
 Every field of an object is always sent, a value that is absent as null: Konnect's documented token
 responses carry ``expires_at`` and ``last_used_at`` whether or not the token expires or was used
 (as its personal access tokens do, whose schema declares them nullable), a team's ``description``
-is nullable in Konnect's schema, and our extensions (``revoked_at``, ``scopes``,
+is nullable in Konnect's schema, and our extensions (``revoked_at``, ``revoke_reason``, ``scopes``,
 ``auto_extend_seconds``, ``max_expires_at``, ``rotation_period_seconds``) follow the same rule, so a
 client sees one shape per object. Extensions beyond Konnect are extra fields: Konnect's schemas
 allow additional properties, so existing clients ignore them. Our OpenAPI document declares which
@@ -29,7 +29,9 @@ def _optional(value: datetime | None) -> str | None:
     return None if value is None else timestamp(value)
 
 
-def account(state: Account) -> dict[str, Any]:
+def account(state: Account, now: datetime) -> dict[str, Any]:
+    """``enabled`` is false from the end of the account's lifetime on, as its tokens are refused
+    then, before the scheduler has recorded ``account.expired``."""
     assert state.created_at is not None and state.updated_at is not None
     return {
         "id": state.account_id,
@@ -38,12 +40,14 @@ def account(state: Account) -> dict[str, Any]:
         "created_at": timestamp(state.created_at),
         "updated_at": timestamp(state.updated_at),
         "konnect_managed": state.konnect_managed,
-        "enabled": state.enabled,
+        "enabled": state.enabled and not state.lapsed(now),
         "rotation_period_seconds": state.rotation_period_seconds,
+        "expires_at": _optional(state.expires_at),
     }
 
 
-def account_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def account_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    expires_at = row["expires_at"]
     return {
         "id": str(row["account_id"]),
         "name": row["name"],
@@ -51,8 +55,9 @@ def account_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": timestamp(row["created_at"]),
         "updated_at": timestamp(row["updated_at"]),
         "konnect_managed": row["konnect_managed"],
-        "enabled": row["enabled"],
+        "enabled": row["enabled"] and (expires_at is None or expires_at > now),
         "rotation_period_seconds": row["rotation_period_seconds"],
+        "expires_at": _optional(expires_at),
     }
 
 
@@ -67,6 +72,7 @@ def token(state: Token, now: datetime, last_used_at: datetime | None = None) -> 
         "last_used_at": _optional(last_used_at),
         "state": state.state_at(now),
         "revoked_at": _optional(state.revoked_at),
+        "revoke_reason": state.revoke_reason,
         "scopes": state.scopes,
         "auto_extend_seconds": state.auto_extend_seconds,
         "max_expires_at": _optional(state.max_expires_at),
@@ -87,6 +93,7 @@ def token_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "last_used_at": _optional(row["last_used_at"]),
         "state": state,
         "revoked_at": _optional(row["revoked_at"]),
+        "revoke_reason": row["revoke_reason"],
         "scopes": list(row["scopes"]) if row["scopes"] is not None else None,
         "auto_extend_seconds": row["auto_extend_seconds"],
         "max_expires_at": _optional(row["max_expires_at"]),

@@ -27,6 +27,8 @@ class Entry:
     state: str = ""
     deleted: bool = False
     account_enabled: bool = False
+    account_expires_at: datetime | None = None
+    """The end of the account's lifetime: its tokens stop then, before ``account.expired`` is in."""
     retired: bool = False
     valid_until: datetime | None = None
     versions_behind: int = 0
@@ -45,6 +47,8 @@ def evaluate(entry: Entry, hashed: str, now: datetime) -> Principal | Rejection:
     if entry.state == EXPIRED:
         return Rejection.EXPIRED
     if not entry.account_enabled:
+        return Rejection.DISABLED
+    if entry.account_expires_at is not None and entry.account_expires_at <= now:
         return Rejection.DISABLED
     if principal.expires_at is not None and principal.expires_at <= now:
         return Rejection.EXPIRED

@@ -86,12 +86,18 @@ class Invalidations:
                 | token_events.TokenExpired(token_id=token_id)
             ):
                 return self.token_changed(token_id, cursor)
-            case account_events.AccountCreated() | team_events.TeamCreated() | team_events.TeamUpdated():
+            case (
+                account_events.AccountCreated()
+                | account_events.AccountExpiringSoon()
+                | team_events.TeamCreated()
+                | team_events.TeamUpdated()
+            ):
                 return NOTHING
             case (
                 account_events.AccountUpdated(account_id=account_id)
                 | account_events.AccountDisabled(account_id=account_id)
                 | account_events.AccountEnabled(account_id=account_id)
+                | account_events.AccountExpired(account_id=account_id)
                 | account_events.AccountDeleted(account_id=account_id)
                 | account_events.AccountRoleAssigned(account_id=account_id)
                 | account_events.AccountRoleUnassigned(account_id=account_id)

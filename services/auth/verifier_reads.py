@@ -43,7 +43,7 @@ WITH checkpoint AS (
            t.max_expires_at, t.auto_extend_seconds, t.scopes, t.secret_version
     FROM rm_tokens t JOIN secret s ON t.token_id = s.token_id
 ), account AS (
-    SELECT a.account_id, a.name, a.enabled, a.konnect_managed
+    SELECT a.account_id, a.name, a.enabled, a.konnect_managed, a.expires_at
     FROM rm_accounts a JOIN token t ON a.account_id = t.account_id
 ), roles AS (
     SELECT r.role_name, r.entity_id, r.entity_type_name, r.entity_region, '{DIRECT}' AS source
@@ -63,7 +63,8 @@ SELECT checkpoint.tx_id AS checkpoint_tx_id, checkpoint.position AS checkpoint_p
        token.created_at, token.expires_at, token.max_expires_at, token.auto_extend_seconds,
        token.scopes, token.secret_version AS current_secret_version,
        account.account_id IS NOT NULL AS account_exists, account.name AS account_name,
-       account.enabled AS account_enabled, coalesce(account.konnect_managed, false) AS organization_admin,
+       account.enabled AS account_enabled, account.expires_at AS account_expires_at,
+       coalesce(account.konnect_managed, false) AS organization_admin,
        (SELECT coalesce(json_agg(json_build_object(
                     'role_name', roles.role_name, 'entity_id', roles.entity_id,
                     'entity_type_name', roles.entity_type_name, 'entity_region', roles.entity_region,
@@ -172,6 +173,7 @@ def entry_from_row(hashed: str, row: asyncpg.Record, overlay: Overlay) -> Entry:
         state=row["state"],
         deleted=bool(row["deleted"]),
         account_enabled=bool(row["account_exists"] and row["account_enabled"]),
+        account_expires_at=row["account_expires_at"],
         retired=bool(row["retired"]),
         valid_until=row["valid_until"],
         versions_behind=max(0, row["current_secret_version"] - row["secret_version"]),

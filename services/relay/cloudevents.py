@@ -62,6 +62,8 @@ PUBLISHED: Mapping[str, Channel] = {
             "deleted",
             "role_assigned",
             "role_unassigned",
+            "expired",
+            "expiring_soon",
         )
     },
     **{

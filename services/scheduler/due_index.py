@@ -8,7 +8,10 @@ the number of due deadlines, not with the number of tokens:
 - rotation under the deployment's period: ``anchor_at <= now - period`` on the rows without ``due_at``;
 - expiry warnings: for each configured lead L and each ``warned_lead`` value W > L present in the
   table (found with a loose index scan: one index descent per distinct value), the rows with
-  ``warned_lead = W`` and ``now < due_at <= now + L``.
+  ``warned_lead = W`` and ``now < due_at <= now + L``;
+- account lifetimes (``rm_account_deadlines``): ``due_at`` for the expiry, and for the warnings the
+  rows with ``now < due_at <= now + L`` and ``warned_lead > L`` (a range scan of ``due_at`` up to
+  the longest lead: accounts are few next to tokens).
 
 A page merges these sources: each returns at most ``limit`` rows in due order, and the page keeps
 the rows up to the earliest last row of a source that was cut by its limit, so rows come out in
@@ -21,9 +24,13 @@ from typing import Any, NamedTuple
 
 WARNING = "warning"
 """The kind of a due expiry warning (``ref`` is its lead in seconds)."""
+ACCOUNT_EXPIRY = "account_expiry"
+ACCOUNT_WARNING = "account_warning"
+"""The kinds of an account's deadlines: its lifetime's end, and a warning before it (``ref``: the
+lead in seconds)."""
 
 _FIXED = """
-SELECT due_at AS due, token_id::text AS token_id, kind, ref
+SELECT due_at AS due, token_id::text AS subject_id, kind, ref
 FROM rm_token_deadlines
 WHERE due_at IS NOT NULL AND due_at <= $1 AND NOT (token_id = ANY($3::uuid[]))
 ORDER BY due_at
@@ -31,7 +38,7 @@ LIMIT $2
 """
 
 _DEFAULT_ROTATION = """
-SELECT anchor_at + $4::int * interval '1 second' AS due, token_id::text AS token_id, kind, ref
+SELECT anchor_at + $4::int * interval '1 second' AS due, token_id::text AS subject_id, kind, ref
 FROM rm_token_deadlines
 WHERE kind = 'rotation' AND due_at IS NULL AND anchor_at <= $1::timestamptz - $4::int * interval '1 second'
   AND NOT (token_id = ANY($3::uuid[]))
@@ -40,7 +47,7 @@ LIMIT $2
 """
 
 _WARNINGS = """
-SELECT d.due_at - p.lead * interval '1 second' AS due, d.token_id::text AS token_id,
+SELECT d.due_at - p.lead * interval '1 second' AS due, d.token_id::text AS subject_id,
        'warning' AS kind, p.lead AS ref
 FROM unnest($4::int[], $5::int[]) AS p (lead, warned)
 CROSS JOIN LATERAL (
@@ -86,12 +93,40 @@ CROSS JOIN LATERAL (
 ) AS d
 """
 
+_ACCOUNT_EXPIRIES = """
+SELECT due_at AS due, account_id::text AS subject_id, 'account_expiry' AS kind, 0 AS ref
+FROM rm_account_deadlines
+WHERE due_at IS NOT NULL AND due_at <= $1 AND NOT (account_id = ANY($3::uuid[]))
+ORDER BY due_at
+LIMIT $2
+"""
+
+_ACCOUNT_WARNINGS = """
+SELECT a.due_at - p.lead * interval '1 second' AS due, a.account_id::text AS subject_id,
+       'account_warning' AS kind, p.lead AS ref
+FROM rm_account_deadlines AS a CROSS JOIN unnest($4::int[]) AS p (lead)
+WHERE a.due_at > $1::timestamptz AND a.due_at <= $1::timestamptz + p.lead * interval '1 second'
+  AND a.warned_lead > p.lead AND NOT (a.account_id = ANY($3::uuid[]))
+ORDER BY 1
+LIMIT $2
+"""
+
+_NEXT_ACCOUNT_EXPIRY = "SELECT min(due_at) FROM rm_account_deadlines WHERE due_at IS NOT NULL"
+
+_NEXT_ACCOUNT_WARNING = """
+SELECT min(a.due_at - p.lead * interval '1 second')
+FROM rm_account_deadlines AS a CROSS JOIN unnest($2::int[]) AS p (lead)
+WHERE a.due_at > $1 AND a.warned_lead > p.lead
+"""
+
 
 class Deadline(NamedTuple):
     due: datetime
-    token_id: str
+    subject_id: str
+    """The token's id, or the account's for the ``account_*`` kinds."""
     kind: str
-    """``expiry``, ``rotation``, ``retirement`` (``projections.deadlines``) or ``warning``."""
+    """``expiry``, ``rotation``, ``retirement`` (``projections.deadlines``), ``warning``,
+    ``account_expiry`` or ``account_warning``."""
     ref: int
     """The secret version of a retirement, the lead in seconds of a warning, else 0."""
 
@@ -111,38 +146,50 @@ class DueIndex:
         self._period = None if rotation_period is None else int(rotation_period.total_seconds())
 
     async def due(self, connection: Any, now: datetime, limit: int, skip: Collection[str] = ()) -> DuePage:
-        """Deadlines due at ``now``, earliest first, leaving out the tokens in ``skip``."""
+        """Deadlines due at ``now``, earliest first, leaving out the tokens and accounts in ``skip``."""
         skipped = list(skip)
-        sources = [await connection.fetch(_FIXED, now, limit, skipped)]
+        sources = [
+            await connection.fetch(_FIXED, now, limit, skipped),
+            await connection.fetch(_ACCOUNT_EXPIRIES, now, limit, skipped),
+        ]
         if self._period is not None:
             sources.append(await connection.fetch(_DEFAULT_ROTATION, now, limit, skipped, self._period))
         pairs = await self._warning_pairs(connection)
         if pairs[0]:
             sources.append(await connection.fetch(_WARNINGS, now, limit, skipped, *pairs))
+        if self._leads:
+            sources.append(await connection.fetch(_ACCOUNT_WARNINGS, now, limit, skipped, self._leads))
         cut = [rows[-1]["due"] for rows in sources if len(rows) >= limit]
         cutoff = min(cut) if cut else None
-        rows = [Deadline(r["due"], r["token_id"], r["kind"], r["ref"]) for source in sources for r in source]
+        rows = [
+            Deadline(r["due"], r["subject_id"], r["kind"], r["ref"]) for source in sources for r in source
+        ]
         rows.sort()
         deadlines: list[Deadline] = []
         warned: set[str] = set()
         for row in rows:
             if cutoff is not None and row.due > cutoff:
                 break
-            if row.kind == WARNING:
-                if row.token_id in warned:
+            if row.kind in (WARNING, ACCOUNT_WARNING):
+                if row.subject_id in warned:
                     continue
-                warned.add(row.token_id)
+                warned.add(row.subject_id)
             deadlines.append(row)
         return DuePage(deadlines, cutoff is not None)
 
     async def next_due(self, connection: Any, now: datetime) -> datetime | None:
         """When the earliest pending deadline falls (possibly already past), or None."""
-        candidates = [await connection.fetchval(_NEXT_FIXED)]
+        candidates = [
+            await connection.fetchval(_NEXT_FIXED),
+            await connection.fetchval(_NEXT_ACCOUNT_EXPIRY),
+        ]
         if self._period is not None:
             candidates.append(await connection.fetchval(_NEXT_DEFAULT_ROTATION, self._period))
         pairs = await self._warning_pairs(connection)
         if pairs[0]:
             candidates.append(await connection.fetchval(_NEXT_WARNING, now, *pairs))
+        if self._leads:
+            candidates.append(await connection.fetchval(_NEXT_ACCOUNT_WARNING, now, self._leads))
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
 

@@ -1,6 +1,7 @@
 """The scheduler worker: turns time into token events (``token.expired``, ``token.expiring_soon``,
-``token.rotation_due``, ``token.secret_retired``) through the dispatcher, as tokenledger itself
-(these commands are its own: no caller may send them).
+``token.rotation_due``, ``token.secret_retired``) and account events (``account.expired``,
+``account.expiring_soon``) through the dispatcher, as tokenledger itself (these commands are its
+own: no caller may send them).
 
 Deadlines live in PostgreSQL (the due index, ``projections.deadlines``), never in APScheduler's job
 store: APScheduler holds one job, the next wake-up. A tick emits every deadline due at its start, in
@@ -13,8 +14,9 @@ Waking early: every append NOTIFYs; the worker then waits until the due index ho
 position and looks for the earliest deadline again, moving the wake-up forward if it is sooner. A
 planning lock keeps that from interleaving with a tick.
 
-Safety: each event's id is derived from its deadline (``services.tokens.model.deadline_key``) and
-every handler folds the token and decides again, so several schedulers (or a retry after a crash)
+Safety: each event's id is derived from its deadline (``services.tokens.model.deadline_key``,
+``services.accounts.model.deadline_key``) and every handler folds the token or account and decides
+again, so several schedulers (or a retry after a crash)
 append each event once. The first tick runs at start-up and emits every deadline missed meanwhile.
 """
 
@@ -32,6 +34,7 @@ from events import LogCursor
 from projections import deadlines
 from projections.runtime import Projections
 from services import metrics
+from services.accounts.commands import ExpireAccount, WarnAccountExpiring
 from services.authorization import SystemActor
 from services.commands import CommandContext
 from services.dispatch import Dispatcher
@@ -126,7 +129,7 @@ class Scheduler:
                 cursor = await self._emit(deadline)
                 metrics.SCHEDULER_BACKLOG.dec()
                 if cursor is None:
-                    moot.add(deadline.token_id)
+                    moot.add(deadline.subject_id)
                 else:
                     lateness = (self._clock() - deadline.due).total_seconds()
                     metrics.SCHEDULER_LATENESS.labels(deadline.kind).observe(max(0.0, lateness))
@@ -141,7 +144,7 @@ class Scheduler:
     async def _emit(self, deadline: Deadline) -> LogCursor | None:
         """Runs the handler of ``deadline``; the cursor of its event, None when it was moot."""
         ctx = CommandContext(now=self._clock(), actor=SCHEDULER_ACTOR)
-        token_id = deadline.token_id
+        token_id = deadline.subject_id
         command: object
         match deadline.kind:
             case deadlines.EXPIRY:
@@ -152,6 +155,10 @@ class Scheduler:
                 command = FlagTokenRotationDue(token_id=token_id, deployment_period=self._rotation_period)
             case deadlines.RETIREMENT:
                 command = RetireTokenSecret(token_id=token_id, secret_version=deadline.ref)
+            case due_index.ACCOUNT_EXPIRY:
+                command = ExpireAccount(account_id=deadline.subject_id)
+            case due_index.ACCOUNT_WARNING:
+                command = WarnAccountExpiring(account_id=deadline.subject_id, leads=self._leads)
             case _:
                 raise ValueError(f"unknown deadline kind {deadline.kind!r}")
         outcome = await self._dispatcher.dispatch(command, SCHEDULER, ctx)

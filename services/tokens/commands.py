@@ -19,6 +19,8 @@ class IssueToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.issue"):
     scopes: tuple[str, ...] | None = None
     auto_extend_seconds: int | None = None
     max_expires_at: datetime | None = None
+    ttl_seconds: int | None = None
+    """Instead of ``expires_at``: the token expires this long after it is issued."""
 
 
 class RenameToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.rename"):
@@ -30,6 +32,8 @@ class RenameToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.rename")
 class RevokeToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.revoke"):
     account_id: str
     token_id: str
+    reason: str | None = None
+    """A code (``model.REVOCATION_CODES``) or bounded text; None records ``revoked``."""
 
 
 class RotateToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.rotate"):

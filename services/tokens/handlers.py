@@ -43,7 +43,7 @@ from services.dependencies import Dependencies
 from services.lookups import Holdings
 from services.names import check_new_name
 from services.ports import AppendResult, Claim, StreamAppend, StreamState
-from services.tokens import model, usage_model
+from services.tokens import expiry, model, usage_model
 from services.tokens.commands import (
     DeleteToken,
     ExpireToken,
@@ -116,7 +116,6 @@ async def issue_token(
     right the account holds today (``check_scopes_serve``)."""
     account_id, name, expires_at = command.account_id, command.name, command.expires_at
     scopes = command.scopes
-    auto_extend_seconds, max_expires_at = command.auto_extend_seconds, command.max_expires_at
     check_new_name(name)
     check_scopes(scopes)
     token_id = ctx.new_id("token")
@@ -129,8 +128,13 @@ async def issue_token(
             return _recorded_secret(deps, ctx, current, retried)
         # Checked against now only when deciding: a retry is answered as of the original decision.
         check_scopes_serve(holdings, deps.organization_id, scopes)
-        ceiling = model.check_expiry(
-            deps.token_policy, ctx.now, expires_at, auto_extend_seconds, max_expires_at
+        resolved = expiry.resolve(
+            deps.token_policy,
+            ctx.now,
+            expires_at=expires_at,
+            ttl_seconds=command.ttl_seconds,
+            auto_extend_seconds=command.auto_extend_seconds,
+            max_expires_at=command.max_expires_at,
         )
         secret = _new_secret(deps, ctx, token_id, 1)
         issued = TokenIssued(
@@ -138,10 +142,10 @@ async def issue_token(
             account_id=account_id,
             name=name,
             secret_hash=secret_hash(secret, deps.pepper),
-            expires_at=expires_at,
+            expires_at=resolved.expires_at,
             scopes=scopes,
-            auto_extend_seconds=auto_extend_seconds,
-            max_expires_at=ceiling,
+            auto_extend_seconds=command.auto_extend_seconds,
+            max_expires_at=resolved.max_expires_at,
         )
         claim = Claim(model.name_claim(account_id, name), model.stream_of(token_id))
         conditions = [holdings.account.unchanged()]
@@ -181,7 +185,9 @@ async def rename_token(
 async def revoke_token(
     deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RevokeToken
 ) -> Outcome[Token]:
+    """Revoking a revoked token changes nothing (its first reason stays)."""
     account_id, token_id = command.account_id, command.token_id
+    reason = model.revocation_reason(command.reason)
 
     async def attempt() -> Outcome[Token]:
         state, retried = await repository.load(deps.store, TOKENS, ctx, token_id)
@@ -189,7 +195,7 @@ async def revoke_token(
             return retried.original()
         model.require_visible(state, account_id)
         (await deps.directory.account(account_id)).require_live()
-        return await repository.append(deps.store, TOKENS, ctx, state, model.revoke(state, "revoked"))
+        return await repository.append(deps.store, TOKENS, ctx, state, model.revoke(state, reason))
 
     return await with_retries(attempt)
 

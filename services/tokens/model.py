@@ -1,7 +1,7 @@
 """The token write model (folded from ``token-<id>``) and its pure decisions.
 
-Policy lives here too: the maximum lifetime, whether a token may never expire, and the bounds of
-sliding expiry and rotation grace periods.
+The bounds of rotation grace periods live here too; a new token's expiry under the deployment's
+policy is ``services.tokens.expiry``'s.
 
 Time-driven decisions (``expire``, ``warn_expiring_soon``, ``flag_rotation_due``, ``retire_secret``)
 are taken by the scheduler. Each returns nothing when its deadline is moot (the token was revoked,
@@ -31,12 +31,18 @@ from events.tokens import (
     TokenSecretRetired,
 )
 from services.commands import Conflict, Invalid, NotFound
-from services.names import check_new_name
-from services.policy import TokenPolicy
+from services.names import check_new_name, normalize_name
 from services.repository import Aggregate
 
 ACTIVE, REVOKED, EXPIRED = "ACTIVE", "REVOKED", "EXPIRED"
 MAX_GRACE_PERIOD = timedelta(days=7)
+REVOCATION_CODES = ("compromised", "rotated", "unused", "superseded", "no_longer_needed")
+"""The reasons a caller may give by code (consumers may rely on them); any other text is kept too."""
+REVOKED_WITHOUT_REASON = "revoked"
+"""The reason of a caller's revocation that gives none (every revocation's before reasons were taken)."""
+SYSTEM_REVOCATION_REASONS = frozenset({"deleted", "account_deleted"})
+"""The reasons tokenledger records itself: a token's deletion, its account's."""
+MAX_REVOCATION_REASON = 255
 
 
 def stream_of(token_id: str) -> str:
@@ -72,6 +78,7 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
     scopes: tuple[str, ...] | None = None
     secret_version: int = 1
     revoked_at: datetime | None = None
+    revoke_reason: str | None = None
     secret_set_at: datetime | None = None
     """When the current secret was issued (the token's issue or its latest rotation)."""
     rotation_flagged: bool = False
@@ -128,7 +135,9 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
                 retiring=retiring,
             )
         case TokenExtended():
-            return msgspec.structs.replace(base, expires_at=event.expires_at, warned_lead_seconds=None)
+            return msgspec.structs.replace(
+                base, expires_at=event.expires_at, updated_at=at, warned_lead_seconds=None
+            )
         case TokenExpiringSoon():
             if event.expires_at == state.expires_at:
                 warned = state.warned_lead_seconds
@@ -140,7 +149,9 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
             retiring = FrozenMap({v: t for v, t in state.retiring.items() if v != event.secret_version})
             return msgspec.structs.replace(base, retiring=retiring)
         case TokenRevoked():
-            return msgspec.structs.replace(base, state=REVOKED, revoked_at=at, updated_at=at)
+            return msgspec.structs.replace(
+                base, state=REVOKED, revoked_at=at, revoke_reason=event.reason, updated_at=at
+            )
         case TokenExpired():
             if state.state == ACTIVE:
                 return msgspec.structs.replace(base, state=EXPIRED)
@@ -177,47 +188,26 @@ def require_visible(state: Token, account_id: str) -> Token:
     return state
 
 
-def check_expiry(
-    policy: TokenPolicy,
-    now: datetime,
-    expires_at: datetime | None,
-    auto_extend_seconds: int | None,
-    max_expires_at: datetime | None,
-) -> datetime | None:
-    """Validates the expiry fields; returns the effective ``max_expires_at`` for sliding expiry."""
-    limit = now + policy.max_lifetime
-    days = policy.max_lifetime.days
-    if expires_at is None:
-        if not policy.allow_non_expiring:
-            raise Invalid(
-                "expires_at",
-                "is required: this deployment does not allow tokens that never expire",
-                "required",
-            )
-    elif expires_at <= now:
-        raise Invalid("expires_at", "must be in the future")
-    elif expires_at > limit:
-        raise Invalid("expires_at", f"must be at most {days} days from now")
-    if auto_extend_seconds is None:
-        if max_expires_at is not None:
-            raise Invalid("max_expires_at", "is only allowed with auto_extend_seconds", "dependent_fields")
-        return None
-    # Compared as numbers: timedelta(seconds=...) of a client's number can overflow.
-    if not 0 < auto_extend_seconds <= policy.max_lifetime.total_seconds():
-        raise Invalid("auto_extend_seconds", f"must be between 1 second and {days} days")
-    ceiling = max_expires_at or limit
-    if ceiling > limit:
-        raise Invalid("max_expires_at", f"must be at most {days} days from now")
-    if expires_at is not None and ceiling < expires_at:
-        raise Invalid("max_expires_at", "must not be before expires_at")
-    return ceiling
-
-
 def rename(state: Token, name: str) -> list[Event]:
     if name == state.name:
         return []
     check_new_name(name)
     return [TokenRenamed(token_id=state.token_id, account_id=state.account_id, name=name)]
+
+
+def revocation_reason(reason: str | None) -> str:
+    """The reason a caller's revocation records: one of ``REVOCATION_CODES``, any other bounded text
+    (in the normal form of names), or ``revoked`` when none is given. tokenledger's own reasons
+    (``SYSTEM_REVOCATION_REASONS``) are refused: a caller cannot make a revocation look like one."""
+    if reason is None:
+        return REVOKED_WITHOUT_REASON
+    normal = normalize_name(reason)
+    check_new_name(normal, "reason")
+    if len(normal) > MAX_REVOCATION_REASON:
+        raise Invalid("reason", f"must not have more than {MAX_REVOCATION_REASON} characters")
+    if normal in SYSTEM_REVOCATION_REASONS:
+        raise Invalid("reason", f"{normal} is a reason only tokenledger records")
+    return normal
 
 
 def revoke(state: Token, reason: str) -> list[Event]:

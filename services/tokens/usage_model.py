@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from events import Metadata, NewEvent
 from events.tokens import TokenExtended, TokenUsed
+from services.tokens.expiry import whole_seconds
 
 USAGE_EVENT_IDS = uuid.UUID("0b6a4f0e-2c1d-4c55-9a53-3f0f5d7c9e21")
 """Namespace of the uuid5 event ids of ``token.used`` and ``token.extended``."""
@@ -21,12 +22,12 @@ def extension(
     now: datetime,
 ) -> datetime | None:
     """Sliding expiry: the new ``expires_at`` of a token used at ``now`` whose expiry is
-    ``expires_at``: ``min(now + auto_extend_seconds, max_expires_at)`` when that gains more than
-    ``min(1% of auto_extend_seconds, 60 s)``; None otherwise (and for a token without sliding
-    expiry, or one that never expires)."""
+    ``expires_at``: ``min(now + auto_extend_seconds, max_expires_at)`` in whole seconds, when that
+    gains more than ``min(1% of auto_extend_seconds, 60 s)``; None otherwise (and for a token
+    without sliding expiry, or one that never expires)."""
     if not auto_extend_seconds or expires_at is None:
         return None
-    target = now + timedelta(seconds=auto_extend_seconds)
+    target = whole_seconds(now + timedelta(seconds=auto_extend_seconds))
     if max_expires_at is not None:
         target = min(target, max_expires_at)
     if target - expires_at <= timedelta(seconds=min(auto_extend_seconds / 100, 60.0)):

@@ -170,3 +170,46 @@ async def test_sliding_expiry_extends_on_use_but_not_past_the_ceiling(
         await asyncio.sleep(0.1)
     assert fetched.body["expires_at"] == issued["max_expires_at"]
     assert "last_used_at" in fetched.body
+
+
+async def test_revoke_records_the_reason_shows_it_and_keeps_the_first(
+    api: ApiClient, api_runtime: Runtime
+) -> None:
+    account = await new_account(api)
+    coded, texted, plain = [await issue_token(api, account["id"]) for _ in range(3)]
+    path = tokens_path(account["id"])
+    revoked = await api.patch(f"{path}/{coded['id']}/revoke", {"reason": "compromised"})
+    assert revoked.status == 200 and revoked.body["revoke_reason"] == "compromised"
+    again = await api.patch(f"{path}/{coded['id']}/revoke", {"reason": "unused"})
+    assert again.status == 200 and again.body["revoke_reason"] == "compromised"
+    text = await api.patch(f"{path}/{texted['id']}/revoke", {"reason": "  key pasted in a ticket "})
+    assert text.body["revoke_reason"] == "key pasted in a ticket"
+    assert (await api.patch(f"{path}/{plain['id']}/revoke")).body["revoke_reason"] == "revoked"
+    listed = {t["id"]: t["revoke_reason"] for t in (await api.get(path)).body["data"]}
+    assert listed == {
+        coded["id"]: "compromised",
+        texted["id"]: "key pasted in a ticket",
+        plain["id"]: "revoked",
+    }
+    assert (await issue_token(api, account["id"]))["revoke_reason"] is None
+
+
+async def test_a_bad_revocation_reason_is_a_400_that_changes_nothing(
+    api: ApiClient, api_runtime: Runtime
+) -> None:
+    account = await new_account(api)
+    issued = await issue_token(api, account["id"])
+    path = f"{tokens_path(account['id'])}/{issued['id']}/revoke"
+    head = await log_head(api_runtime)
+    for body in (
+        {"reason": "deleted"},
+        {"reason": "account_deleted"},
+        {"reason": ""},
+        {"reason": "x" * 256},
+        {"reason": "line\nbreak"},
+        {"reason": 7},
+    ):
+        assert_problem(await api.patch(path, body), 400, "reason")
+    assert_problem(await api.patch(path, {"why": "no"}), 400, "why")
+    assert await log_head(api_runtime) == head
+    assert (await api.get(f"{tokens_path(account['id'])}/{issued['id']}")).body["state"] == "ACTIVE"

@@ -25,7 +25,7 @@ from tests.api.helpers import grant_identity_role, in_days, issue_token, new_acc
 from tests.api_fixture import ApiClient, unique
 
 KONNECT_TOKEN_FIELDS = {"id", "name", "created_at", "updated_at", "expires_at", "last_used_at"}
-TOKEN_EXTENSIONS = {"state", "revoked_at", "scopes", "auto_extend_seconds", "max_expires_at"}
+TOKEN_EXTENSIONS = {"state", "revoked_at", "revoke_reason", "scopes", "auto_extend_seconds", "max_expires_at"}
 TOKEN_FIELDS = KONNECT_TOKEN_FIELDS | TOKEN_EXTENSIONS
 ACCOUNT_FIELDS = {
     "id",
@@ -36,6 +36,7 @@ ACCOUNT_FIELDS = {
     "konnect_managed",
     "enabled",
     "rotation_period_seconds",
+    "expires_at",
 }
 TEAM_FIELDS = {"id", "name", "description", "system_team", "labels", "created_at", "updated_at"}
 ASSIGNED_ROLE_FIELDS = {"id", "role_name", "entity_id", "entity_type_name", "entity_region"}
@@ -92,7 +93,7 @@ async def test_a_new_token_sends_last_used_at_null_in_create_get_and_list(api: A
     issued = await issue_token(api, account["id"])
     assert set(issued) == TOKEN_FIELDS | {"token"}
     assert issued["last_used_at"] is None
-    assert issued["revoked_at"] is None and issued["scopes"] is None
+    assert issued["revoked_at"] is None and issued["revoke_reason"] is None and issued["scopes"] is None
     assert issued["auto_extend_seconds"] is None and issued["max_expires_at"] is None
     assert_conforms(issued, response="SystemAccountAccessTokenCreated")
     for shown in await _token_everywhere(api, account["id"], issued["id"]):
@@ -133,6 +134,7 @@ async def test_a_used_and_revoked_token_fills_its_fields(api: ApiClient, api_run
 async def test_accounts_teams_and_assigned_roles_send_every_field(api: ApiClient) -> None:
     account = await new_account(api)
     assert set(account) == ACCOUNT_FIELDS and account["rotation_period_seconds"] is None
+    assert account["expires_at"] is None
     team_reply = await api.post("/v3/teams", {"name": unique("team")})
     assert team_reply.status == 201, team_reply.body
     team = team_reply.body

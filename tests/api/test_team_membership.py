@@ -29,6 +29,7 @@ ACCOUNT_FIELDS = {
     "konnect_managed",
     "enabled",
     "rotation_period_seconds",
+    "expires_at",
 }
 
 

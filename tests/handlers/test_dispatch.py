@@ -11,7 +11,13 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
+from services.accounts.commands import (
+    CreateAccount,
+    DeleteAccount,
+    ExpireAccount,
+    UpdateAccount,
+    WarnAccountExpiring,
+)
 from services.authorization import SYSTEM, WRITE_RIGHTS, MissingRight
 from services.commands import Forbidden
 from services.dispatch import HANDLERS, RIGHTS, SYSTEM_COMMANDS, Dispatcher
@@ -40,6 +46,8 @@ SAMPLES: dict[type, object] = {
         CreateAccount(name="ci-bot", description=""),
         UpdateAccount(account_id=NOBODY, description="x"),
         DeleteAccount(account_id=NOBODY),
+        ExpireAccount(account_id=NOBODY),
+        WarnAccountExpiring(account_id=NOBODY, leads=(timedelta(days=1),)),
         CreateTeam(name="ops"),
         UpdateTeam(team_id=NOBODY, name="x"),
         DeleteTeam(team_id=NOBODY),

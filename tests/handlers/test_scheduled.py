@@ -1,8 +1,9 @@
 """The scheduler's commands (expire, warn of expiry, flag rotation due, retire a replaced secret),
-sent by tokenledger itself: given a token, when the command at a time, then its event, or nothing
-when the deadline is not reached or moot. Each appends its event once per deadline, however often it
-is sent, and two schedulers deciding on the same read of the stream append it once (its event id
-is derived from the deadline)."""
+sent by tokenledger itself: given a token (or, for two schedulers on one deadline, an account with
+a lifetime too: ``test_account_lifetimes`` has the rest of those), when the command at a time, then
+its event, or nothing when the deadline is not reached or moot. Each appends its event once per
+deadline, however often it is sent, and two schedulers deciding on the same read of the stream
+append it once (its event id is derived from the deadline)."""
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 
 from events import RecordedEvent
 from events.tokens import TokenExpired, TokenExpiringSoon, TokenRevoked, TokenRotationDue, TokenSecretRetired
+from services.accounts.commands import ExpireAccount, UpdateAccount, WarnAccountExpiring
 from services.authorization import SYSTEM
 from services.dispatch import Dispatcher
 from services.tokens.commands import (
@@ -229,13 +231,28 @@ async def _retirement(world: World, account_id: str, token_id: str) -> object:
     return RetireTokenSecret(token_id=token_id, secret_version=1)
 
 
-@pytest.mark.parametrize("deadline", [_expiry, _warning, _rotation_due, _retirement])
+async def _account_expiry(world: World, account_id: str, token_id: str) -> object:
+    await world.when(UpdateAccount(account_id=account_id, expires_at=T0 + HOUR))
+    world.now = T0 + 2 * HOUR
+    return ExpireAccount(account_id=account_id)
+
+
+async def _account_warning(world: World, account_id: str, token_id: str) -> object:
+    await world.when(UpdateAccount(account_id=account_id, expires_at=T0 + HOUR))
+    world.now = T0 + HOUR / 2
+    return WarnAccountExpiring(account_id=account_id, leads=(HOUR,))
+
+
+@pytest.mark.parametrize(
+    "deadline", [_expiry, _warning, _rotation_due, _retirement, _account_expiry, _account_warning]
+)
 async def test_two_schedulers_on_one_deadline_append_its_event_once(
     world: World, deadline: Callable[[World, str, str], Awaitable[object]]
 ) -> None:
     account_id, token_id = await _given_token(world, expires_at=T0 + HOUR)
     command = await deadline(world, account_id, token_id)
-    stream = _token(token_id)
+    on_account = isinstance(command, ExpireAccount | WarnAccountExpiring)
+    stream = f"account-{account_id}" if on_account else _token(token_id)
     read_by_both = await world.store.read_stream(stream)
     first = await world.when(command, SYSTEM)
     (appended,) = world.then_recorded()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.tokens import TokenExtended, TokenUsed
+from events.tokens import TokenExtended, TokenIssued, TokenUsed
 from services.authorization import SystemActor
 from services.commands import CommandContext, Forbidden
 from services.dependencies import Dependencies
@@ -50,7 +50,7 @@ def test_an_extension_moves_to_the_capped_target_only_for_a_real_gain(
 ) -> None:
     expires_at = now + timedelta(seconds=expires_in)
     cap = None if cap_in is None else now + timedelta(seconds=cap_in)
-    target = now + timedelta(seconds=seconds)
+    target = (now + timedelta(seconds=seconds)).replace(microsecond=0)  # whole seconds, rounded down
     if cap is not None:
         target = min(target, cap)
     threshold = timedelta(seconds=min(seconds / 100, 60.0))
@@ -83,6 +83,34 @@ def test_examples_of_sliding_expiry() -> None:
     # No sliding expiry, or no expiry at all: nothing to extend.
     assert usage_model.extension(expires_at, None, None, T0 + timedelta(hours=1)) is None
     assert usage_model.extension(None, None, hour, T0) is None
+
+
+def test_an_extension_moves_the_tokens_updated_at_with_its_expiry() -> None:
+    issued = model.evolve(
+        model.Token(token_id=TOKEN),
+        TokenIssued(
+            token_id=TOKEN,
+            account_id=ACCOUNT,
+            name="t",
+            secret_hash="h",
+            expires_at=T0 + timedelta(hours=1),
+            auto_extend_seconds=3600,
+        ),
+        1,
+        T0,
+    )
+    later = T0 + timedelta(minutes=20)
+    extended = model.evolve(
+        issued,
+        TokenExtended(token_id=TOKEN, account_id=ACCOUNT, expires_at=later + timedelta(hours=1)),
+        2,
+        later,
+    )
+    assert (extended.expires_at, extended.updated_at, extended.created_at) == (
+        later + timedelta(hours=1),
+        later,
+        T0,
+    )
 
 
 # -- the events ----------------------------------------------------------------------------------

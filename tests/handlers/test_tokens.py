@@ -110,6 +110,79 @@ async def test_a_token_that_never_expires_needs_the_deployment_to_allow_it() -> 
     await world.then_raises(Invalid, _issue(account.account_id, expires_at=None), match="expires_at")
 
 
+async def test_ttl_seconds_is_an_expiry_counted_from_the_issue_in_whole_seconds(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    world.now = T0 + timedelta(microseconds=700_000)
+    await world.when(_issue(account.account_id, expires_at=None, ttl_seconds=30 * 86400))
+    ((_, issued),) = world.then()
+    assert isinstance(issued, TokenIssued)
+    assert issued.expires_at == T0 + 30 * DAY  # rounded down: never past the lifetime asked for
+
+
+async def test_ttl_seconds_and_expires_at_together_are_refused(world: World) -> None:
+    account = account_created()
+    await world.given(account)
+    refused = await world.then_raises(Invalid, _issue(account.account_id, ttl_seconds=3600))
+    assert isinstance(refused, Invalid) and refused.field == "ttl_seconds"
+    assert "not both" in refused.reason and refused.rule == "dependent_fields"
+
+
+async def test_an_expiry_past_the_policy_is_refused_saying_what_the_policy_allows() -> None:
+    strict = World(policy=TokenPolicy(max_lifetime=timedelta(days=90), allow_non_expiring=False))
+    account = account_created()
+    await strict.given(account)
+    for command, field in [
+        (_issue(account.account_id, expires_at=None, ttl_seconds=91 * 86400), "ttl_seconds"),
+        (_issue(account.account_id, expires_at=None, ttl_seconds=0), "ttl_seconds"),
+        (_issue(account.account_id, expires_at=T0 + 91 * DAY), "expires_at"),
+        (_issue(account.account_id, expires_at=None), "expires_at"),
+    ]:
+        refused = await strict.then_raises(Invalid, command)
+        assert isinstance(refused, Invalid) and refused.field == field, command
+        assert "at most 90 days (7776000 seconds)" in refused.reason, refused.reason
+        assert "does not allow tokens that never expire" in refused.reason, refused.reason
+    lenient = World()
+    await lenient.given(account)
+    refused = await lenient.then_raises(Invalid, _issue(account.account_id, expires_at=T0 + 366 * DAY))
+    assert isinstance(refused, Invalid) and "and allows tokens that never expire" in refused.reason
+    await strict.when(_issue(account.account_id, expires_at=None, ttl_seconds=90 * 86400))
+
+
+async def test_sliding_expiry_without_an_expiry_is_an_idle_timeout(world: World) -> None:
+    """On a deployment that allows tokens that never expire too: the window starts at the issue."""
+    account = account_created()
+    await world.given(account)
+    world.now = T0 + timedelta(microseconds=250_000)
+    await world.when(_issue(account.account_id, expires_at=None, auto_extend_seconds=3600))
+    ((_, issued),) = world.then()
+    assert isinstance(issued, TokenIssued)
+    assert (issued.expires_at, issued.max_expires_at) == (
+        T0 + timedelta(hours=1),
+        world.now + POLICY.max_lifetime,
+    )
+    # A ceiling sooner than the window ends the first one.
+    ceiling = T0 + timedelta(minutes=10)
+    await world.when(
+        _issue(account.account_id, "short", expires_at=None, auto_extend_seconds=3600, max_expires_at=ceiling)
+    )
+    ((_, short),) = world.then()
+    assert isinstance(short, TokenIssued) and (short.expires_at, short.max_expires_at) == (ceiling, ceiling)
+
+
+async def test_an_idle_timeout_is_an_expiry_where_tokens_must_expire() -> None:
+    world = World(policy=TokenPolicy(max_lifetime=timedelta(days=30), allow_non_expiring=False))
+    account = account_created()
+    await world.given(account)
+    await world.when(_issue(account.account_id, expires_at=None, auto_extend_seconds=86400))
+    ((_, issued),) = world.then()
+    assert isinstance(issued, TokenIssued) and issued.expires_at == T0 + DAY
+    refused = await world.then_raises(
+        Invalid, _issue(account.account_id, "x", expires_at=None, auto_extend_seconds=31 * 86400)
+    )
+    assert isinstance(refused, Invalid) and refused.field == "auto_extend_seconds"
+
+
 async def test_issue_token_refuses_a_missing_account_or_a_taken_name(world: World) -> None:
     account, gone = account_created(), account_created()
     await world.given(
@@ -346,6 +419,41 @@ async def test_revoke_token_records_the_revocation_once(world: World) -> None:
     assert (outcome.state.state, outcome.state.revoked_at) == ("REVOKED", T0)
     again = await world.when(command)
     assert (world.then(), again.cursor) == ([], None)
+
+
+async def test_revoke_token_records_the_reason_given(world: World) -> None:
+    account = account_created()
+    coded, texted = token_issued(account.account_id), token_issued(account.account_id, name="other")
+    await world.given(account, coded, texted)
+    outcome = await world.when(
+        RevokeToken(account_id=account.account_id, token_id=coded.token_id, reason="compromised")
+    )
+    assert world.then() == [
+        (
+            _token(coded.token_id),
+            TokenRevoked(token_id=coded.token_id, account_id=account.account_id, reason="compromised"),
+        )
+    ]
+    assert outcome.state.revoke_reason == "compromised"
+    text = " leaked in a CI log\u0301 "  # normalised as names are: NFC, trimmed
+    await world.when(RevokeToken(account_id=account.account_id, token_id=texted.token_id, reason=text))
+    ((_, revoked),) = world.then()
+    assert isinstance(revoked, TokenRevoked) and revoked.reason == "leaked in a CI lo\u01f5"
+    # The first reason stays.
+    again = RevokeToken(account_id=account.account_id, token_id=coded.token_id, reason="unused")
+    assert (await world.when(again)).state.revoke_reason == "compromised" and world.then() == []
+
+
+async def test_revoke_token_refuses_tokenledgers_own_reasons_and_bad_text(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id)
+    await world.given(account, token)
+    for reason in ("deleted", " account_deleted", "", "a\x00b", "x\u200by", "r" * 256):
+        command = RevokeToken(account_id=account.account_id, token_id=token.token_id, reason=reason)
+        refused = await world.then_raises(Invalid, command)
+        assert isinstance(refused, Invalid) and refused.field == "reason", reason
+    longest = RevokeToken(account_id=account.account_id, token_id=token.token_id, reason="r" * 255)
+    await world.when(longest)
 
 
 async def test_revoke_token_refuses_a_missing_token(world: World) -> None:

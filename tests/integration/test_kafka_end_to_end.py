@@ -36,7 +36,7 @@ async def _issue(session: aiohttp.ClientSession, url: str, expires_in: timedelta
         return account, (await r.json())["id"]
 
 
-async def test_a_revocation_reaches_a_kafka_consumer(
+async def test_a_revocation_reaches_a_kafka_consumer_with_its_reason(
     service: tuple[ServiceProcess, str, dict[str, str]], kafka_bootstrap: str
 ) -> None:
     node, token, topics = service
@@ -46,7 +46,8 @@ async def test_a_revocation_reaches_a_kafka_consumer(
     ):
         account, token_id = await _issue(session, node.url, timedelta(days=1))
         async with session.patch(
-            f"{node.url}/v3/system-accounts/{account}/access-tokens/{token_id}/revoke"
+            f"{node.url}/v3/system-accounts/{account}/access-tokens/{token_id}/revoke",
+            json={"reason": "compromised"},
         ) as r:
             assert r.status == 200
             committed = time.perf_counter()
@@ -62,6 +63,7 @@ async def test_a_revocation_reaches_a_kafka_consumer(
         print(f"commit-to-consume latency: {(received.received_at - committed) * 1000:.1f} ms")
         assert received.event.key == account
         assert received.event.subject == token_id
+        assert received.event.data == {"token_id": token_id, "account_id": account, "reason": "compromised"}
 
 
 async def test_an_expiry_reaches_kafka_within_3_seconds(
@@ -85,3 +87,39 @@ async def test_an_expiry_reaches_kafka_within_3_seconds(
         arrived = next(r for r in collector.records if r.event.type == "io.tokenledger.token.expired")
         print(f"token.expired on Kafka {arrived.received_at - issued:.2f} s after issue (expiry at 2 s)")
         assert arrived.received_at - issued <= 3.0
+
+
+async def test_an_account_lifetime_ends_as_account_expired_on_the_accounts_topic(
+    service: tuple[ServiceProcess, str, dict[str, str]], kafka_bootstrap: str
+) -> None:
+    node, token, topics = service
+    async with (
+        collecting(kafka_bootstrap, [topics["accounts"]]) as collector,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
+    ):
+        expires_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+        body = {"name": "short-lived", "description": "", "expires_at": expires_at}
+        async with session.post(f"{node.url}/v3/system-accounts", json=body) as r:
+            assert r.status == 201
+            account = await r.json()
+
+        def expired() -> bool:
+            return any(rec.event.type == "io.tokenledger.account.expired" for rec in collector.records)
+
+        await collector.wait_until(expired, timeout=10)
+        async with session.get(f"{node.url}/v3/system-accounts/{account['id']}") as r:
+            shown = await r.json()
+    received = next(r for r in collector.records if r.event.type == "io.tokenledger.account.expired")
+    assert (received.topic, received.event.key, received.event.subject) == (
+        topics["accounts"],
+        account["id"],
+        account["id"],
+    )
+    assert received.event.data == {"account_id": account["id"], "expires_at": account["expires_at"]}
+    created = next(
+        r
+        for r in collector.records
+        if r.event.type == "io.tokenledger.account.created" and r.event.subject == account["id"]
+    )
+    assert created.event.data["expires_at"] == account["expires_at"]
+    assert shown["enabled"] is False

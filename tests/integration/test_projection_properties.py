@@ -27,6 +27,8 @@ from events.accounts import (
     AccountDeleted,
     AccountDisabled,
     AccountEnabled,
+    AccountExpired,
+    AccountExpiringSoon,
     AccountRoleAssigned,
     AccountRoleUnassigned,
     AccountUpdated,
@@ -82,13 +84,29 @@ def _assignment() -> str:
 
 @st.composite
 def account_stream(draw: Any, account_id: str) -> list[Event]:
-    events: list[Event] = [AccountCreated(account_id=account_id, name=draw(st.sampled_from(["a", "b"])))]
+    lifetimes = st.none() | st.sampled_from([T0 + timedelta(days=1), T0 + timedelta(days=2)])
+    lifetime = draw(lifetimes)
+    events: list[Event] = [
+        AccountCreated(account_id=account_id, name=draw(st.sampled_from(["a", "b"])), expires_at=lifetime)
+    ]
     held: list[str] = []
-    for op in draw(
-        st.lists(st.sampled_from(["update", "disable", "enable", "assign", "unassign"]), max_size=5)
-    ):
+    ops = ["update", "disable", "enable", "assign", "unassign", "expire", "warn"]
+    for op in draw(st.lists(st.sampled_from(ops), max_size=6)):
         if op == "update":
-            events.append(AccountUpdated(account_id=account_id, name=draw(names), description="d"))
+            lifetime = draw(lifetimes)
+            events.append(
+                AccountUpdated(account_id=account_id, name=draw(names), description="d", expires_at=lifetime)
+            )
+        elif op in ("expire", "warn"):
+            # Also of a lifetime since replaced: the reducers must ignore those.
+            at = lifetime or T0 + timedelta(days=3)
+            events.append(
+                AccountExpired(account_id=account_id, expires_at=at)
+                if op == "expire"
+                else AccountExpiringSoon(
+                    account_id=account_id, expires_at=at, lead_seconds=draw(st.sampled_from([60, 3600]))
+                )
+            )
         elif op == "disable":
             events.append(AccountDisabled(account_id=account_id))
         elif op == "enable":

@@ -9,6 +9,7 @@ from bench.generated_log import LogGenerator, generate
 from projections.build import Builder, BuildTarget
 from projections.catalogue import ALL_PROJECTIONS
 from projections.runner import RunnerState
+from projections.tokens import TokensProjection
 from services import database
 from tests.integration.test_projection_support import (
     PRIMARY_KEYS,
@@ -119,4 +120,4 @@ async def test_rebuild_of_one_projection_leaves_the_others_alone(empty_database:
         await world.projections.rebuild("tokens")
         async with world.pool.acquire() as c:
             tables = await c.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE 'rm_tokens%'")
-        assert [r["tablename"] for r in tables] == ["rm_tokens_v1_r2"]
+        assert [r["tablename"] for r in tables] == [f"rm_tokens_v{TokensProjection.version}_r2"]

@@ -90,7 +90,8 @@ async def test_runner_follows_the_log_into_every_read_model(empty_database: str)
             )
             # The views point at the versioned tables, and every checkpoint is at the log's end.
             assert await c.fetchval(
-                "SELECT definition LIKE '%rm_accounts_v2%' FROM pg_views WHERE viewname = 'rm_accounts'"
+                "SELECT definition LIKE $1 FROM pg_views WHERE viewname = 'rm_accounts'",
+                f"%rm_accounts_v{AccountsProjection.version}%",
             )
             head = await c.fetchval("SELECT max(global_position) FROM events")
             positions = await c.fetch("SELECT position FROM projection_checkpoints")

@@ -33,6 +33,7 @@ PRIMARY_KEYS = {
     "team_members": "team_id, account_id",
     "token_deadlines": "token_id, kind, ref",
     "rotation_periods": "account_id",
+    "account_deadlines": "account_id",
 }
 
 

@@ -302,3 +302,57 @@ async def test_the_metrics_show_how_late_each_deadline_was_emitted(setup: Setup)
     late = sample("tokenledger_scheduler_lateness_seconds_sum") - total
     assert abs(late - timedelta(hours=23 + 22 + 21).total_seconds()) < 60
     assert REGISTRY.get_sample_value("tokenledger_scheduler_backlog") == 0
+
+
+async def _account_events(setup: Setup, account_id: str) -> list[RecordedEvent]:
+    return [
+        recorded
+        for recorded in await setup.deps.store.read_stream(f"account-{account_id}")
+        if recorded.type in ("account.expired", "account.expiring_soon")
+    ]
+
+
+async def test_an_account_two_seconds_ahead_is_warned_of_then_expired_within_three_seconds(
+    setup: Setup,
+) -> None:
+    scheduler = setup.scheduler(leads=(timedelta(seconds=1),))
+    async with started(scheduler):
+        await asyncio.sleep(0.2)  # the scheduler is asleep: the account's deadline must wake it
+        lifetime = utc_now() + timedelta(seconds=2)
+        account_id = (
+            await setup.send(
+                CreateAccount(name=f"temp-{uuid.uuid4().hex[:12]}", description="", expires_at=lifetime)
+            )
+        ).account_id
+
+        async def expired() -> bool:
+            return any(e.type == "account.expired" for e in await _account_events(setup, account_id))
+
+        await until(expired, timeout=3.0)
+    warning, expiry = await _account_events(setup, account_id)
+    assert (warning.type, warning.event.lead_seconds) == ("account.expiring_soon", 1)  # type: ignore[attr-defined]
+    assert expiry.metadata.actor == SCHEDULER_ACTOR and expiry.event.expires_at == lifetime  # type: ignore[attr-defined]
+    assert expiry.recorded_at - lifetime < timedelta(seconds=1)
+
+
+async def test_account_lifetimes_are_expired_once_and_again_only_when_renewed(setup: Setup) -> None:
+    lifetime = utc_now() + timedelta(days=3)
+    temp = (
+        await setup.send(
+            CreateAccount(name=f"temp-{uuid.uuid4().hex[:12]}", description="", expires_at=lifetime)
+        )
+    ).account_id
+    kept = await setup.account()
+    await setup.indexed()
+    week_later = setup.scheduler(ahead=timedelta(days=7), leads=(timedelta(days=1),))
+    assert await week_later.tick() == 1
+    await setup.indexed()
+    assert await week_later.tick() == 0, "an expiry is recorded once"
+    await setup.send(UpdateAccount(account_id=temp, name="renamed"))
+    await setup.indexed()
+    assert await week_later.tick() == 0, "an update that keeps the lifetime is not a new deadline"
+    await setup.send(UpdateAccount(account_id=temp, enabled=True, expires_at=utc_now() + timedelta(days=5)))
+    await setup.indexed()
+    assert await week_later.tick() == 1
+    assert [e.type for e in await _account_events(setup, temp)] == ["account.expired", "account.expired"]
+    assert await _account_events(setup, kept) == []

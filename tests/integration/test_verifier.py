@@ -18,6 +18,7 @@ from events.accounts import (
     AccountDeleted,
     AccountDisabled,
     AccountEnabled,
+    AccountExpired,
     AccountRoleUnassigned,
     AccountUpdated,
 )
@@ -205,6 +206,31 @@ async def test_a_disabled_account_rejects_and_reenabling_accepts_again(world: Wo
     await world.append(f"account-{account}", AccountEnabled(account_id=account))
     await world.settle(verifier)
     assert isinstance(await verifier.verify(token.secret, utc_now()), Principal)
+
+
+async def test_an_account_past_its_lifetime_rejects_at_once_and_a_new_lifetime_accepts(world: World) -> None:
+    """At its ``expires_at``, from the cache, before ``account.expired`` is in; the scheduler's
+    ``account.expired`` and a renewal by an admin (``account.updated`` then ``account.enabled``)
+    invalidate the account's entries like any other change of it."""
+    account = await world.account()
+    lifetime = utc_now() + timedelta(seconds=0.5)
+    renamed = AccountUpdated(account_id=account, name=account, description="", expires_at=lifetime)
+    await world.append(f"account-{account}", renamed)
+    token = await world.issue(account)
+    await world.settle()
+    verifier = await world.verifier()
+    assert isinstance(await verifier.verify(token.secret, utc_now()), Principal)
+    assert await verifier.verify(token.secret, lifetime) is Rejection.DISABLED
+    await world.append(f"account-{account}", AccountExpired(account_id=account, expires_at=lifetime))
+    await world.settle(verifier)
+    assert await verifier.verify(token.secret, utc_now()) is Rejection.DISABLED
+    renewed = AccountUpdated(
+        account_id=account, name=account, description="", expires_at=lifetime + timedelta(days=1)
+    )
+    await world.append(f"account-{account}", renewed)
+    await world.append(f"account-{account}", AccountEnabled(account_id=account))
+    await world.settle(verifier)
+    assert isinstance(await verifier.verify(token.secret, lifetime), Principal)
 
 
 async def test_a_deleted_account_rejects_its_tokens(world: World) -> None:

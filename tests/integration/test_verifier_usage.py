@@ -200,7 +200,7 @@ async def test_a_use_extends_a_sliding_token_and_the_cache_sees_it_at_once(world
     recorder = UsageRecorder(dispatcher_over(world.store), expiry=verifier, flush_interval=3600)
 
     recorder.record(principal, now, "introspect")
-    extended = now + timedelta(seconds=3600)
+    extended = (now + timedelta(seconds=3600)).replace(microsecond=0)  # extensions are whole seconds
     # Before anything is written: this node already uses the new expiry.
     after_original = await verifier.verify(secret, original + timedelta(seconds=1))
     assert isinstance(after_original, Principal) and after_original.expires_at == extended
@@ -238,7 +238,8 @@ async def test_small_gains_do_not_extend_and_the_cap_holds(world: World) -> None
     # An hour later, within the extended expiry: now the cap (max_expires_at) is the limit.
     later = now + timedelta(minutes=60, seconds=30)
     again = await verifier.verify(secret, later)
-    assert isinstance(again, Principal) and again.expires_at == now + timedelta(minutes=60, seconds=40)
+    assert isinstance(again, Principal)
+    assert again.expires_at == (now + timedelta(minutes=60, seconds=40)).replace(microsecond=0)
     recorder.record(again, later, "introspect")
     assert recorder.metrics.extensions == 2
     await recorder.flush()
@@ -275,7 +276,7 @@ async def test_another_nodes_extension_reaches_the_cache_from_the_log(world: Wor
     recorder_a = UsageRecorder(dispatcher_over(world.store), expiry=node_a)
     recorder_a.record(principal, now, "introspect")
     await recorder_a.flush()
-    extended = now + timedelta(hours=1)
+    extended = (now + timedelta(hours=1)).replace(microsecond=0)
     # b learns it from its tail, before the read model is updated.
     for _ in range(200):
         verdict = await node_b.verify(secret, original + timedelta(seconds=1))

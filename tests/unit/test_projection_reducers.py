@@ -9,11 +9,19 @@ from typing import Any
 import pytest
 
 from events import Event, Metadata, RecordedEvent
-from events.accounts import AccountCreated, AccountDeleted, AccountDisabled, AccountUpdated
+from events.accounts import (
+    AccountCreated,
+    AccountDeleted,
+    AccountDisabled,
+    AccountExpired,
+    AccountExpiringSoon,
+    AccountUpdated,
+)
 from events.organization import OrganizationCreated
 from events.teams import TeamCreated, TeamDeleted, TeamMemberAdded, TeamRoleAssigned
 from events.tokens import (
     TokenExpired,
+    TokenExtended,
     TokenIssued,
     TokenRevoked,
     TokenRotated,
@@ -88,6 +96,7 @@ def test_catalogue_names_tables_and_versions_are_sound() -> None:
             "team_members",
             "token_deadlines",
             "rotation_periods",
+            "account_deadlines",
         ]
     )
     for projection in ALL_PROJECTIONS:
@@ -110,7 +119,7 @@ def test_account_created_uses_the_event_time_not_now() -> None:
     )
     assert "INSERT INTO {accounts}" in statement.sql
     assert "ON CONFLICT (account_id) DO NOTHING" in statement.sql
-    assert statement.args == (ACCOUNT, "bot", "d", True, T0, None)
+    assert statement.args == (ACCOUNT, "bot", "d", True, T0, None, None)
 
 
 def test_ids_are_normalised_and_non_uuids_are_refused() -> None:
@@ -128,10 +137,31 @@ def test_account_fold_follows_updates_and_removes_deleted_accounts() -> None:
         recorded(AccountDisabled(account_id=ACCOUNT), later + timedelta(hours=1)),
     ]
     assert rows(AccountsProjection(), history, "accounts") == [
-        (ACCOUNT, "bot2", "x", False, False, T0, later + timedelta(hours=1), None)
+        (ACCOUNT, "bot2", "x", False, False, T0, later + timedelta(hours=1), None, None)
     ]
     history.append(recorded(AccountDeleted(account_id=ACCOUNT)))
     assert rows(AccountsProjection(), history, "accounts") == []
+
+
+def test_an_account_lifetime_shows_and_its_expiry_disables_the_account() -> None:
+    lifetime, renewed = T0 + timedelta(days=365), T0 + timedelta(days=400)
+    expired_at = lifetime + timedelta(seconds=2)
+    history = [
+        recorded(AccountCreated(account_id=ACCOUNT, name="bot", expires_at=lifetime)),
+        recorded(AccountExpiringSoon(account_id=ACCOUNT, expires_at=lifetime, lead_seconds=86400), lifetime),
+        recorded(AccountExpired(account_id=ACCOUNT, expires_at=lifetime), expired_at),
+    ]
+    assert rows(AccountsProjection(), history, "accounts") == [
+        (ACCOUNT, "bot", "", False, False, T0, expired_at, None, lifetime)
+    ]
+    (statement,) = AccountsProjection().apply(history[2])
+    assert statement.args == (ACCOUNT, False, expired_at)
+    assert list(AccountsProjection().apply(history[1])) == []
+    history.append(
+        recorded(AccountUpdated(account_id=ACCOUNT, name="bot", description="", expires_at=renewed))
+    )
+    ((*_, shown),) = rows(AccountsProjection(), history, "accounts")
+    assert shown == renewed
 
 
 def test_token_used_keeps_the_latest_use_whatever_the_order() -> None:
@@ -146,6 +176,19 @@ def test_token_used_keeps_the_latest_use_whatever_the_order() -> None:
     ]
     (row,) = rows(TokensProjection(), history, "tokens")
     assert row[12] == T0 + timedelta(minutes=5)
+
+
+def test_an_extension_moves_expires_at_and_updated_at_a_use_does_not() -> None:
+    extended_at, expires_at = T0 + timedelta(minutes=5), T0 + timedelta(days=2)
+    history = [
+        recorded(issued()),
+        recorded(TokenExtended(token_id=TOKEN, account_id=ACCOUNT, expires_at=expires_at), extended_at),
+        recorded(TokenUsed(token_id=TOKEN, account_id=ACCOUNT, used_at=T0 + timedelta(hours=1))),
+    ]
+    (row,) = rows(TokensProjection(), history, "tokens")
+    assert (row[5], row[6]) == (extended_at, expires_at)
+    (statement,) = TokensProjection().apply(history[1])
+    assert statement.args[1:] == (expires_at, extended_at) and "updated_at = $3" in statement.sql
 
 
 def test_token_expiry_never_overrides_a_revocation() -> None:

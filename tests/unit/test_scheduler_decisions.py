@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from events import Event, Metadata, RecordedEvent
-from events.accounts import AccountCreated, AccountUpdated
+from events.accounts import (
+    AccountCreated,
+    AccountDeleted,
+    AccountExpired,
+    AccountExpiringSoon,
+    AccountUpdated,
+)
 from events.tokens import (
     TokenExpired,
     TokenExpiringSoon,
@@ -143,21 +149,21 @@ def test_deadline_keys_name_token_kind_and_instant_so_event_ids_repeat() -> None
 
 
 def test_account_rotation_periods_are_set_kept_and_cleared() -> None:
-    assert accounts.create("a", "bot", "", False, 3600)[0] == AccountCreated(
+    assert accounts.create("a", "bot", "", False, 3600, now=T0)[0] == AccountCreated(
         account_id="a", name="bot", rotation_period_seconds=3600
     )
     with pytest.raises(Invalid):
-        accounts.create("a", "bot", "", False, 0)
+        accounts.create("a", "bot", "", False, 0, now=T0)
     state = accounts.evolve(
-        accounts.Account(account_id="a"), accounts.create("a", "bot", "", False, 3600)[0], 1, T0
+        accounts.Account(account_id="a"), accounts.create("a", "bot", "", False, 3600, now=T0)[0], 1, T0
     )
-    assert accounts.update(state, "bot", None, None) == []
-    (renamed,) = accounts.update(state, "robot", None, None)
+    assert accounts.update(state, "bot", None, None, now=T0) == []
+    (renamed,) = accounts.update(state, "robot", None, None, now=T0)
     assert isinstance(renamed, AccountUpdated) and renamed.rotation_period_seconds == 3600
-    (cleared,) = accounts.update(state, None, None, None, rotation_period_seconds=0)
+    (cleared,) = accounts.update(state, None, None, None, rotation_period_seconds=0, now=T0)
     assert isinstance(cleared, AccountUpdated) and cleared.rotation_period_seconds is None
     with pytest.raises(Invalid):
-        accounts.update(state, None, None, None, rotation_period_seconds=-1)
+        accounts.update(state, None, None, None, rotation_period_seconds=-1, now=T0)
 
 
 # -- the due-index reducer ---------------------------------------------------------------------
@@ -237,6 +243,56 @@ def test_an_account_period_change_reschedules_its_tokens_rotation() -> None:
     deadlines, periods = rows(created, token_issued, cleared)
     assert deadlines == [(TOKEN, ROTATION, 0, ACCOUNT, None, T0, UNWARNED)]
     assert periods == []
+
+
+def lifetimes(*events: RecordedEvent) -> list[tuple[Any, ...]]:
+    fold = DeadlinesProjection().fold()
+    for event in events:
+        fold.apply(event)
+    return sorted(fold.tables()["account_deadlines"].rows)
+
+
+def test_an_account_lifetime_is_due_once_and_again_only_when_it_changes() -> None:
+    lifetime = T0 + 10 * DAY
+    created = recorded(AccountCreated(account_id=ACCOUNT, name="bot", expires_at=lifetime))
+    assert lifetimes(created) == [(ACCOUNT, lifetime, lifetime, UNWARNED)]
+    warned = recorded(AccountExpiringSoon(account_id=ACCOUNT, expires_at=lifetime, lead_seconds=86400))
+    expired = recorded(AccountExpired(account_id=ACCOUNT, expires_at=lifetime))
+    assert lifetimes(created, warned) == [(ACCOUNT, lifetime, lifetime, 86400)]
+    assert lifetimes(created, warned, expired) == [(ACCOUNT, lifetime, None, 86400)]
+    # A rename keeps the lifetime: not due again. A new lifetime is, unwarned.
+    renamed = recorded(AccountUpdated(account_id=ACCOUNT, name="robot", description="", expires_at=lifetime))
+    assert lifetimes(created, warned, expired, renamed) == [(ACCOUNT, lifetime, None, 86400)]
+    renewed = recorded(
+        AccountUpdated(account_id=ACCOUNT, name="robot", description="", expires_at=T0 + 20 * DAY)
+    )
+    assert lifetimes(created, expired, renewed) == [(ACCOUNT, T0 + 20 * DAY, T0 + 20 * DAY, UNWARNED)]
+    cleared = recorded(AccountUpdated(account_id=ACCOUNT, name="robot", description=""))
+    assert lifetimes(created, cleared) == []
+    assert lifetimes(created, recorded(AccountDeleted(account_id=ACCOUNT))) == []
+    # A warning or an expiry of a lifetime since replaced changes nothing.
+    stale = recorded(AccountExpired(account_id=ACCOUNT, expires_at=lifetime))
+    assert lifetimes(created, renewed, stale) == [(ACCOUNT, T0 + 20 * DAY, T0 + 20 * DAY, UNWARNED)]
+
+
+def test_an_account_lifetime_is_expired_and_warned_of_by_the_account_model() -> None:
+    state = accounts.evolve(
+        accounts.Account(account_id=ACCOUNT),
+        AccountCreated(account_id=ACCOUNT, name="bot", expires_at=T0 + 10 * DAY),
+        1,
+        T0,
+    )
+    (warning,) = accounts.warn_expiring_soon(state, T0 + 9 * DAY, LEADS)
+    assert warning == AccountExpiringSoon(account_id=ACCOUNT, expires_at=T0 + 10 * DAY, lead_seconds=86400)
+    assert accounts.warn_expiring_soon(state, T0 + 2 * DAY, LEADS) == []
+    assert accounts.expire(state, T0 + 10 * DAY - timedelta(microseconds=1)) == []
+    (expired,) = accounts.expire(state, T0 + 10 * DAY)
+    assert accounts.deadline_key(expired) == "account.expired@2025-06-11T12:00:00Z"
+    assert accounts.deadline_key(warning) == "account.expiring_soon@2025-06-11T12:00:00Z-86400s"
+    gone = accounts.evolve(state, expired, 2, T0 + 10 * DAY)
+    assert (gone.enabled, accounts.expire(gone, T0 + 11 * DAY)) == (False, [])
+    with pytest.raises(ValueError, match="not a time-driven event"):
+        accounts.deadline_key(AccountDeleted(account_id=ACCOUNT))
 
 
 def test_the_reducer_statements_cover_the_same_events() -> None:

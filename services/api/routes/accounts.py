@@ -1,5 +1,5 @@
 """/v3/system-accounts: create (with the ``assigned_roles`` and ``team_ids`` extension), list, get,
-update (incl. the ``enabled`` extension), delete."""
+update (incl. the ``enabled`` and ``expires_at`` extensions), delete."""
 
 import uuid
 from typing import Annotated, Any, TypeVar
@@ -11,13 +11,13 @@ from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccou
 from services.api import representations as show
 from services.api.context import admit, authorize, consistent_read, execute, service
 from services.api.listing import BoolFilter, FilterSpec, StringFilter, collection, list_query
-from services.api.parsing import MAX_DURATION_SECONDS, name_field, read_body
+from services.api.parsing import MAX_DURATION_SECONDS, AwareDateTime, name_field, read_body
 from services.api.problems import NotFound
 from services.api.queries import accounts as queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content
 from services.api.routes.roles import AssignRole
-from services.api.state import READ_POOL
+from services.api.state import CLOCK, READ_POOL
 from services.authorization import Right
 from services.roles.assignment import Role
 
@@ -49,6 +49,8 @@ class CreateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     """Extension: roles the account holds from its creation, each as the assign-role request has it."""
     team_ids: InitialTeams | msgspec.UnsetType = msgspec.UNSET
     """Extension: teams the account is a member of from its creation."""
+    expires_at: AwareDateTime | None = None
+    """Extension: the end of the account's lifetime (null: none)."""
 
     def __post_init__(self) -> None:
         self.name = name_field("name", self.name)
@@ -56,12 +58,14 @@ class CreateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
 
 class UpdateSystemAccount(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A field left out keeps its value; null is refused (Konnect's fields are not nullable), except
-    ``rotation_period_seconds``, where null (like 0) returns the account to the deployment's period."""
+    ``rotation_period_seconds``, where null (like 0) returns the account to the deployment's period,
+    and ``expires_at``, where null ends the account's lifetime (it then has none)."""
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
     description: Description | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
     rotation_period_seconds: RotationPeriod | msgspec.UnsetType | None = msgspec.UNSET
+    expires_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.name, str):
@@ -93,9 +97,10 @@ async def create(request: web.Request) -> web.Response:
             for role in roles
         ),
         team_ids=team_ids,
+        expires_at=body.expires_at,
     )
     outcome = await execute(request, command)
-    shown: dict[str, Any] = show.account(outcome.state)
+    shown: dict[str, Any] = show.account(outcome.state, service(request, CLOCK)())
     if body.assigned_roles is not msgspec.UNSET or body.team_ids is not msgspec.UNSET:
         shown["assigned_roles"] = [show.assigned_role(grant) for grant in outcome.state.roles.values()]
         shown["team_ids"] = list(team_ids)
@@ -107,7 +112,8 @@ async def list_accounts(request: web.Request) -> web.Response:
     query = list_query(request, LIST_FILTERS)
     await consistent_read(request)
     rows, total = await queries.list_accounts(service(request, READ_POOL), query)
-    return json(collection([show.account_row(r) for r in rows], query, total))
+    now = service(request, CLOCK)()
+    return json(collection([show.account_row(r, now) for r in rows], query, total))
 
 
 async def get(request: web.Request) -> web.Response:
@@ -118,7 +124,7 @@ async def get(request: web.Request) -> web.Response:
     row = await queries.get_account(service(request, READ_POOL), account_id(request))
     if row is None:
         raise NotFound("The requested system account was not found")
-    return json(show.account_row(row))
+    return json(show.account_row(row, service(request, CLOCK)()))
 
 
 async def update(request: web.Request) -> web.Response:
@@ -131,9 +137,10 @@ async def update(request: web.Request) -> web.Response:
         description=_given(body.description),
         enabled=_given(body.enabled),
         rotation_period_seconds=0 if period is None else _given(period),
+        expires_at=body.expires_at,
     )
     outcome = await execute(request, command)
-    return json(show.account(outcome.state))
+    return json(show.account(outcome.state, service(request, CLOCK)()))
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -142,7 +142,7 @@ async def _account_then(request: web.Request, at: datetime) -> Any:
 
 
 async def account_as_of(request: web.Request, at: datetime) -> web.Response:
-    return json(show.account(await _account_then(request, at)))
+    return json(show.account(await _account_then(request, at), at))
 
 
 async def tokens_as_of(request: web.Request, at: datetime) -> web.Response:

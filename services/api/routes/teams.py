@@ -15,7 +15,7 @@ from services.api.queries import accounts as account_queries
 from services.api.queries import teams as queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content, team_id
-from services.api.state import READ_POOL
+from services.api.state import CLOCK, READ_POOL
 from services.authorization import Right
 from services.teams import commands
 
@@ -141,7 +141,8 @@ async def list_members(request: web.Request) -> web.Response:
     if await queries.get_team(pool, team) is None:
         raise NotFound("The requested team was not found")
     rows, total = await account_queries.list_team_members(pool, team, query)
-    return json(collection([show.account_row(r) for r in rows], query, total))
+    now = service(request, CLOCK)()
+    return json(collection([show.account_row(r, now) for r in rows], query, total))
 
 
 async def list_account_teams(request: web.Request) -> web.Response:

@@ -19,12 +19,15 @@ from services.api.state import CLOCK, READ_POOL
 from services.authorization import Right
 from services.tokens.commands import DeleteToken, IssueToken, RenameToken, RevokeToken, RotateToken
 from services.tokens.handlers import IssuedToken
-from services.tokens.model import MAX_GRACE_PERIOD
+from services.tokens.model import MAX_GRACE_PERIOD, MAX_REVOCATION_REASON
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Scope = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 AutoExtend = Annotated[int, msgspec.Meta(ge=1, le=MAX_DURATION_SECONDS)]
 """At most ten years here; the deployment's maximum token lifetime bounds it further."""
+Lifetime = Annotated[int, msgspec.Meta(ge=1, le=MAX_DURATION_SECONDS)]
+"""``ttl_seconds``: likewise bounded further by the deployment's maximum token lifetime."""
+RevocationReason = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REVOCATION_REASON)]
 GracePeriod = Annotated[int, msgspec.Meta(ge=0, le=int(MAX_GRACE_PERIOD.total_seconds()))]
 LIST_FILTERS = {"name": StringFilter(ops=("eq", "contains"))}
 
@@ -35,6 +38,7 @@ class CreateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     scopes: Annotated[list[Scope], msgspec.Meta(max_length=16)] | None = None
     auto_extend_seconds: AutoExtend | None = None
     max_expires_at: AwareDateTime | None = None
+    ttl_seconds: Lifetime | None = None
 
     def __post_init__(self) -> None:
         self.name = name_field("name", self.name)
@@ -45,6 +49,12 @@ class UpdateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
     def __post_init__(self) -> None:
         self.name = name_field("name", self.name)
+
+
+class RevokeAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body is optional (no body: no reason given)."""
+
+    reason: RevocationReason | None = None
 
 
 class RotateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -65,6 +75,7 @@ async def create(request: web.Request) -> web.Response:
         scopes=tuple(body.scopes) if body.scopes is not None else None,
         auto_extend_seconds=body.auto_extend_seconds,
         max_expires_at=body.max_expires_at,
+        ttl_seconds=body.ttl_seconds,
     )
     outcome = await execute(request, command)
     return json(_with_secret(outcome.state, request), 201)
@@ -111,7 +122,9 @@ async def rename(request: web.Request) -> web.Response:
 
 async def revoke(request: web.Request) -> web.Response:
     admit(request, RevokeToken)
-    await execute(request, RevokeToken(account_id=account_id(request), token_id=token_id(request)))
+    body = await read_body(request, RevokeAccessToken)
+    command = RevokeToken(account_id=account_id(request), token_id=token_id(request), reason=body.reason)
+    await execute(request, command)
     return await _token_response(request)
 
 
