@@ -4,12 +4,13 @@ from typing import Any
 
 import click
 
-from tokenledger_client.durations import duration_seconds
+from tokenledger_client.durations import duration_seconds, instant_after
 from tokenledger_client.http import connect
 from tokenledger_client.output import Output, output_options
 from tokenledger_client.resolve import ACCOUNTS, account_id
 
-COLUMNS = ("id", "name", "enabled", "konnect_managed", "description", "created_at")
+COLUMNS = ("id", "name", "enabled", "konnect_managed", "description", "expires_at", "created_at")
+LIFETIME_HELP = "the account's lifetime from now, e.g. 1y, or never; it is disabled when it ends"
 
 
 @click.group()
@@ -55,17 +56,22 @@ def get(output: Output, account: str) -> None:
 @click.argument("name")
 @click.option("--description", default="", help="what the account is for")
 @click.option("--rotation-period", help="tokens older than this are due for rotation, e.g. 90d")
+@click.option("--expires-in", help=LIFETIME_HELP)
 @output_options
-def create(output: Output, name: str, description: str, rotation_period: str | None) -> None:
+def create(
+    output: Output, name: str, description: str, rotation_period: str | None, expires_in: str | None
+) -> None:
     """Create a service account.
 
     \b
     Example:
-      tokenledger accounts create ci-bot --description "CI pipelines" --rotation-period 90d
+      tokenledger accounts create ci-bot --description "CI pipelines" --rotation-period 90d --expires-in 1y
     """
     body: dict[str, Any] = {"name": name, "description": description}
     if rotation_period is not None:
         body["rotation_period_seconds"] = duration_seconds(rotation_period, "--rotation-period")
+    if expires_in is not None:
+        body["expires_at"] = instant_after(expires_in, "--expires-in")
     with connect() as api:
         created = api.post(ACCOUNTS, body)
     output.done(f"created system account {created['name']} ({created['id']})")
@@ -77,11 +83,17 @@ def create(output: Output, name: str, description: str, rotation_period: str | N
 @click.option("--name", help="the new name")
 @click.option("--description", help="the new description")
 @click.option("--rotation-period", help="e.g. 90d")
+@click.option("--expires-in", help=LIFETIME_HELP)
 @output_options
 def update(
-    output: Output, account: str, name: str | None, description: str | None, rotation_period: str | None
+    output: Output,
+    account: str,
+    name: str | None,
+    description: str | None,
+    rotation_period: str | None,
+    expires_in: str | None,
 ) -> None:
-    """Change an account's name, description or rotation period.
+    """Change an account's name, description, rotation period or lifetime.
 
     \b
     Example:
@@ -94,8 +106,10 @@ def update(
         body["description"] = description
     if rotation_period is not None:
         body["rotation_period_seconds"] = duration_seconds(rotation_period, "--rotation-period")
+    if expires_in is not None:
+        body["expires_at"] = instant_after(expires_in, "--expires-in")
     if not body:
-        raise click.UsageError("give at least one of --name, --description, --rotation-period")
+        raise click.UsageError("give at least one of --name, --description, --rotation-period, --expires-in")
     _patch(output, account, body, "updated")
 
 
@@ -108,15 +122,19 @@ def _patch(output: Output, account: str, body: dict[str, Any], done: str) -> Non
 
 @accounts.command("enable")
 @click.argument("account")
+@click.option("--expires-in", help=LIFETIME_HELP + "; needed to enable an account whose lifetime ended")
 @output_options
-def enable(output: Output, account: str) -> None:
+def enable(output: Output, account: str, expires_in: str | None) -> None:
     """Enable an account: its valid tokens work again.
 
     \b
     Example:
-      tokenledger accounts enable ci-bot
+      tokenledger accounts enable ci-bot --expires-in 1y
     """
-    _patch(output, account, {"enabled": True}, "enabled")
+    body: dict[str, Any] = {"enabled": True}
+    if expires_in is not None:
+        body["expires_at"] = instant_after(expires_in, "--expires-in")
+    _patch(output, account, body, "enabled")
 
 
 @accounts.command("disable")

@@ -1,6 +1,8 @@
-"""Durations as a person types them: ``30d``, ``12h``, ``90m``, ``45s``, ``1y`` (365 days)."""
+"""Durations as a person types them: ``30d``, ``12h``, ``90m``, ``45s``, ``1y`` (365 days), and the
+instant that far from now (or ``never``)."""
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -18,3 +20,11 @@ def duration_seconds(text: str, option: str) -> int:
             f"{text!r} is not a duration such as 30d, 12h, 1y (at most 10 years)", param_hint=option
         )
     return seconds
+
+
+def instant_after(text: str, option: str) -> str | None:
+    """RFC 3339 UTC, whole seconds: now + the duration ``text``; ``None`` for ``never``."""
+    if text.strip() == "never":
+        return None
+    at = datetime.now(UTC) + timedelta(seconds=duration_seconds(text, option))
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")

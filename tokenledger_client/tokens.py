@@ -5,12 +5,11 @@
 secret included, for a script that wants the id too.
 """
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
-from tokenledger_client.durations import duration_seconds
+from tokenledger_client.durations import duration_seconds, instant_after
 from tokenledger_client.http import connect
 from tokenledger_client.output import Output, output_options
 from tokenledger_client.resolve import account_id, token_id, tokens_path
@@ -60,13 +59,6 @@ def get(output: Output, account: str, token: str) -> None:
         output.show(api.get(f"{tokens_path(owner)}/{token_id(api, owner, token)}"), COLUMNS)
 
 
-def _expiry(expires_in: str) -> str | None:
-    if expires_in == "never":
-        return None
-    at = datetime.now(UTC) + timedelta(seconds=duration_seconds(expires_in, "--expires-in"))
-    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _scopes(given: tuple[str, ...]) -> list[str] | None:
     chosen = [scope.strip() for text in given for scope in text.split(",") if scope.strip()]
     unknown = sorted(set(chosen) - set(SCOPES))
@@ -111,13 +103,17 @@ def issue(
     Example:
       TOKEN=$(tokenledger tokens issue --account ci-bot --name deploy --expires-in 30d --scopes identity:read)
     """
-    body: dict[str, Any] = {"name": name, "expires_at": _expiry(expires_in)}
+    body: dict[str, Any] = {"name": name}
+    if expires_in == "never":
+        body["expires_at"] = None
+    else:  # the service counts the lifetime from its own clock, and says what its policy allows
+        body["ttl_seconds"] = duration_seconds(expires_in, "--expires-in")
     if (chosen := _scopes(scopes)) is not None:
         body["scopes"] = chosen
     if auto_extend is not None:
         body["auto_extend_seconds"] = duration_seconds(auto_extend, "--auto-extend")
     if max_expires_in is not None:
-        body["max_expires_at"] = _expiry(max_expires_in)
+        body["max_expires_at"] = instant_after(max_expires_in, "--max-expires-in")
     with connect() as api:
         issued = api.post(tokens_path(account_id(api, account)), body)
     _secret(output, issued, "issued")
@@ -167,18 +163,23 @@ def rotate(output: Output, account: str, token: str, grace: str) -> None:
 @tokens.command("revoke")
 @account_option
 @click.argument("token")
+@click.option(
+    "--reason",
+    help="why: compromised, rotated, unused, superseded, no_longer_needed, or a short text",
+)
 @output_options
-def revoke(output: Output, account: str, token: str) -> None:
-    """Revoke a token: it stops at once and stays listed as REVOKED.
+def revoke(output: Output, account: str, token: str, reason: str | None) -> None:
+    """Revoke a token: it stops at once and stays listed as REVOKED, with the reason given.
 
     \b
     Example:
-      tokenledger tokens revoke --account ci-bot deploy
+      tokenledger tokens revoke --account ci-bot deploy --reason compromised
     """
     with connect() as api:
         owner = account_id(api, account)
         found = token_id(api, owner, token)
-        revoked = api.patch(f"{tokens_path(owner)}/{found}/revoke")
+        body = None if reason is None else {"reason": reason}
+        revoked = api.patch(f"{tokens_path(owner)}/{found}/revoke", body)
     output.done(f"revoked access token {revoked['name']} ({found})")
     output.show(revoked, COLUMNS)
 

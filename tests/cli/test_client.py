@@ -6,7 +6,7 @@ import os
 import re
 import socket
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,11 @@ async def test_accounts_every_command_both_formats(cli: Cli, api: ApiClient) -> 
 
     updated = (await cli("accounts", "update", name, "--description", "pipelines", "-o", "json")).json()
     assert updated["description"] == "pipelines"
+    lifetime = (await cli("accounts", "update", name, "--expires-in", "1y", "-o", "json")).json()
+    expires_at = datetime.fromisoformat(lifetime["expires_at"])
+    assert abs(expires_at - datetime.now(UTC) - timedelta(days=365)) < timedelta(minutes=5)
+    cleared = (await cli("accounts", "update", name, "--expires-in", "never", "-o", "json")).json()
+    assert cleared["expires_at"] is None
     assert (await cli("accounts", "disable", name, "-o", "json")).json()["enabled"] is False
     assert (await cli("accounts", "enable", name, "-o", "yaml")).yaml()["enabled"] is True
     renamed = (
@@ -88,6 +93,9 @@ async def test_tokens_issue_introspect_rename_rotate_revoke_delete(cli: Cli) -> 
         await asyncio.sleep(0.2)
     assert [(t["name"], t["state"]) for t in listed] == [("deploy", "ACTIVE")]
     assert listed[0]["last_used_at"] is not None
+    expires_at = datetime.fromisoformat(listed[0]["expires_at"])  # ttl_seconds, counted by the service
+    assert expires_at.microsecond == 0
+    assert abs(expires_at - datetime.now(UTC) - timedelta(days=30)) < timedelta(minutes=5)
     got = (await cli("tokens", "get", "--account", account, "deploy", "-o", "yaml")).yaml()
     assert got == listed[0] and "token" not in got
     renamed = (
@@ -105,8 +113,10 @@ async def test_tokens_issue_introspect_rename_rotate_revoke_delete(cli: Cli) -> 
     assert (inactive.code, inactive.out.strip()) == (1, '{\n  "active": false\n}')
     assert active_again.json()["active"] is True
 
-    revoked = (await cli("tokens", "revoke", "--account", account, "deploy-prod", "-o", "json")).json()
+    revoking = ("tokens", "revoke", "--account", account, "deploy-prod", "--reason", "compromised")
+    revoked = (await cli(*revoking, "-o", "json")).json()
     assert revoked["state"] == "REVOKED" and revoked["revoked_at"] is not None
+    assert revoked["revoke_reason"] == "compromised"
     assert (await cli("introspect", stdin=new_secret)).code == 1
 
     whole = (await cli("tokens", "issue", "--account", account, "--name", "ci", "--auto-extend", "7d",
