@@ -44,7 +44,7 @@ def usage_chart(counts: Iterable[tuple[datetime, str, int]], now: datetime, days
         per_hour.setdefault(hour, {})[outcome] = per_hour.get(hour, {}).get(outcome, 0) + uses
     last = now.replace(minute=0, second=0, microsecond=0)
     hours = [last - timedelta(hours=n) for n in reversed(range(days * 24))]
-    peak = max((sum(v.values()) for v in per_hour.values()), default=0)
+    peak = max((sum(per_hour.get(hour, {}).values()) for hour in hours), default=0)
     scale = (HEIGHT - BOTTOM - 10) / peak if peak else 0.0
     baseline = HEIGHT - BOTTOM
     bars = []

@@ -184,6 +184,7 @@ async def account_context(request: web.Request, account_id: str) -> dict[str, An
         "organization_id": current.organization.organization_id,
         "scopes": SCOPES,
         "allow_never": current.deps.token_policy.allow_non_expiring,
+        "rendered_at": now.isoformat(),
         "done": done_message(request),
     }
 

@@ -15,6 +15,7 @@ from services.tokens.commands import DeleteToken, IssueToken, RenameToken, Revok
 EXPIRY_PRESETS = {"30": 30, "60": 60, "90": 90, "365": 365}
 GRACE_PRESETS = {"0": 0, "3600": 3600, "86400": 86400, "604800": 604800}
 MAX_SLIDING_DAYS = 3650
+FORM_LIFETIME = timedelta(days=1)
 
 
 def _day(field: str, raw: str | None) -> datetime:
@@ -25,10 +26,26 @@ def _day(field: str, raw: str | None) -> datetime:
         raise invalid(field, "must be a date (YYYY-MM-DD)", "is_date_time") from None
 
 
+def _preset_base(request: web.Request, now: datetime) -> datetime:
+    """What "in N days" counts from: the instant the form was rendered (its ``expiry_from``), so a
+    form sent twice asks for the very same token and its retry is answered with the same secret.
+    A form older than ``FORM_LIFETIME`` is refused; without the field, now."""
+    raw = form_text(request, "expiry_from")
+    if raw is None:
+        return now
+    try:
+        base = datetime.fromisoformat(raw)
+    except ValueError:
+        raise invalid("expiry_from", "must be the form's own value: reload the page") from None
+    if base.tzinfo is None or not now - FORM_LIFETIME <= base <= now + timedelta(minutes=1):
+        raise invalid("expiry_from", "this form is too old: reload the page")
+    return base
+
+
 def _expires_at(request: web.Request, now: datetime) -> str | None:
     expiry = form_text(request, "expiry") or ""
     if expiry in EXPIRY_PRESETS:
-        return (now + timedelta(days=EXPIRY_PRESETS[expiry])).isoformat()
+        return (_preset_base(request, now) + timedelta(days=EXPIRY_PRESETS[expiry])).isoformat()
     if expiry == "date":
         return _day("expires_on", form_text(request, "expires_on")).isoformat()
     if expiry == "never":
