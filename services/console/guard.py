@@ -25,10 +25,10 @@ from aiohttp import web
 
 from services.api.context import runtime
 from services.api.domain_errors import contention_problem, domain_problem
-from services.api.problems import Forbidden, Handler, ProblemError
+from services.api.problems import Forbidden, Handler, ProblemError, UnsupportedMediaType
 from services.auth.principal import Principal
 from services.authorization import Right
-from services.console.context import FORM, REFUSED, VIEWER, need, problem_page, viewer_of
+from services.console.context import FORM, REFUSED, VIEWER, invalid, need, problem_page, viewer_of
 from services.console.sessions import SessionPolicy, SessionStore, csrf_matches
 from services.ports import WrongExpectedVersion
 
@@ -37,6 +37,7 @@ SESSION_COOKIE = "tl_console"
 SIGN_IN_COOKIE = "tl_console_sign_in"
 """The sign-in form's CSRF token (double submit): there is no session yet to derive it from."""
 CSRF_FIELD = "csrf"
+FORM_TYPE = "application/x-www-form-urlencoded"
 SIGN_IN_PATH = PREFIX + "/sign-in"
 SIGN_OUT_PATH = PREFIX + "/sign-out"
 PUBLIC_PREFIXES = (SIGN_IN_PATH, PREFIX + "/static/")
@@ -81,7 +82,14 @@ def _operation(request: web.Request) -> str:
 
 
 async def _form_csrf(request: web.Request) -> str:
-    form = await request.post()
+    """Reads the posted form (the console's forms are URL-encoded, never multipart) and returns
+    its ``csrf`` field."""
+    if request.content_type != FORM_TYPE:
+        raise UnsupportedMediaType(f"The request body must be {FORM_TYPE}")
+    try:
+        form = await request.post()
+    except ValueError:  # not UTF-8
+        raise invalid("body", "must be a form of UTF-8 text") from None
     request[FORM] = form
     value = form.get(CSRF_FIELD)
     return value if isinstance(value, str) else ""
@@ -139,7 +147,7 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
 def _problem(error: Exception) -> ProblemError | None:
     if isinstance(error, WrongExpectedVersion):
         return contention_problem()
-    if isinstance(error, web.HTTPNotFound | web.HTTPMethodNotAllowed):
+    if isinstance(error, web.HTTPClientError):  # 404, 405, 413 (a form over the body limit)...
         return ProblemError(error.status, error.reason)
     return domain_problem(error)
 

@@ -134,3 +134,36 @@ async def test_the_list_filters_select_what_they_say(page: Page, api: ApiClient,
     row = page.locator("#accounts-list tbody tr", has_text=f"{prefix}-b")
     await page.goto(f"/console/accounts?q={prefix}")
     await expect(row.locator("td.num").first).to_have_text("0")
+
+
+async def test_a_hostile_body_is_a_4xx_never_a_500(page: Page, api: ApiClient, admin_token: str) -> None:
+    await sign_in(page, admin_token)
+    before = (await api.get("/v3/system-accounts?page[size]=1")).body["meta"]["page"]["total"]
+    for content_type, body in (
+        ("multipart/form-data; boundary=zz", b"--zz\r\ngarbage without headers"),
+        ("application/x-www-form-urlencoded", b"name=\xff\xfe&csrf=\xc3"),
+        ("application/x-www-form-urlencoded", b"name=" + b"a" * 70_000),
+        ("application/json", b'{"name": "json is not a form"}'),
+        ("text/plain", b"\x00\x01\x02"),
+    ):
+        response = await page.request.post(
+            "/console/accounts", headers={"Content-Type": content_type}, data=body
+        )
+        assert 400 <= response.status < 500, (content_type, response.status)
+    after = (await api.get("/v3/system-accounts?page[size]=1")).body["meta"]["page"]["total"]
+    assert after == before
+
+
+async def test_the_root_leads_to_the_console_and_each_token_to_what_it_may_see(
+    page: Page, api: ApiClient
+) -> None:
+    _, auditor = await new_account(api, "Auditor")
+    await page.goto("/")
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.url.endswith("/console/sign-in")
+    await page.get_by_label("Access token").fill(auditor)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="The audit log")).to_be_visible()
+    response = await page.goto("/console/accounts")
+    assert response is not None and response.status == 403
+    await expect(page.get_by_role("alert")).to_contain_text("identity:read")

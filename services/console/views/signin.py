@@ -6,7 +6,7 @@ from aiohttp import web
 
 from services.api.context import runtime
 from services.auth.principal import Principal
-from services.console.context import FORM, page, redirect
+from services.console.context import FORM, page, redirect, viewer
 from services.console.guard import (
     PREFIX,
     SESSION_COOKIE,
@@ -16,13 +16,16 @@ from services.console.guard import (
     sessions,
     set_cookie,
 )
-from services.console.sessions import csrf_token
+from services.console.sessions import SESSION_ID_PATTERN, csrf_token
 
 MAX_TOKEN_FIELD = 512
 
 
 def _form(request: web.Request, *, failed: bool = False, status: int = 200) -> web.Response:
-    nonce = secrets.token_urlsafe(32)
+    """The sign-in form; its CSRF cookie is kept when the browser has one (two tabs of the form
+    both work), else drawn."""
+    kept = request.cookies.get(SIGN_IN_COOKIE, "")
+    nonce = kept if SESSION_ID_PATTERN.fullmatch(kept) else secrets.token_urlsafe(32)
     response = page(
         request,
         "sign_in.html",
@@ -62,7 +65,7 @@ async def sign_in(request: web.Request) -> web.Response:
     session_id = await sessions(request).open(
         principal.token_id, principal.account_id, current.verifier.hash_of(presented), now
     )
-    response = redirect(PREFIX + "/accounts")
+    response = redirect(PREFIX + "/")
     set_cookie(request, response, SESSION_COOKIE, session_id)
     response.del_cookie(SIGN_IN_COOKIE, path=PREFIX)
     return response
@@ -76,7 +79,9 @@ async def sign_out(request: web.Request) -> web.Response:
 
 
 async def home(request: web.Request) -> web.Response:
-    return redirect(PREFIX + "/accounts")
+    """The accounts, or for a token that may not read them (an Auditor's), the audit log."""
+    current = viewer(request)
+    return redirect(PREFIX + ("/accounts" if current.can_read or not current.can_audit else "/audit"))
 
 
 def add_routes(app: web.Application) -> None:
