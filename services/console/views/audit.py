@@ -81,11 +81,16 @@ async def account_audit(request: web.Request) -> web.Response:
     if at is not None:
         state = await history.account_as_of(pool, account_id, at)
         tokens = await history.tokens_as_of(pool, account_id, at)
+        teams = await history.teams_as_of(pool, account_id, at)
+        team_names = {history.team_source(team.team_id): f"via {team.name}" for team in teams}
         then = {
             "at": at,
             "account": show.account(state) if state is not None else None,
-            "roles": await history.roles_as_of(pool, account_id, at),
-            "teams": [show.team(team) for team in await history.teams_as_of(pool, account_id, at)],
+            "roles": [
+                {"role": held.role, "held": team_names.get(held.source, "directly")}
+                for held in await history.roles_as_of(pool, account_id, at)
+            ],
+            "teams": [show.team(team) for team in teams],
             "tokens": [token_fields(show.token(token, at)) for token in tokens],
         }
     return page(
