@@ -20,7 +20,6 @@ from services.api.context import consistent_read, runtime, settle
 from services.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services.api.parsing import decode_body
 from services.api.problems import REQUEST_ID, BadRequest, InvalidParameter, ProblemError
-from services.api.state import ServedRuntime
 from services.auth.principal import Principal
 from services.authorization import MissingRight, Right, require, rights_of
 from services.commands import CommandContext, Outcome
@@ -66,15 +65,11 @@ def viewer(request: web.Request) -> Viewer:
     return request[VIEWER]
 
 
-def served(request: web.Request) -> ServedRuntime:
-    return runtime(request)
-
-
 def need(request: web.Request, right: Right) -> Viewer:
     """The viewer, when its token holds ``right``; else the API's 403 (``MissingRight``)."""
     current = viewer(request)
     try:
-        require(current.principal, served(request).organization.organization_id, right)
+        require(current.principal, runtime(request).organization.organization_id, right)
     except MissingRight:
         request[REFUSED] = True
         raise
@@ -117,7 +112,7 @@ async def act(request: web.Request, command: object) -> Outcome[Any]:
     """Sends ``command`` as the signed-in token through the dispatcher, then waits until this node
     has applied what it wrote."""
     current = viewer(request)
-    runtime_ = served(request)
+    runtime_ = runtime(request)
     context = CommandContext(
         now=runtime_.clock(),
         actor=current.principal.account_id,

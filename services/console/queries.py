@@ -31,15 +31,7 @@ class AccountFilter(msgspec.Struct, frozen=True, kw_only=True):
     page: int = 1
 
 
-_ACCOUNTS_SQL = """
-SELECT a.account_id::text AS id, a.name, a.description, a.enabled, a.konnect_managed, a.created_at,
-       t.active_tokens, t.soonest_expiry, t.last_used_at,
-       (SELECT count(*) FROM rm_role_assignments r
-         WHERE r.holder_type = 'account' AND r.holder_id = a.account_id) AS direct_roles,
-       (SELECT count(*) FROM rm_team_members m
-          JOIN rm_role_assignments r ON r.holder_type = 'team' AND r.holder_id = m.team_id
-         WHERE m.account_id = a.account_id) AS team_roles,
-       count(*) OVER () AS total
+_ACCOUNTS_FROM = """
 FROM rm_accounts a
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE k.state = 'ACTIVE' AND (k.expires_at IS NULL OR k.expires_at > $1))
@@ -49,6 +41,16 @@ CROSS JOIN LATERAL (
     FROM rm_tokens k WHERE k.account_id = a.account_id AND NOT k.deleted
 ) t
 WHERE {conditions}
+"""
+_ACCOUNTS_PAGE = """
+SELECT a.account_id::text AS id, a.name, a.description, a.enabled, a.konnect_managed, a.created_at,
+       t.active_tokens, t.soonest_expiry, t.last_used_at,
+       (SELECT count(*) FROM rm_role_assignments r
+         WHERE r.holder_type = 'account' AND r.holder_id = a.account_id) AS direct_roles,
+       (SELECT count(*) FROM rm_team_members m
+          JOIN rm_role_assignments r ON r.holder_type = 'team' AND r.holder_id = m.team_id
+         WHERE m.account_id = a.account_id) AS team_roles
+{source}
 ORDER BY lower(a.name), a.account_id
 LIMIT {limit} OFFSET {offset}
 """
@@ -90,11 +92,15 @@ async def list_accounts(
         )
     if selection.unused:
         conditions.append(f"(t.last_used_at IS NULL OR t.last_used_at < {bind(now - UNUSED_FOR)})")
-    sql = _ACCOUNTS_SQL.format(
-        conditions=" AND ".join(conditions), limit=PAGE_SIZE, offset=(selection.page - 1) * PAGE_SIZE
-    )
-    rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
-    return rows, int(rows[0]["total"]) if rows else 0
+    source = _ACCOUNTS_FROM.format(conditions=" AND ".join(conditions))
+    page = _ACCOUNTS_PAGE.format(source=source, limit=PAGE_SIZE, offset=(selection.page - 1) * PAGE_SIZE)
+    async with (
+        pool.acquire() as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        rows: list[asyncpg.Record] = await connection.fetch(page, *args)
+        total = await connection.fetchval(f"SELECT count(*) {source}", *args)
+    return rows, int(total)
 
 
 _ROLES_SQL = """

@@ -167,3 +167,22 @@ async def test_the_root_leads_to_the_console_and_each_token_to_what_it_may_see(
     response = await page.goto("/console/accounts")
     assert response is not None and response.status == 403
     await expect(page.get_by_role("alert")).to_contain_text("identity:read")
+
+
+async def test_the_list_pages_by_twenty(page: Page, api: ApiClient, admin_token: str) -> None:
+    prefix = unique("pg")
+    for n in range(23):
+        assert (
+            await api.post("/v3/system-accounts", {"name": f"{prefix}-{n:02}", "description": ""})
+        ).status == 201
+    await sign_in(page, admin_token)
+    await page.goto(f"/console/accounts?q={prefix}")
+    names = page.locator("#accounts-list tbody tr td:first-child a")
+    await expect(names).to_have_count(20)
+    await expect(page.locator(".pager")).to_contain_text("Page 1 of 2")
+    await page.get_by_role("link", name="Next →").click()
+    await expect(names).to_have_text([f"{prefix}-20", f"{prefix}-21", f"{prefix}-22"])
+    await expect(page.get_by_role("link", name="← Previous")).to_be_visible()
+    await page.goto(f"/console/accounts?q={prefix}&page=7")
+    await expect(page.get_by_text("23 found")).to_be_visible()
+    await expect(page.get_by_text("No account matches these filters.")).to_be_visible()

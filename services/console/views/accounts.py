@@ -10,6 +10,7 @@ from aiohttp import web
 from services import role_holders
 from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
 from services.api import representations as show
+from services.api.context import runtime
 from services.api.parsing import bounded_integer, query_problem, query_text
 from services.api.problems import BadRequest, InvalidParameter, NotFound
 from services.api.queries import accounts as account_queries
@@ -27,7 +28,6 @@ from services.console.context import (
     page,
     read_consistently,
     redirect,
-    served,
 )
 from services.teams.commands import AddMember, RemoveMember
 from services.tokens.handlers import IssuedToken
@@ -131,7 +131,7 @@ def _page_link(request: web.Request, number: int) -> str:
 async def list_accounts(request: web.Request) -> web.Response:
     selection = account_filter(request)
     await read_consistently(request, Right.READ)
-    current = served(request)
+    current = runtime(request)
     rows, total = await queries.list_accounts(current.pool, selection, current.clock())
     pages = max(1, -(-total // queries.PAGE_SIZE))
     return page(
@@ -162,7 +162,7 @@ async def create_account(request: web.Request) -> web.Response:
 
 async def account_context(request: web.Request, account_id: str) -> dict[str, Any]:
     """Everything the account page shows (the one-time secret panel adds ``issued``)."""
-    current = served(request)
+    current = runtime(request)
     pool = current.pool
     row = await account_queries.get_account(pool, account_id)
     if row is None:
@@ -236,7 +236,7 @@ def typed_confirmation(request: web.Request, expected: str) -> None:
 
 async def delete_account(request: web.Request) -> web.Response:
     account_id = path_uuid(request, "accountId", "system account")
-    row = await account_queries.get_account(served(request).pool, account_id)
+    row = await account_queries.get_account(runtime(request).pool, account_id)
     if row is None:
         raise NotFound("The requested system account was not found")
     typed_confirmation(request, row["name"])

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from events import public_data
 from services.api import representations as show
+from services.api.context import runtime
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries.usage import token_exists
@@ -17,7 +18,7 @@ from services.audit.verify import verify
 from services.authorization import Right
 from services.console import queries
 from services.console.chart import usage_chart
-from services.console.context import invalid, page, read_consistently, served
+from services.console.context import invalid, page, read_consistently
 from services.console.views.accounts import path_uuid, token_fields
 from services.eventstore.rows import recorded_event
 
@@ -73,7 +74,7 @@ async def account_audit(request: web.Request) -> web.Response:
     account_id = path_uuid(request, "accountId", "system account")
     at = _instant(request)
     await read_consistently(request, Right.AUDIT)
-    pool = served(request).pool
+    pool = runtime(request).pool
     row = await account_queries.get_account(pool, account_id)
     if row is None:
         raise NotFound("The requested system account was not found")
@@ -109,7 +110,7 @@ async def token_audit(request: web.Request) -> web.Response:
     account_id = path_uuid(request, "accountId", "system account")
     token_id = path_uuid(request, "tokenId", "access token")
     await read_consistently(request, Right.AUDIT)
-    current = served(request)
+    current = runtime(request)
     pool = current.pool
     if not await token_exists(pool, account_id, token_id):
         raise NotFound("The requested access token was not found")
@@ -133,7 +134,7 @@ async def token_audit(request: web.Request) -> web.Response:
 async def chain(request: web.Request) -> web.Response:
     """The log's sealing status; with ``?verify=1`` the whole log's chains are recomputed now."""
     await read_consistently(request, Right.AUDIT)
-    pool = served(request).pool
+    pool = runtime(request).pool
     report = await verify(pool) if request.query.get("verify") == "1" else None
     return page(request, "chain.html", {"status": await queries.seal_status(pool), "report": report})
 

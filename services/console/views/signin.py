@@ -62,7 +62,9 @@ async def sign_in(request: web.Request) -> web.Response:
     principal = verification.verdict
     if not isinstance(principal, Principal):
         return _form(request, failed=True, status=401)
-    session_id = await sessions(request).open(
+    store = sessions(request)
+    await store.end(request.cookies.get(SESSION_COOKIE, ""))  # a sign-in never extends another session
+    session_id = await store.open(
         principal.token_id, principal.account_id, current.verifier.hash_of(presented), now
     )
     response = redirect(PREFIX + "/")

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from services import role_holders
 from services.api import representations as show
+from services.api.context import runtime
 from services.api.problems import NotFound
 from services.api.queries import teams as team_queries
 from services.api.routes.teams import CreateTeam as CreateTeamBody
@@ -21,7 +22,6 @@ from services.console.context import (
     page,
     read_consistently,
     redirect,
-    served,
 )
 from services.console.views.accounts import form_uuid, path_uuid, role_body, typed_confirmation
 from services.teams import commands
@@ -68,7 +68,7 @@ def _fields(request: web.Request) -> dict[str, Any]:
 
 async def list_teams(request: web.Request) -> web.Response:
     await read_consistently(request, Right.READ)
-    teams = await queries.all_teams(served(request).pool)
+    teams = await queries.all_teams(runtime(request).pool)
     return page(request, "teams.html", {"teams": teams, "done": DONE.get(request.query.get("done", ""))})
 
 
@@ -84,7 +84,7 @@ async def create_team(request: web.Request) -> web.Response:
 async def team_page(request: web.Request) -> web.Response:
     team_id = path_uuid(request, "teamId", "team")
     await read_consistently(request, Right.READ)
-    current = served(request)
+    current = runtime(request)
     row = await team_queries.get_team(current.pool, team_id)
     if row is None:
         raise NotFound("The requested team was not found")
@@ -110,7 +110,7 @@ async def update_team(request: web.Request) -> web.Response:
     fields = _fields(request)
     body = decoded(fields, UpdateTeamBody)
     labels = body.labels if isinstance(body.labels, dict) else {}
-    row = await team_queries.get_team(served(request).pool, team_id)
+    row = await team_queries.get_team(runtime(request).pool, team_id)
     if row is None:
         raise NotFound("The requested team was not found")
     # The form shows every label: one left out is removed.
@@ -128,7 +128,7 @@ async def update_team(request: web.Request) -> web.Response:
 
 async def delete_team(request: web.Request) -> web.Response:
     team_id = path_uuid(request, "teamId", "team")
-    row = await team_queries.get_team(served(request).pool, team_id)
+    row = await team_queries.get_team(runtime(request).pool, team_id)
     if row is None:
         raise NotFound("The requested team was not found")
     typed_confirmation(request, row["name"])
@@ -174,7 +174,7 @@ async def unassign_role(request: web.Request) -> web.Response:
 
 async def role_catalogue(request: web.Request) -> web.Response:
     await read_consistently(request, Right.READ)
-    return page(request, "roles.html", {"catalogue": served(request).deps.catalogue.document})
+    return page(request, "roles.html", {"catalogue": runtime(request).deps.catalogue.document})
 
 
 def add_routes(app: web.Application) -> None:
