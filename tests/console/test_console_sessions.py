@@ -4,10 +4,12 @@ the session cookie's attributes over TLS, the CSRF token, and the usage chart's 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from services.composition import Runtime
+from services.config import ConfigError, load_settings
 from services.console.chart import usage_chart
 from services.console.guard import SESSION_COOKIE, set_cookie
 from services.console.sessions import SessionPolicy, SessionStore, csrf_matches, csrf_token
@@ -86,3 +88,14 @@ def test_the_chart_has_one_bar_an_hour_and_stacks_the_outcomes() -> None:
     assert busy.rejected_y == chart.top
     assert busy.accepted_y + busy.accepted_height == chart.baseline
     assert len(chart.days) == 7
+
+
+def test_the_session_times_come_from_the_environment() -> None:
+    settings = load_settings(
+        {"TOKENLEDGER_CONSOLE_IDLE_MINUTES": "5", "TOKENLEDGER_CONSOLE_SESSION_HOURS": "2"}
+    )
+    assert (settings.console_idle, settings.console_lifetime) == (timedelta(minutes=5), timedelta(hours=2))
+    defaults = load_settings({})
+    assert (defaults.console_idle, defaults.console_lifetime) == (POLICY.idle, POLICY.lifetime)
+    with pytest.raises(ConfigError, match="TOKENLEDGER_CONSOLE_IDLE_MINUTES"):
+        load_settings({"TOKENLEDGER_CONSOLE_IDLE_MINUTES": "0"})
