@@ -237,6 +237,14 @@ async def account_names(pool: asyncpg.Pool, ids: Sequence[str]) -> dict[str, str
     return {row["id"]: row["name"] for row in rows}
 
 
+async def token_names(pool: asyncpg.Pool, ids: Sequence[str]) -> dict[str, str]:
+    """Names of the tokens (credentials of actors) among ``ids``, deleted ones included."""
+    rows = await pool.fetch(
+        "SELECT token_id::text AS id, name FROM rm_tokens WHERE token_id::text = ANY($1::text[])", list(ids)
+    )
+    return {row["id"]: row["name"] for row in rows}
+
+
 class SealStatus(msgspec.Struct, frozen=True, kw_only=True):
     checkpoints: int
     last_checkpoint: int | None

@@ -182,6 +182,7 @@ async def test_manage_an_account_from_sign_in_to_audit(
         entry = timeline.filter(has_text=kind).first
         await expect(entry).to_contain_text("via console")
         await expect(entry).to_contain_text(admin["account_name"])
+        await expect(entry).to_contain_text(f"with token “{admin['name']}”")
     await page.locator("#as-of").fill(before_revocation.strftime("%Y-%m-%dT%H:%M:%S"))
     await page.get_by_role("button", name="Show").click()
     then = page.locator("#as-of-result")

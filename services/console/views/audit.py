@@ -47,6 +47,9 @@ def _instant(request: web.Request) -> datetime | None:
 async def _timeline(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
     events = [recorded_event(row) for row in rows]
     actors = await queries.account_names(pool, sorted({e.metadata.actor for e in events if e.metadata.actor}))
+    credentials = await queries.token_names(
+        pool, sorted({e.metadata.actor_token_id for e in events if e.metadata.actor_token_id})
+    )
     items = []
     for recorded in events:
         metadata = recorded.metadata
@@ -59,6 +62,7 @@ async def _timeline(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[dict
                 "actor_id": metadata.actor,
                 "actor_name": actors.get(metadata.actor or ""),
                 "token_id": metadata.actor_token_id,
+                "token_name": credentials.get(metadata.actor_token_id or ""),
                 "via": metadata.via,
                 "details": [
                     (key, value)
