@@ -9,9 +9,11 @@ Reads check the right they need with ``need``, the same rule as the API's ``auth
 """
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aiohttp_jinja2
+import asyncpg
 import msgspec
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -21,6 +23,8 @@ from services.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services.api.parsing import decode_body
 from services.api.problems import REQUEST_ID, BadRequest, InvalidParameter, ProblemError
 from services.auth.principal import Principal
+from services.auth.usage import UsageRecorder
+from services.auth.verifier import TokenVerifier
 from services.authorization import MissingRight, Right, require, rights_of
 from services.commands import CommandContext, Outcome
 from services.console.sessions import Session
@@ -57,6 +61,42 @@ REFUSED = web.RequestKey("tokenledger.console.refused", bool)
 """Set when the signed-in token lacked a right: its verification is recorded as ``out_of_scope``."""
 
 
+# -- the services the console uses, each read from the application in this one place --------------
+
+
+def read_pool(request: web.Request) -> asyncpg.Pool:
+    return runtime(request).pool
+
+
+def now(request: web.Request) -> datetime:
+    return runtime(request).clock()
+
+
+def verifier(request: web.Request) -> TokenVerifier:
+    return runtime(request).verifier
+
+
+def usage(request: web.Request) -> UsageRecorder:
+    return runtime(request).usage
+
+
+def organization_id(request: web.Request) -> str:
+    return runtime(request).organization.organization_id
+
+
+def catalogue(request: web.Request) -> dict[str, Any]:
+    """The role catalogue's document (``/v3/roles``' shape): entity types and their roles."""
+    return runtime(request).deps.catalogue.document
+
+
+def allow_never(request: web.Request) -> bool:
+    """Whether this deployment accepts tokens that never expire."""
+    return runtime(request).deps.token_policy.allow_non_expiring
+
+
+# -- the signed-in token ----------------------------------------------------------------------------
+
+
 def viewer_of(principal: Principal, session: Session, organization_id: str) -> Viewer:
     return Viewer(principal=principal, session=session, rights=rights_of(principal, organization_id))
 
@@ -69,7 +109,7 @@ def need(request: web.Request, right: Right) -> Viewer:
     """The viewer, when its token holds ``right``; else the API's 403 (``MissingRight``)."""
     current = viewer(request)
     try:
-        require(current.principal, runtime(request).organization.organization_id, right)
+        require(current.principal, organization_id(request), right)
     except MissingRight:
         request[REFUSED] = True
         raise
@@ -112,16 +152,15 @@ async def act(request: web.Request, command: object) -> Outcome[Any]:
     """Sends ``command`` as the signed-in token through the dispatcher, then waits until this node
     has applied what it wrote."""
     current = viewer(request)
-    runtime_ = runtime(request)
     context = CommandContext(
-        now=runtime_.clock(),
+        now=now(request),
         actor=current.principal.account_id,
         actor_token_id=current.principal.token_id,
         correlation_id=request.get(REQUEST_ID),
         via=VIA,
     )
     try:
-        outcome = await runtime_.dispatcher.dispatch(
+        outcome = await runtime(request).dispatcher.dispatch(
             command, current.principal, context, _idempotency_key(request)
         )
     except MissingRight:

@@ -23,12 +23,24 @@ import logging
 
 from aiohttp import web
 
-from services.api.context import runtime
 from services.api.domain_errors import contention_problem, domain_problem
 from services.api.problems import Forbidden, Handler, ProblemError, UnsupportedMediaType
 from services.auth.principal import Principal
 from services.authorization import Right
-from services.console.context import FORM, REFUSED, VIEWER, invalid, need, problem_page, viewer_of
+from services.console.context import (
+    FORM,
+    REFUSED,
+    VIEWER,
+    invalid,
+    need,
+    now,
+    organization_id,
+    problem_page,
+    read_pool,
+    usage,
+    verifier,
+    viewer_of,
+)
 from services.console.sessions import SessionPolicy, SessionStore, csrf_matches
 from services.ports import WrongExpectedVersion
 
@@ -59,13 +71,11 @@ _log = logging.getLogger(__name__)
 
 
 def sessions(request: web.Request) -> SessionStore:
-    return SessionStore(runtime(request).pool, request.config_dict[POLICY])
+    return SessionStore(read_pool(request), request.config_dict[POLICY])
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
-    response.set_cookie(
-        name, value, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure
-    )
+    response.set_cookie(name, value, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure)
 
 
 def to_sign_in(request: web.Request, *, ended: bool) -> web.Response:
@@ -108,22 +118,21 @@ async def check_sign_in_form(request: web.Request) -> None:
 
 
 async def _signed_in(request: web.Request, handler: Handler) -> web.StreamResponse:
-    current = runtime(request)
     store = sessions(request)
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    now = current.clock()
-    session = await store.find(cookie, now) if cookie else None
+    at = now(request)
+    session = await store.find(cookie, at) if cookie else None
     if session is None:
         return to_sign_in(request, ended=bool(cookie))
-    verification = await current.verifier.check_hash(session.secret_hash, now)
+    verification = await verifier(request).check_hash(session.secret_hash, at)
     client_address, user_agent = request.remote, request.headers.get("User-Agent")
     if not isinstance(verification.verdict, Principal):
-        current.usage.record_verification(
-            verification, now, _operation(request), client_address=client_address, user_agent=user_agent
+        usage(request).record_verification(
+            verification, at, _operation(request), client_address=client_address, user_agent=user_agent
         )
         await store.end(session.session_id)
         return to_sign_in(request, ended=True)
-    request[VIEWER] = viewer_of(verification.verdict, session, current.organization.organization_id)
+    request[VIEWER] = viewer_of(verification.verdict, session, organization_id(request))
     try:
         if request.method == "POST":
             if not csrf_matches(session.session_id, await _form_csrf(request)):
@@ -134,9 +143,9 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
                 need(request, Right.WRITE)
         return await handler(request)
     finally:
-        current.usage.record_verification(
+        usage(request).record_verification(
             verification,
-            now,
+            at,
             _operation(request),
             client_address=client_address,
             user_agent=user_agent,

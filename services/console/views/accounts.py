@@ -10,7 +10,6 @@ from aiohttp import web
 from services import role_holders
 from services.accounts.commands import CreateAccount, DeleteAccount, UpdateAccount
 from services.api import representations as show
-from services.api.context import runtime
 from services.api.parsing import bounded_integer, query_problem, query_text
 from services.api.problems import BadRequest, InvalidParameter, NotFound
 from services.api.queries import accounts as account_queries
@@ -22,11 +21,16 @@ from services.authorization import SCOPES, Right
 from services.console import queries
 from services.console.context import (
     act,
+    allow_never,
+    catalogue,
     decoded,
     form_text,
     invalid,
+    now,
+    organization_id,
     page,
     read_consistently,
+    read_pool,
     redirect,
 )
 from services.teams.commands import AddMember, RemoveMember
@@ -131,8 +135,8 @@ def _page_link(request: web.Request, number: int) -> str:
 async def list_accounts(request: web.Request) -> web.Response:
     selection = account_filter(request)
     await read_consistently(request, Right.READ)
-    current = runtime(request)
-    rows, total = await queries.list_accounts(current.pool, selection, current.clock())
+    pool = read_pool(request)
+    rows, total = await queries.list_accounts(pool, selection, now(request))
     pages = max(1, -(-total // queries.PAGE_SIZE))
     return page(
         request,
@@ -141,7 +145,7 @@ async def list_accounts(request: web.Request) -> web.Response:
             "accounts": rows,
             "total": total,
             "selection": selection,
-            "teams": await queries.all_teams(current.pool),
+            "teams": await queries.all_teams(pool),
             "page_number": selection.page,
             "pages": pages,
             "previous": _page_link(request, selection.page - 1) if selection.page > 1 else None,
@@ -162,29 +166,28 @@ async def create_account(request: web.Request) -> web.Response:
 
 async def account_context(request: web.Request, account_id: str) -> dict[str, Any]:
     """Everything the account page shows (the one-time secret panel adds ``issued``)."""
-    current = runtime(request)
-    pool = current.pool
+    pool = read_pool(request)
     row = await account_queries.get_account(pool, account_id)
     if row is None:
         raise NotFound("The requested system account was not found")
-    now = current.clock()
+    at = now(request)
     tokens, _ = await token_queries.list_tokens(pool, account_id, WHOLE_LIST)
     member_of = await queries.account_teams(pool, account_id)
     joined = {team["id"] for team in member_of}
     return {
         "account": show.account_row(row),
         "tokens": [
-            {**token_fields(show.token_row(token, now)), "revoke_reason": token["revoke_reason"]}
+            {**token_fields(show.token_row(token, at)), "revoke_reason": token["revoke_reason"]}
             for token in tokens
         ],
         "roles": await queries.account_roles(pool, account_id),
         "teams": member_of,
         "other_teams": [team for team in await queries.all_teams(pool) if team["id"] not in joined],
-        "catalogue": current.deps.catalogue.document,
-        "organization_id": current.organization.organization_id,
+        "catalogue": catalogue(request),
+        "organization_id": organization_id(request),
         "scopes": SCOPES,
-        "allow_never": current.deps.token_policy.allow_non_expiring,
-        "rendered_at": now.isoformat(),
+        "allow_never": allow_never(request),
+        "rendered_at": at.isoformat(),
         "done": done_message(request),
     }
 
@@ -236,7 +239,7 @@ def typed_confirmation(request: web.Request, expected: str) -> None:
 
 async def delete_account(request: web.Request) -> web.Response:
     account_id = path_uuid(request, "accountId", "system account")
-    row = await account_queries.get_account(runtime(request).pool, account_id)
+    row = await account_queries.get_account(read_pool(request), account_id)
     if row is None:
         raise NotFound("The requested system account was not found")
     typed_confirmation(request, row["name"])

@@ -9,7 +9,6 @@ from aiohttp import web
 
 from events import public_data
 from services.api import representations as show
-from services.api.context import runtime
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries.usage import token_exists
@@ -18,7 +17,13 @@ from services.audit.verify import verify
 from services.authorization import Right
 from services.console import queries
 from services.console.chart import usage_chart
-from services.console.context import invalid, page, read_consistently
+from services.console.context import (
+    invalid,
+    now,
+    page,
+    read_consistently,
+    read_pool,
+)
 from services.console.views.accounts import path_uuid, token_fields
 from services.eventstore.rows import recorded_event
 
@@ -78,7 +83,7 @@ async def account_audit(request: web.Request) -> web.Response:
     account_id = path_uuid(request, "accountId", "system account")
     at = _instant(request)
     await read_consistently(request, Right.AUDIT)
-    pool = runtime(request).pool
+    pool = read_pool(request)
     row = await account_queries.get_account(pool, account_id)
     if row is None:
         raise NotFound("The requested system account was not found")
@@ -114,12 +119,11 @@ async def token_audit(request: web.Request) -> web.Response:
     account_id = path_uuid(request, "accountId", "system account")
     token_id = path_uuid(request, "tokenId", "access token")
     await read_consistently(request, Right.AUDIT)
-    current = runtime(request)
-    pool = current.pool
+    pool = read_pool(request)
     if not await token_exists(pool, account_id, token_id):
         raise NotFound("The requested access token was not found")
     token = await pool.fetchrow("SELECT name, deleted FROM rm_tokens WHERE token_id = $1::uuid", token_id)
-    now = current.clock()
+    at = now(request)
     return page(
         request,
         "token_audit.html",
@@ -130,7 +134,7 @@ async def token_audit(request: web.Request) -> web.Response:
             "deleted": bool(token and token["deleted"]),
             "events": await _timeline(pool, await queries.token_events(pool, token_id, TIMELINE_LENGTH)),
             "usage": await queries.token_usage(pool, token_id, USAGE_LENGTH),
-            "chart": usage_chart(await queries.usage_per_hour(pool, token_id, now), now, queries.CHART_DAYS),
+            "chart": usage_chart(await queries.usage_per_hour(pool, token_id, at), at, queries.CHART_DAYS),
         },
     )
 
@@ -138,7 +142,7 @@ async def token_audit(request: web.Request) -> web.Response:
 async def chain(request: web.Request) -> web.Response:
     """The log's sealing status; with ``?verify=1`` the whole log's chains are recomputed now."""
     await read_consistently(request, Right.AUDIT)
-    pool = runtime(request).pool
+    pool = read_pool(request)
     report = await verify(pool) if request.query.get("verify") == "1" else None
     return page(request, "chain.html", {"status": await queries.seal_status(pool), "report": report})
 

@@ -4,9 +4,16 @@ import secrets
 
 from aiohttp import web
 
-from services.api.context import runtime
 from services.auth.principal import Principal
-from services.console.context import FORM, page, redirect, viewer
+from services.console.context import (
+    FORM,
+    now,
+    page,
+    redirect,
+    usage,
+    verifier,
+    viewer,
+)
 from services.console.guard import (
     PREFIX,
     SESSION_COOKIE,
@@ -44,16 +51,15 @@ async def sign_in(request: web.Request) -> web.Response:
     """Verifies the pasted token; a session of it on success. Every failure reads the same (as the
     API's 401), and the attempt is in the usage log like any verification."""
     await check_sign_in_form(request)
-    current = runtime(request)
     field = request[FORM].get("token")
     presented = field.strip() if isinstance(field, str) and len(field) <= MAX_TOKEN_FIELD else ""
-    now = current.clock()
-    verification = await current.verifier.check(presented, now)
+    at = now(request)
+    verification = await verifier(request).check(presented, at)
     operation = f"POST {SIGN_IN_PATH}"
     client_address, user_agent = request.remote, request.headers.get("User-Agent")
-    current.usage.record_verification(
+    usage(request).record_verification(
         verification,
-        now,
+        at,
         operation,
         presented=presented if not isinstance(verification.verdict, Principal) else "",
         client_address=client_address,
@@ -65,7 +71,7 @@ async def sign_in(request: web.Request) -> web.Response:
     store = sessions(request)
     await store.end(request.cookies.get(SESSION_COOKIE, ""))  # a sign-in never extends another session
     session_id = await store.open(
-        principal.token_id, principal.account_id, current.verifier.hash_of(presented), now
+        principal.token_id, principal.account_id, verifier(request).hash_of(presented), at
     )
     response = redirect(PREFIX + "/")
     set_cookie(request, response, SESSION_COOKIE, session_id)

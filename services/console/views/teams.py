@@ -7,7 +7,6 @@ from aiohttp import web
 
 from services import role_holders
 from services.api import representations as show
-from services.api.context import runtime
 from services.api.problems import NotFound
 from services.api.queries import teams as team_queries
 from services.api.routes.teams import CreateTeam as CreateTeamBody
@@ -16,11 +15,14 @@ from services.authorization import Right
 from services.console import queries
 from services.console.context import (
     act,
+    catalogue,
     decoded,
     form_text,
     invalid,
+    organization_id,
     page,
     read_consistently,
+    read_pool,
     redirect,
 )
 from services.console.views.accounts import form_uuid, path_uuid, role_body, typed_confirmation
@@ -68,7 +70,7 @@ def _fields(request: web.Request) -> dict[str, Any]:
 
 async def list_teams(request: web.Request) -> web.Response:
     await read_consistently(request, Right.READ)
-    teams = await queries.all_teams(runtime(request).pool)
+    teams = await queries.all_teams(read_pool(request))
     return page(request, "teams.html", {"teams": teams, "done": DONE.get(request.query.get("done", ""))})
 
 
@@ -84,11 +86,11 @@ async def create_team(request: web.Request) -> web.Response:
 async def team_page(request: web.Request) -> web.Response:
     team_id = path_uuid(request, "teamId", "team")
     await read_consistently(request, Right.READ)
-    current = runtime(request)
-    row = await team_queries.get_team(current.pool, team_id)
+    pool = read_pool(request)
+    row = await team_queries.get_team(pool, team_id)
     if row is None:
         raise NotFound("The requested team was not found")
-    members = await queries.team_members(current.pool, team_id)
+    members = await queries.team_members(pool, team_id)
     present = {member["id"] for member in members}
     return page(
         request,
@@ -96,10 +98,10 @@ async def team_page(request: web.Request) -> web.Response:
         {
             "team": show.team_row(row),
             "members": members,
-            "candidates": [a for a in await queries.account_choices(current.pool) if a["id"] not in present],
-            "roles": await queries.holder_roles(current.pool, "team", team_id),
-            "catalogue": current.deps.catalogue.document,
-            "organization_id": current.organization.organization_id,
+            "candidates": [a for a in await queries.account_choices(pool) if a["id"] not in present],
+            "roles": await queries.holder_roles(pool, "team", team_id),
+            "catalogue": catalogue(request),
+            "organization_id": organization_id(request),
             "done": DONE.get(request.query.get("done", "")),
         },
     )
@@ -110,7 +112,7 @@ async def update_team(request: web.Request) -> web.Response:
     fields = _fields(request)
     body = decoded(fields, UpdateTeamBody)
     labels = body.labels if isinstance(body.labels, dict) else {}
-    row = await team_queries.get_team(runtime(request).pool, team_id)
+    row = await team_queries.get_team(read_pool(request), team_id)
     if row is None:
         raise NotFound("The requested team was not found")
     # The form shows every label: one left out is removed.
@@ -128,7 +130,7 @@ async def update_team(request: web.Request) -> web.Response:
 
 async def delete_team(request: web.Request) -> web.Response:
     team_id = path_uuid(request, "teamId", "team")
-    row = await team_queries.get_team(runtime(request).pool, team_id)
+    row = await team_queries.get_team(read_pool(request), team_id)
     if row is None:
         raise NotFound("The requested team was not found")
     typed_confirmation(request, row["name"])
@@ -174,7 +176,7 @@ async def unassign_role(request: web.Request) -> web.Response:
 
 async def role_catalogue(request: web.Request) -> web.Response:
     await read_consistently(request, Right.READ)
-    return page(request, "roles.html", {"catalogue": runtime(request).deps.catalogue.document})
+    return page(request, "roles.html", {"catalogue": catalogue(request)})
 
 
 def add_routes(app: web.Application) -> None:

@@ -7,9 +7,16 @@ from typing import Any
 
 from aiohttp import web
 
-from services.api.context import runtime
 from services.api.routes.tokens import CreateAccessToken, RotateAccessToken, UpdateAccessToken
-from services.console.context import FORM, act, decoded, form_text, invalid, redirect
+from services.console.context import (
+    FORM,
+    act,
+    decoded,
+    form_text,
+    invalid,
+    now,
+    redirect,
+)
 from services.console.views.accounts import account_page_with_secret, account_path, path_uuid
 from services.tokens.commands import DeleteToken, IssueToken, RenameToken, RevokeToken, RotateToken
 
@@ -73,7 +80,7 @@ async def issue(request: web.Request) -> web.Response:
     body = decoded(
         {
             "name": form_text(request, "name") or "",
-            "expires_at": _expires_at(request, runtime(request).clock()),
+            "expires_at": _expires_at(request, now(request)),
             "scopes": scopes or None,
             **_sliding(request),
         },
