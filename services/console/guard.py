@@ -23,6 +23,7 @@ import logging
 
 from aiohttp import web
 
+from services.api.context import PRINCIPAL
 from services.api.domain_errors import contention_problem, domain_problem
 from services.api.problems import Forbidden, Handler, ProblemError, UnsupportedMediaType
 from services.auth.principal import Principal
@@ -132,6 +133,7 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
         )
         await store.end(session.session_id)
         return to_sign_in(request, ended=True)
+    request[PRINCIPAL] = verification.verdict  # the access log names the caller, as for the API
     request[VIEWER] = viewer_of(verification.verdict, session, organization_id(request))
     try:
         if request.method == "POST":

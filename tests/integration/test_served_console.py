@@ -1,7 +1,9 @@
 """``tokenledger serve`` serves the web console beside the API (a real process): ``/`` leads to it,
-its assets are in the package, a sign-in makes a session of the configured lifetime, and the
-process's log holds neither the token nor the session's cookie."""
+its assets are in the package, a sign-in makes a session of the configured lifetime, the access
+log names the caller of a page, and the process's log holds neither the token nor the session's
+cookie."""
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +17,9 @@ from tests.service_process import ServiceProcess, bootstrap_token
 
 async def test_serve_serves_the_console(empty_database: str, tmp_path: Path) -> None:
     token = await bootstrap_token(empty_database, tmp_path)
-    service = ServiceProcess(empty_database, tmp_path, TOKENLEDGER_CONSOLE_SESSION_HOURS="2")
+    service = ServiceProcess(
+        empty_database, tmp_path, TOKENLEDGER_CONSOLE_SESSION_HOURS="2", TOKENLEDGER_LOG_FORMAT="json"
+    )
     await service.start()
     try:
         jar = aiohttp.CookieJar(unsafe=True)  # cookies of 127.0.0.1
@@ -42,5 +46,7 @@ async def test_serve_serves_the_console(empty_database: str, tmp_path: Path) -> 
         await connection.close()
     assert [row["lifetime"] for row in lifetimes] == [timedelta(hours=2)]
     log = service.log_text()
-    assert "GET /console/accounts" in log
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    pages = [line for line in lines if line.get("path") == "/console/accounts"]
+    assert pages and all(page["status"] == 200 and page["account_id"] for page in pages)  # who called
     assert token not in log and cookie not in log
