@@ -192,15 +192,32 @@ async def usage_per_hour(
     return [(row["hour"], row["outcome"], int(row["uses"])) for row in rows]
 
 
+_ACCOUNT_EVENTS_SQL = f"""
+WITH linked AS (
+    SELECT DISTINCT stream_id FROM events
+    WHERE data ->> 'account_id' = $1 AND type IN ('token.issued', 'team.member_added')
+)
+SELECT * FROM (
+    SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = 'account-' || $1
+    UNION ALL
+    SELECT {EVENT_COLUMNS} FROM events
+    WHERE stream_id IN (SELECT stream_id FROM linked WHERE stream_id LIKE 'token-%')
+    UNION ALL
+    SELECT {EVENT_COLUMNS} FROM events
+    WHERE stream_id IN (SELECT stream_id FROM linked WHERE stream_id LIKE 'team-%')
+      AND data ->> 'account_id' = $1
+) about
+ORDER BY tx_id DESC, global_position DESC
+LIMIT $2
+"""  # noqa: S608 (a constant column list)
+
+
 async def account_events(pool: asyncpg.Pool, account_id: str, limit: int) -> list[asyncpg.Record]:
-    """The latest ``limit`` events about the account (its stream, its tokens', its memberships and
-    roles), newest first."""
-    return await _events(
-        pool,
-        "(e.stream_id = 'account-' || $1 OR e.data->>'account_id' = $1)",
-        (account_id,),
-        limit,
-    )
+    """The latest ``limit`` events about the account, newest first: its own stream (fields, roles),
+    its tokens' streams, and its memberships in its teams' streams. The related streams are found
+    through the ``events_account_links`` index (migration 0004), so the log is never scanned whole."""
+    rows: list[asyncpg.Record] = await pool.fetch(_ACCOUNT_EVENTS_SQL, account_id, limit)
+    return rows
 
 
 async def token_events(pool: asyncpg.Pool, token_id: str, limit: int) -> list[asyncpg.Record]:
