@@ -18,14 +18,15 @@ import msgspec
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.api.context import consistent_read, runtime, settle
+from services.api.context import REFUSAL, consistent_read, runtime, settle
 from services.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services.api.parsing import decode_body
 from services.api.problems import REQUEST_ID, BadRequest, InvalidParameter, ProblemError
 from services.auth.principal import Principal
 from services.auth.usage import UsageRecorder
+from services.auth.usage_log import NO_RIGHT, OUT_OF_SCOPE
 from services.auth.verifier import TokenVerifier
-from services.authorization import MissingRight, Right, require, rights_of
+from services.authorization import WRITE_RIGHTS, MissingRight, Right, require, rights_of
 from services.commands import CommandContext, Outcome
 from services.console.sessions import Session
 from services.idempotency_claims import key_problem
@@ -36,29 +37,23 @@ IDEMPOTENCY_FIELD = "idempotency_key"
 
 
 class Viewer(msgspec.Struct, frozen=True, kw_only=True):
-    """The signed-in token and what its rights let the pages offer."""
+    """The signed-in token and what its rights let the pages offer (``can("tokens:write")``: the
+    templates show a control only to a token that may use it)."""
 
     principal: Principal
     session: Session
     rights: frozenset[Right]
 
-    @property
-    def can_write(self) -> bool:
-        return Right.WRITE in self.rights
+    def can(self, right: str) -> bool:
+        return right in self.rights
 
     @property
-    def can_read(self) -> bool:
-        return Right.READ in self.rights
-
-    @property
-    def can_audit(self) -> bool:
-        return Right.AUDIT in self.rights
+    def read_only(self) -> bool:
+        return not self.rights & WRITE_RIGHTS
 
 
 VIEWER = web.RequestKey("tokenledger.console.viewer", Viewer)
 FORM = web.RequestKey("tokenledger.console.form", MultiDictProxy[str | bytes | bytearray | web.FileField])
-REFUSED = web.RequestKey("tokenledger.console.refused", bool)
-"""Set when the signed-in token lacked a right: its verification is recorded as ``out_of_scope``."""
 
 
 # -- the services the console uses, each read from the application in this one place --------------
@@ -105,15 +100,30 @@ def viewer(request: web.Request) -> Viewer:
     return request[VIEWER]
 
 
+def _refused(request: web.Request, error: MissingRight) -> None:
+    """The verification is recorded as the API records it: ``out_of_scope`` or ``no_right``."""
+    request[REFUSAL] = OUT_OF_SCOPE if error.out_of_scope else NO_RIGHT
+
+
 def need(request: web.Request, right: Right) -> Viewer:
     """The viewer, when its token holds ``right``; else the API's 403 (``MissingRight``)."""
     current = viewer(request)
     try:
         require(current.principal, organization_id(request), right)
-    except MissingRight:
-        request[REFUSED] = True
+    except MissingRight as error:
+        _refused(request, error)
         raise
     return current
+
+
+def admit(request: web.Request, kind: type) -> None:
+    """Refuses, before the form's values are read, a token the dispatcher would refuse commands of
+    ``kind`` (as the API's ``admit``): a Viewer's forged form is a 403 whatever it holds."""
+    try:
+        runtime(request).dispatcher.authorize(kind, viewer(request).principal)
+    except MissingRight as error:
+        _refused(request, error)
+        raise
 
 
 async def read_consistently(request: web.Request, right: Right) -> Viewer:
@@ -163,8 +173,8 @@ async def act(request: web.Request, command: object) -> Outcome[Any]:
         outcome = await runtime(request).dispatcher.dispatch(
             command, current.principal, context, _idempotency_key(request)
         )
-    except MissingRight:
-        request[REFUSED] = True
+    except MissingRight as error:
+        _refused(request, error)
         raise
     await settle(request, outcome.cursor)
     return outcome

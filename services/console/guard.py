@@ -8,10 +8,10 @@ For every page but sign-in and the static assets:
 2. the session's token is verified again, by its hash, through the same verifier as the API
    (``TokenVerifier.check_hash``): a token revoked, expired or rotated out, or an account disabled
    or deleted, ends the session there and then. The verification is recorded in the usage log as
-   every API verification is (``out_of_scope`` when a page refused the token a right);
-3. a POST must carry the session's CSRF token in its ``csrf`` field, else 403 and nothing is done;
-   every POST but sign-out sends a command, so it also needs the ``identity:write`` right (a
-   Viewer's forged form is a 403 before anything is read).
+   every API verification is (``out_of_scope`` or ``no_right`` when a page refused the token a right);
+3. a POST must carry the session's CSRF token in its ``csrf`` field, else 403 and nothing is done.
+   Every form but sign-out sends a command, and its handler first asks the dispatcher whether the
+   token may send it at all (``context.admit``): a Viewer's forged form is a 403.
 
 Every response carries ``Cache-Control: no-store`` (pages hold identity data and, once, a secret),
 a Content-Security-Policy that allows scripts, styles and images from the console itself only (no
@@ -23,17 +23,14 @@ import logging
 
 from aiohttp import web
 
-from services.api.context import PRINCIPAL
+from services.api.context import PRINCIPAL, REFUSAL
 from services.api.domain_errors import contention_problem, domain_problem
 from services.api.problems import Forbidden, Handler, ProblemError, UnsupportedMediaType
 from services.auth.principal import Principal
-from services.authorization import Right
 from services.console.context import (
     FORM,
-    REFUSED,
     VIEWER,
     invalid,
-    need,
     now,
     organization_id,
     problem_page,
@@ -52,7 +49,6 @@ SIGN_IN_COOKIE = "tl_console_sign_in"
 CSRF_FIELD = "csrf"
 FORM_TYPE = "application/x-www-form-urlencoded"
 SIGN_IN_PATH = PREFIX + "/sign-in"
-SIGN_OUT_PATH = PREFIX + "/sign-out"
 PUBLIC_PREFIXES = (SIGN_IN_PATH, PREFIX + "/static/")
 POLICY = web.AppKey("tokenledger.console.policy", SessionPolicy)
 
@@ -136,13 +132,8 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
     request[PRINCIPAL] = verification.verdict  # the access log names the caller, as for the API
     request[VIEWER] = viewer_of(verification.verdict, session, organization_id(request))
     try:
-        if request.method == "POST":
-            if not csrf_matches(session.session_id, await _form_csrf(request)):
-                raise _refused_form()
-            if request.path != SIGN_OUT_PATH:
-                # Every other form sends a command: refused before its values are read, as the
-                # API's ``admit`` does (the dispatcher checks again).
-                need(request, Right.WRITE)
+        if request.method == "POST" and not csrf_matches(session.session_id, await _form_csrf(request)):
+            raise _refused_form()
         return await handler(request)
     finally:
         usage(request).record_verification(
@@ -151,7 +142,7 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
             _operation(request),
             client_address=client_address,
             user_agent=user_agent,
-            out_of_scope=request.get(REFUSED, False),
+            refusal=request.get(REFUSAL),
         )
 
 

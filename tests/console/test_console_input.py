@@ -166,7 +166,7 @@ async def test_the_root_leads_to_the_console_and_each_token_to_what_it_may_see(
     await expect(page.get_by_role("heading", name="The audit log")).to_be_visible()
     response = await page.goto("/console/accounts")
     assert response is not None and response.status == 403
-    await expect(page.get_by_role("alert")).to_contain_text("identity:read")
+    await expect(page.get_by_role("alert")).to_contain_text("accounts:read")
 
 
 async def test_the_list_pages_by_twenty(page: Page, api: ApiClient, admin_token: str) -> None:

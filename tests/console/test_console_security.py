@@ -5,6 +5,7 @@ session table or the logs; every response is ``no-store`` under a strict Content
 with no inline script; the session cookie is HttpOnly and SameSite=Strict."""
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -47,7 +48,7 @@ async def test_a_viewer_sees_no_write_control_and_its_forged_posts_are_refused(
     forged_name = unique("forged")
     forged = await page.request.post("/console/accounts", form={"csrf": csrf, "name": forged_name})
     assert forged.status == 403
-    assert "identity:write" in await forged.text()
+    assert "accounts:write" in await forged.text()
     issue = await page.request.post(
         f"/console/accounts/{account_id}/tokens", form={"csrf": csrf, "name": "more", "expiry": "30"}
     )
@@ -184,3 +185,31 @@ async def test_reads_work_without_javascript(new_context: Any, api: ApiClient, a
     await page.goto(f"/console/accounts/{account_id}")
     await expect(page.get_by_role("heading", name="Roles")).to_be_visible()
     await expect(page.locator("tbody tr", has_text="Viewer")).to_contain_text("directly")
+
+
+async def test_each_control_shows_only_to_a_token_with_its_right(page: Page, api: ApiClient) -> None:
+    account_id, _ = await new_account(api, "Admin")
+    expires_at = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    scoped = await api.post(
+        f"/v3/system-accounts/{account_id}/access-tokens",
+        {
+            "name": "tokens-only",
+            "expires_at": expires_at,
+            "scopes": ["accounts:read", "tokens:read", "tokens:write"],
+        },
+    )
+    assert scoped.status == 201, scoped.body
+    await sign_in(page, scoped.body["token"])
+    await expect(page.get_by_role("button", name="Create account")).to_have_count(0)
+    await expect(page.get_by_role("link", name="Teams", exact=True)).to_have_count(0)
+    await page.goto(f"/console/accounts/{account_id}")
+    await expect(page.locator("summary", has_text="Issue a token")).to_be_visible()
+    await expect(page.locator("summary", has_text="Edit")).to_have_count(0)
+    await expect(page.get_by_text("This token may not read roles")).to_be_visible()
+    await expect(page.get_by_text("This token may not read teams")).to_be_visible()
+    await expect(page.get_by_role("link", name="Audit timeline and history")).to_have_count(0)
+    refused = await page.request.post(
+        f"/console/accounts/{account_id}/enabled", form={"csrf": await csrf_of(page), "enabled": "false"}
+    )
+    assert refused.status == 403 and "accounts:write" in await refused.text()
+    assert (await api.get(f"/v3/system-accounts/{account_id}")).body["enabled"] is True

@@ -21,6 +21,7 @@ from services.authorization import SCOPES, Right
 from services.console import queries
 from services.console.context import (
     act,
+    admit,
     allow_never,
     catalogue,
     decoded,
@@ -32,6 +33,7 @@ from services.console.context import (
     read_consistently,
     read_pool,
     redirect,
+    viewer,
 )
 from services.teams.commands import AddMember, RemoveMember
 from services.tokens.handlers import IssuedToken
@@ -134,7 +136,7 @@ def _page_link(request: web.Request, number: int) -> str:
 
 async def list_accounts(request: web.Request) -> web.Response:
     selection = account_filter(request)
-    await read_consistently(request, Right.READ)
+    await read_consistently(request, Right.ACCOUNTS_READ)
     pool = read_pool(request)
     rows, total = await queries.list_accounts(pool, selection, now(request))
     pages = max(1, -(-total // queries.PAGE_SIZE))
@@ -156,6 +158,7 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 
 async def create_account(request: web.Request) -> web.Response:
+    admit(request, CreateAccount)
     body = decoded(
         {"name": form_text(request, "name") or "", "description": form_text(request, "description") or ""},
         CreateSystemAccount,
@@ -165,24 +168,31 @@ async def create_account(request: web.Request) -> web.Response:
 
 
 async def account_context(request: web.Request, account_id: str) -> dict[str, Any]:
-    """Everything the account page shows (the one-time secret panel adds ``issued``)."""
+    """Everything the account page shows (the one-time secret panel adds ``issued``). A section
+    the token may not read (its tokens, roles or teams) is None, and the page says so."""
     pool = read_pool(request)
     row = await account_queries.get_account(pool, account_id)
     if row is None:
         raise NotFound("The requested system account was not found")
     at = now(request)
-    tokens, _ = await token_queries.list_tokens(pool, account_id, WHOLE_LIST)
-    member_of = await queries.account_teams(pool, account_id)
-    joined = {team["id"] for team in member_of}
+    may = viewer(request).can
+    tokens = None
+    if may(Right.TOKENS_READ):
+        rows, _ = await token_queries.list_tokens(pool, account_id, WHOLE_LIST)
+        tokens = [
+            {**token_fields(show.token_row(token, at)), "revoke_reason": token["revoke_reason"]}
+            for token in rows
+        ]
+    member_of = await queries.account_teams(pool, account_id) if may(Right.TEAMS_READ) else None
+    joined = {team["id"] for team in member_of or ()}
     return {
         "account": show.account_row(row),
-        "tokens": [
-            {**token_fields(show.token_row(token, at)), "revoke_reason": token["revoke_reason"]}
-            for token in tokens
-        ],
-        "roles": await queries.account_roles(pool, account_id),
+        "tokens": tokens,
+        "roles": await queries.account_roles(pool, account_id) if may(Right.ROLES_READ) else None,
         "teams": member_of,
-        "other_teams": [team for team in await queries.all_teams(pool) if team["id"] not in joined],
+        "other_teams": [team for team in await queries.all_teams(pool) if team["id"] not in joined]
+        if member_of is not None
+        else [],
         "catalogue": catalogue(request),
         "organization_id": organization_id(request),
         "scopes": SCOPES,
@@ -194,7 +204,7 @@ async def account_context(request: web.Request, account_id: str) -> dict[str, An
 
 async def account_page(request: web.Request) -> web.Response:
     account_id = path_uuid(request, "accountId", "system account")
-    await read_consistently(request, Right.READ)
+    await read_consistently(request, Right.ACCOUNTS_READ)
     return page(request, "account.html", await account_context(request, account_id))
 
 
@@ -212,6 +222,7 @@ async def account_page_with_secret(
 
 
 async def update_account(request: web.Request) -> web.Response:
+    admit(request, UpdateAccount)
     account_id = path_uuid(request, "accountId", "system account")
     body = decoded(
         {"name": form_text(request, "name") or "", "description": form_text(request, "description") or ""},
@@ -223,6 +234,7 @@ async def update_account(request: web.Request) -> web.Response:
 
 
 async def set_enabled(request: web.Request) -> web.Response:
+    admit(request, UpdateAccount)
     account_id = path_uuid(request, "accountId", "system account")
     wanted = form_text(request, "enabled")
     if wanted not in ("true", "false"):
@@ -238,6 +250,7 @@ def typed_confirmation(request: web.Request, expected: str) -> None:
 
 
 async def delete_account(request: web.Request) -> web.Response:
+    admit(request, DeleteAccount)
     account_id = path_uuid(request, "accountId", "system account")
     row = await account_queries.get_account(read_pool(request), account_id)
     if row is None:
@@ -262,6 +275,7 @@ def role_body(request: web.Request) -> AssignRole:
 
 
 async def assign_role(request: web.Request) -> web.Response:
+    admit(request, role_holders.AssignRole)
     account_id = path_uuid(request, "accountId", "system account")
     body = role_body(request)
     await act(
@@ -278,6 +292,7 @@ async def assign_role(request: web.Request) -> web.Response:
 
 
 async def unassign_role(request: web.Request) -> web.Response:
+    admit(request, role_holders.UnassignRole)
     account_id = path_uuid(request, "accountId", "system account")
     assignment = path_uuid(request, "roleId", "assigned role")
     holder = role_holders.AccountHolder(account_id=account_id)
@@ -295,12 +310,14 @@ def form_uuid(request: web.Request, field: str, what: str) -> str:
 
 
 async def join_team(request: web.Request) -> web.Response:
+    admit(request, AddMember)
     account_id = path_uuid(request, "accountId", "system account")
     await act(request, AddMember(team_id=form_uuid(request, "team_id", "teams"), account_id=account_id))
     return redirect(account_path(account_id, "team-added"))
 
 
 async def leave_team(request: web.Request) -> web.Response:
+    admit(request, RemoveMember)
     account_id = path_uuid(request, "accountId", "system account")
     team_id = path_uuid(request, "teamId", "team")
     await act(request, RemoveMember(team_id=team_id, account_id=account_id))

@@ -5,6 +5,7 @@ import secrets
 from aiohttp import web
 
 from services.auth.principal import Principal
+from services.authorization import Right
 from services.console.context import (
     FORM,
     now,
@@ -86,10 +87,14 @@ async def sign_out(request: web.Request) -> web.Response:
     return response
 
 
+LANDINGS = ((Right.ACCOUNTS_READ, "/accounts"), (Right.AUDIT, "/audit"), (Right.TEAMS_READ, "/teams"))
+
+
 async def home(request: web.Request) -> web.Response:
-    """The accounts, or for a token that may not read them (an Auditor's), the audit log."""
-    current = viewer(request)
-    return redirect(PREFIX + ("/accounts" if current.can_read or not current.can_audit else "/audit"))
+    """The first page the token may read: the accounts, else the audit log (an Auditor's), else the
+    teams, else the role catalogue (which every token may read)."""
+    may = viewer(request).can
+    return redirect(PREFIX + next((path for right, path in LANDINGS if may(right)), "/roles"))
 
 
 def add_routes(app: web.Application) -> None:

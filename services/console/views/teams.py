@@ -15,6 +15,7 @@ from services.authorization import Right
 from services.console import queries
 from services.console.context import (
     act,
+    admit,
     catalogue,
     decoded,
     form_text,
@@ -69,12 +70,13 @@ def _fields(request: web.Request) -> dict[str, Any]:
 
 
 async def list_teams(request: web.Request) -> web.Response:
-    await read_consistently(request, Right.READ)
+    await read_consistently(request, Right.TEAMS_READ)
     teams = await queries.all_teams(read_pool(request))
     return page(request, "teams.html", {"teams": teams, "done": DONE.get(request.query.get("done", ""))})
 
 
 async def create_team(request: web.Request) -> web.Response:
+    admit(request, commands.CreateTeam)
     body = decoded(_fields(request), CreateTeamBody)
     command = commands.CreateTeam(
         name=body.name, description=body.description, labels=tuple(sorted(body.labels.items()))
@@ -85,7 +87,7 @@ async def create_team(request: web.Request) -> web.Response:
 
 async def team_page(request: web.Request) -> web.Response:
     team_id = path_uuid(request, "teamId", "team")
-    await read_consistently(request, Right.READ)
+    current = await read_consistently(request, Right.TEAMS_READ)
     pool = read_pool(request)
     row = await team_queries.get_team(pool, team_id)
     if row is None:
@@ -98,8 +100,12 @@ async def team_page(request: web.Request) -> web.Response:
         {
             "team": show.team_row(row),
             "members": members,
-            "candidates": [a for a in await queries.account_choices(pool) if a["id"] not in present],
-            "roles": await queries.holder_roles(pool, "team", team_id),
+            "candidates": [a for a in await queries.account_choices(pool) if a["id"] not in present]
+            if current.can(Right.ACCOUNTS_READ)
+            else [],
+            "roles": await queries.holder_roles(pool, "team", team_id)
+            if current.can(Right.ROLES_READ)
+            else None,
             "catalogue": catalogue(request),
             "organization_id": organization_id(request),
             "done": DONE.get(request.query.get("done", "")),
@@ -108,6 +114,7 @@ async def team_page(request: web.Request) -> web.Response:
 
 
 async def update_team(request: web.Request) -> web.Response:
+    admit(request, commands.UpdateTeam)
     team_id = path_uuid(request, "teamId", "team")
     fields = _fields(request)
     body = decoded(fields, UpdateTeamBody)
@@ -129,6 +136,7 @@ async def update_team(request: web.Request) -> web.Response:
 
 
 async def delete_team(request: web.Request) -> web.Response:
+    admit(request, commands.DeleteTeam)
     team_id = path_uuid(request, "teamId", "team")
     row = await team_queries.get_team(read_pool(request), team_id)
     if row is None:
@@ -139,6 +147,7 @@ async def delete_team(request: web.Request) -> web.Response:
 
 
 async def add_member(request: web.Request) -> web.Response:
+    admit(request, commands.AddMember)
     team_id = path_uuid(request, "teamId", "team")
     account_id = form_uuid(request, "account_id", "accounts")
     await act(request, commands.AddMember(team_id=team_id, account_id=account_id))
@@ -146,6 +155,7 @@ async def add_member(request: web.Request) -> web.Response:
 
 
 async def remove_member(request: web.Request) -> web.Response:
+    admit(request, commands.RemoveMember)
     team_id = path_uuid(request, "teamId", "team")
     account_id = path_uuid(request, "accountId", "system account")
     await act(request, commands.RemoveMember(team_id=team_id, account_id=account_id))
@@ -153,6 +163,7 @@ async def remove_member(request: web.Request) -> web.Response:
 
 
 async def assign_role(request: web.Request) -> web.Response:
+    admit(request, role_holders.AssignRole)
     team_id = path_uuid(request, "teamId", "team")
     body = role_body(request)
     command = role_holders.AssignRole(
@@ -167,6 +178,7 @@ async def assign_role(request: web.Request) -> web.Response:
 
 
 async def unassign_role(request: web.Request) -> web.Response:
+    admit(request, role_holders.UnassignRole)
     team_id = path_uuid(request, "teamId", "team")
     assignment = path_uuid(request, "roleId", "assigned role")
     holder = role_holders.TeamHolder(team_id=team_id)
@@ -175,7 +187,7 @@ async def unassign_role(request: web.Request) -> web.Response:
 
 
 async def role_catalogue(request: web.Request) -> web.Response:
-    await read_consistently(request, Right.READ)
+    """Any signed-in token may read it, as ``GET /v3/roles``."""
     return page(request, "roles.html", {"catalogue": catalogue(request)})
 
 

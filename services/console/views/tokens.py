@@ -11,6 +11,7 @@ from services.api.routes.tokens import CreateAccessToken, RotateAccessToken, Upd
 from services.console.context import (
     FORM,
     act,
+    admit,
     decoded,
     form_text,
     invalid,
@@ -75,6 +76,7 @@ def _sliding(request: web.Request) -> dict[str, Any]:
 
 
 async def issue(request: web.Request) -> web.Response:
+    admit(request, IssueToken)
     account_id = path_uuid(request, "accountId", "system account")
     scopes = [value for value in request[FORM].getall("scopes", []) if isinstance(value, str)]
     body = decoded(
@@ -99,6 +101,7 @@ async def issue(request: web.Request) -> web.Response:
 
 
 async def rotate(request: web.Request) -> web.Response:
+    admit(request, RotateToken)
     account_id = path_uuid(request, "accountId", "system account")
     token_id = path_uuid(request, "tokenId", "access token")
     grace = form_text(request, "grace_period_seconds") or "0"
@@ -113,6 +116,7 @@ async def rotate(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
+    admit(request, RevokeToken)
     account_id = path_uuid(request, "accountId", "system account")
     token_id = path_uuid(request, "tokenId", "access token")
     await act(request, RevokeToken(account_id=account_id, token_id=token_id))
@@ -120,6 +124,7 @@ async def revoke(request: web.Request) -> web.Response:
 
 
 async def rename(request: web.Request) -> web.Response:
+    admit(request, RenameToken)
     account_id = path_uuid(request, "accountId", "system account")
     token_id = path_uuid(request, "tokenId", "access token")
     body = decoded({"name": form_text(request, "name") or ""}, UpdateAccessToken)
@@ -128,6 +133,7 @@ async def rename(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
+    admit(request, DeleteToken)
     account_id = path_uuid(request, "accountId", "system account")
     token_id = path_uuid(request, "tokenId", "access token")
     await act(request, DeleteToken(account_id=account_id, token_id=token_id))
