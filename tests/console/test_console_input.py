@@ -186,3 +186,20 @@ async def test_the_list_pages_by_twenty(page: Page, api: ApiClient, admin_token:
     await page.goto(f"/console/accounts?q={prefix}&page=7")
     await expect(page.get_by_text("23 found")).to_be_visible()
     await expect(page.get_by_text("No account matches these filters.")).to_be_visible()
+
+
+async def test_the_search_narrows_the_list_as_one_types(page: Page, api: ApiClient, admin_token: str) -> None:
+    prefix = unique("typed")
+    for label in ("north", "south"):
+        assert (
+            await api.post("/v3/system-accounts", {"name": f"{prefix}-{label}", "description": ""})
+        ).status == 201
+    await sign_in(page, admin_token)
+    names = page.locator("#accounts-list tbody tr td:first-child a")
+    await page.get_by_label("Search name or description").press_sequentially(prefix)
+    await expect(names).to_have_text([f"{prefix}-north", f"{prefix}-south"])
+    await page.get_by_label("Search name or description").press_sequentially("-so")
+    await expect(names).to_have_text([f"{prefix}-south"])
+    await expect(page).to_have_url(f"/console/accounts?q={prefix}-so&enabled=&managed=&team=")
+    await page.get_by_label("Status").select_option("disabled")
+    await expect(page.get_by_text("No account matches these filters.")).to_be_visible()
