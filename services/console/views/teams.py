@@ -78,8 +78,9 @@ async def list_teams(request: web.Request) -> web.Response:
 async def create_team(request: web.Request) -> web.Response:
     admit(request, commands.CreateTeam)
     body = decoded(_fields(request), CreateTeamBody)
+    description = body.description if isinstance(body.description, str) else None
     command = commands.CreateTeam(
-        name=body.name, description=body.description, labels=tuple(sorted(body.labels.items()))
+        name=body.name, description=description, labels=tuple(sorted(body.labels.items()))
     )
     outcome = await act(request, command)
     return redirect(team_path(outcome.state.team_id, "created"))
