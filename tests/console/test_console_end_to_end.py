@@ -129,7 +129,7 @@ async def test_manage_an_account_from_sign_in_to_audit(
     await page.get_by_role("button", name="Copy to clipboard").click()
     await expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
     assert await page.evaluate("navigator.clipboard.readText()") == secret
-    await screenshot(page, "secret-panel", mask=[page.locator("#new-secret")])
+    await screenshot(page, "secret-panel", mask=[page.locator("#new-secret")], mask_color="#8c959f")
     await page.reload()
     assert page.url == account_url
     await expect(page.locator(".secret-panel")).to_have_count(0)
