@@ -23,7 +23,8 @@ from services.api.access_log import SERVER_LOGGER, ParserErrorsWithoutContent, P
 from services.api.app import create_app
 from services.composition import open_runtime
 from services.config import Settings
-from services.console.app import ConsoleOptions, mount_console
+from services.console.app import mount_console
+from services.console.context import ConsoleOptions
 from services.console.sessions import SessionPolicy
 from services.operator_errors import PortInUse, explain
 from services.workers import running_workers

@@ -10,19 +10,28 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from services.api.state import RUNTIME, AppState
+from services.api import state
 from services.console import filters
-from services.console.guard import POLICY, PREFIX, console_middleware
-from services.console.sessions import SessionPolicy
+from services.console.context import OPTIONS, ConsoleOptions
+from services.console.guard import PREFIX, console_middleware
 from services.console.views import accounts, audit, signin, teams, tokens
 
 STATIC = Path(__file__).parent / "static"
 
 
-def create_console(state: AppState, policy: SessionPolicy) -> web.Application:
+def create_console(service: web.Application, options: ConsoleOptions) -> web.Application:
+    """The console's application. It holds the very cells of ``service``'s late-bound services it
+    uses (``services.api.state``), so binding the service's application binds the console too."""
     console = web.Application(middlewares=[console_middleware])
-    console[RUNTIME] = state
-    console[POLICY] = policy
+    console[state.READ_POOL] = service[state.READ_POOL]
+    console[state.DISPATCHER] = service[state.DISPATCHER]
+    console[state.VERIFIER] = service[state.VERIFIER]
+    console[state.USAGE] = service[state.USAGE]
+    console[state.ORGANIZATION] = service[state.ORGANIZATION]
+    console[state.CATALOGUE] = service[state.CATALOGUE]
+    console[state.PROJECTIONS] = service[state.PROJECTIONS]
+    console[state.CLOCK] = service[state.CLOCK]
+    console[OPTIONS] = options
     environment = aiohttp_jinja2.setup(
         console,
         loader=jinja2.PackageLoader("services.console", "templates"),
@@ -43,7 +52,9 @@ async def _to_console(request: web.Request) -> web.Response:
     return web.Response(status=302, headers={"Location": PREFIX + "/"})
 
 
-def mount_console(app: web.Application, state: AppState, policy: SessionPolicy) -> None:
-    app.add_subapp(PREFIX, create_console(state, policy))
+def mount_console(app: web.Application, options: ConsoleOptions) -> None:
+    """Mounts the console on the service's application (``services.api.app.create_app``), before it
+    is bound to a runtime."""
+    app.add_subapp(PREFIX, create_console(app, options))
     app.router.add_get("/", _to_console)
     app.router.add_get(PREFIX, _to_console)

@@ -8,6 +8,7 @@ read models and verifier hold what it wrote (read-your-writes, ``services.api.co
 Reads check the right they need with ``need``, the same rule as the API's ``authorize``.
 """
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,17 +19,26 @@ import msgspec
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.api.context import REFUSAL, consistent_read, runtime, settle
+from services.api.context import REFUSAL, consistent_read, service, settle
 from services.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services.api.parsing import decode_body
 from services.api.problems import REQUEST_ID, BadRequest, InvalidParameter, ProblemError
+from services.api.state import (
+    CATALOGUE,
+    CLOCK,
+    DISPATCHER,
+    ORGANIZATION,
+    READ_POOL,
+    USAGE,
+    VERIFIER,
+)
 from services.auth.principal import Principal
 from services.auth.usage import UsageRecorder
 from services.auth.usage_log import NO_RIGHT, OUT_OF_SCOPE
 from services.auth.verifier import TokenVerifier
 from services.authorization import WRITE_RIGHTS, MissingRight, Right, require, rights_of
 from services.commands import CommandContext, Outcome
-from services.console.sessions import Session
+from services.console.sessions import Session, SessionPolicy
 from services.idempotency_claims import key_problem
 
 T = TypeVar("T")
@@ -56,37 +66,52 @@ VIEWER = web.RequestKey("tokenledger.console.viewer", Viewer)
 FORM = web.RequestKey("tokenledger.console.form", MultiDictProxy[str | bytes | bytearray | web.FileField])
 
 
+class ConsoleOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What the console is told of the deployment when it is mounted."""
+
+    sessions: SessionPolicy = SessionPolicy()
+    allow_never: bool = False
+    """Whether the deployment accepts tokens that never expire (the issue form offers "never")."""
+
+
+OPTIONS = web.AppKey("tokenledger.console.options", ConsoleOptions)
+
+
 # -- the services the console uses, each read from the application in this one place --------------
 
 
 def read_pool(request: web.Request) -> asyncpg.Pool:
-    return runtime(request).pool
+    return service(request, READ_POOL)
 
 
 def now(request: web.Request) -> datetime:
-    return runtime(request).clock()
+    return service(request, CLOCK)()
 
 
 def verifier(request: web.Request) -> TokenVerifier:
-    return runtime(request).verifier
+    return service(request, VERIFIER)
 
 
 def usage(request: web.Request) -> UsageRecorder:
-    return runtime(request).usage
+    return service(request, USAGE)
 
 
 def organization_id(request: web.Request) -> str:
-    return runtime(request).organization.organization_id
+    return service(request, ORGANIZATION).organization_id
 
 
 def catalogue(request: web.Request) -> dict[str, Any]:
     """The role catalogue's document (``/v3/roles``' shape): entity types and their roles."""
-    return runtime(request).deps.catalogue.document
+    document: dict[str, Any] = json.loads(service(request, CATALOGUE).document)
+    return document
+
+
+def options(request: web.Request) -> ConsoleOptions:
+    return request.config_dict[OPTIONS]
 
 
 def allow_never(request: web.Request) -> bool:
-    """Whether this deployment accepts tokens that never expire."""
-    return runtime(request).deps.token_policy.allow_non_expiring
+    return options(request).allow_never
 
 
 # -- the signed-in token ----------------------------------------------------------------------------
@@ -120,7 +145,7 @@ def admit(request: web.Request, kind: type) -> None:
     """Refuses, before the form's values are read, a token the dispatcher would refuse commands of
     ``kind`` (as the API's ``admit``): a Viewer's forged form is a 403 whatever it holds."""
     try:
-        runtime(request).dispatcher.authorize(kind, viewer(request).principal)
+        service(request, DISPATCHER).authorize(kind, viewer(request).principal)
     except MissingRight as error:
         _refused(request, error)
         raise
@@ -170,7 +195,7 @@ async def act(request: web.Request, command: object) -> Outcome[Any]:
         via=VIA,
     )
     try:
-        outcome = await runtime(request).dispatcher.dispatch(
+        outcome = await service(request, DISPATCHER).dispatch(
             command, current.principal, context, _idempotency_key(request)
         )
     except MissingRight as error:

@@ -32,6 +32,7 @@ from services.console.context import (
     VIEWER,
     invalid,
     now,
+    options,
     organization_id,
     problem_page,
     read_pool,
@@ -39,7 +40,7 @@ from services.console.context import (
     verifier,
     viewer_of,
 )
-from services.console.sessions import SessionPolicy, SessionStore, csrf_matches
+from services.console.sessions import SessionStore, csrf_matches
 from services.ports import WrongExpectedVersion
 
 PREFIX = "/console"
@@ -50,7 +51,6 @@ CSRF_FIELD = "csrf"
 FORM_TYPE = "application/x-www-form-urlencoded"
 SIGN_IN_PATH = PREFIX + "/sign-in"
 PUBLIC_PREFIXES = (SIGN_IN_PATH, PREFIX + "/static/")
-POLICY = web.AppKey("tokenledger.console.policy", SessionPolicy)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self';"
@@ -68,7 +68,7 @@ _log = logging.getLogger(__name__)
 
 
 def sessions(request: web.Request) -> SessionStore:
-    return SessionStore(read_pool(request), request.config_dict[POLICY])
+    return SessionStore(read_pool(request), options(request).sessions)
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:

@@ -1,4 +1,4 @@
-"""The console's server-side sessions, in PostgreSQL (``console_sessions``, migration 0007).
+"""The console's server-side sessions, in PostgreSQL (``console_sessions``, migration 0008).
 
 A session is opened by signing in with a token the verifier accepts. The browser keeps a random id
 (256 bits, in an ``HttpOnly``, ``SameSite=Strict`` cookie, ``Secure`` over TLS); the row keeps only

@@ -17,12 +17,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import ConsoleMessage, Page, expect
 
+from services.api import state
 from services.api.access_log import PathOnlyAccessLogger
 from services.api.app import create_app
-from services.api.state import AppState
 from services.composition import Runtime
 from services.console.app import mount_console
-from services.console.sessions import SessionPolicy
+from services.console.context import ConsoleOptions
 from tests.api_fixture import ApiClient, unique
 
 CHROMIUM = "/usr/bin/chromium"
@@ -54,9 +54,9 @@ def process_logs() -> Iterator[list[str]]:
 
 @pytest.fixture(scope="session")
 async def console_url(api_runtime: Runtime, process_logs: list[str]) -> AsyncIterator[str]:
-    state = AppState(api_runtime)
-    app = create_app(state)
-    mount_console(app, state, SessionPolicy())
+    app = create_app()
+    mount_console(app, ConsoleOptions(allow_never=api_runtime.deps.token_policy.allow_non_expiring))
+    state.bind(app, api_runtime)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(access_log_class=PathOnlyAccessLogger)
     yield str(server.make_url("")).rstrip("/")
