@@ -145,9 +145,11 @@ async def test_manage_an_account_from_sign_in_to_audit(
     before_revocation = datetime.now(UTC)
     await asyncio.sleep(1.1)
     row = await manage(page, "alpha-key")
+    await row.get_by_label("Reason").fill("compromised")
     await row.get_by_role("button", name="Revoke").click()
     await expect(page.get_by_role("status")).to_contain_text("The token was revoked.")
     await expect(token_row(page, "alpha-key")).to_contain_text("revoked")
+    await expect(token_row(page, "alpha-key")).to_contain_text("(compromised)")
     assert (await introspect(api, secret))["active"] is False
 
     # Rotate another with a grace period: both secrets work until it ends.

@@ -37,6 +37,7 @@ from services.console.context import (
 )
 from services.teams.commands import AddMember, RemoveMember
 from services.tokens.handlers import IssuedToken
+from services.tokens.model import REVOCATION_CODES
 
 DONE = {
     "created": "The account was created.",
@@ -186,7 +187,7 @@ async def account_context(request: web.Request, account_id: str) -> dict[str, An
     member_of = await queries.account_teams(pool, account_id) if may(Right.TEAMS_READ) else None
     joined = {team["id"] for team in member_of or ()}
     return {
-        "account": show.account_row(row),
+        "account": show.account_row(row, at),
         "tokens": tokens,
         "roles": await queries.account_roles(pool, account_id) if may(Right.ROLES_READ) else None,
         "teams": member_of,
@@ -196,6 +197,7 @@ async def account_context(request: web.Request, account_id: str) -> dict[str, An
         "catalogue": catalogue(request),
         "organization_id": organization_id(request),
         "scopes": SCOPES,
+        "revocation_codes": REVOCATION_CODES,
         "allow_never": allow_never(request),
         "rendered_at": at.isoformat(),
         "done": done_message(request),

@@ -95,7 +95,7 @@ async def account_audit(request: web.Request) -> web.Response:
         team_names = {history.team_source(team.team_id): f"via {team.name}" for team in teams}
         then = {
             "at": at,
-            "account": show.account(state) if state is not None else None,
+            "account": show.account(state, at) if state is not None else None,
             "roles": [
                 {"role": held.role, "held": team_names.get(held.source, "directly")}
                 for held in await history.roles_as_of(pool, account_id, at)
@@ -107,7 +107,7 @@ async def account_audit(request: web.Request) -> web.Response:
         request,
         "account_audit.html",
         {
-            "account": show.account_row(row),
+            "account": show.account_row(row, now(request)),
             "events": await _timeline(pool, await queries.account_events(pool, account_id, TIMELINE_LENGTH)),
             "then": then,
             "as_of_value": at.strftime("%Y-%m-%dT%H:%M:%S") if at else "",

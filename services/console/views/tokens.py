@@ -7,7 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from services.api.routes.tokens import CreateAccessToken, RotateAccessToken, UpdateAccessToken
+from services.api.routes.tokens import (
+    CreateAccessToken,
+    RevokeAccessToken,
+    RotateAccessToken,
+    UpdateAccessToken,
+)
 from services.console.context import (
     FORM,
     act,
@@ -119,7 +124,9 @@ async def revoke(request: web.Request) -> web.Response:
     admit(request, RevokeToken)
     account_id = path_uuid(request, "accountId", "system account")
     token_id = path_uuid(request, "tokenId", "access token")
-    await act(request, RevokeToken(account_id=account_id, token_id=token_id))
+    reason = (form_text(request, "reason") or "").strip()
+    body = decoded({"reason": reason} if reason else {}, RevokeAccessToken)
+    await act(request, RevokeToken(account_id=account_id, token_id=token_id, reason=body.reason))
     return redirect(account_path(account_id, "revoked"))
 
 
