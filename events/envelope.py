@@ -17,6 +17,8 @@ class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     actor_token_id: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+    via: str | None = None
+    """The door the command came through when it is not the API: ``console`` for the web console."""
 
 
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -77,6 +77,8 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
     unchanged: Unchanged | None = None
     """A retry of a keyed command that changed nothing: what its answer was decided on."""
+    via: str | None = None
+    """Recorded in every event's metadata: the door other than the API (``console``)."""
 
     def derivation(self, label: str) -> str | None:
         """What the values this command draws for ``label`` are derived from on every retry (the
@@ -102,6 +104,7 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
             actor=self.actor,
             actor_token_id=self.actor_token_id,
             correlation_id=self.correlation_id,
+            via=self.via,
         )
 
     def new_events(self, stream_id: str, events: Sequence[Event]) -> tuple[NewEvent, ...]:

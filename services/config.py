@@ -39,6 +39,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_access: str = "token"
     """Who may read ``GET /metrics``: ``public`` (anyone), or ``token`` (a bearer token with the
     ``metrics:read`` right: the Metrics or Admin Identity role, within the token's scopes)."""
+    console_idle: timedelta = timedelta(minutes=30)
+    """A web console session unused this long is over."""
+    console_lifetime: timedelta = timedelta(hours=12)
+    """A web console session is over this long after sign-in, however much it is used."""
 
 
 WORKERS = frozenset({"projector", "scheduler", "relay"})
@@ -184,4 +188,14 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             "TOKENLEDGER_USAGE_FLUSH_SECONDS", environ.get("TOKENLEDGER_USAGE_FLUSH_SECONDS") or "1"
         ),
         metrics_access=_metrics_access(environ.get("TOKENLEDGER_METRICS") or "token"),
+        console_idle=timedelta(
+            minutes=_positive_int(
+                "TOKENLEDGER_CONSOLE_IDLE_MINUTES", environ.get("TOKENLEDGER_CONSOLE_IDLE_MINUTES") or "30"
+            )
+        ),
+        console_lifetime=timedelta(
+            hours=_positive_int(
+                "TOKENLEDGER_CONSOLE_SESSION_HOURS", environ.get("TOKENLEDGER_CONSOLE_SESSION_HOURS") or "12"
+            )
+        ),
     )

@@ -1,5 +1,7 @@
 """``tokenledger serve``: the HTTP service and, by default, the background workers in one process.
 
+The web console (``services.console``) is mounted beside the API, at ``/console``.
+
 Start-up order: listen first (so liveness answers at once), then open the runtime (embedded
 PostgreSQL, migrations, pool, projection runners), start the workers, wait until the read models hold
 the whole log (a first start on a long log builds them), and only then mark the service ready.
@@ -21,6 +23,9 @@ from services.api.access_log import SERVER_LOGGER, ParserErrorsWithoutContent, P
 from services.api.app import create_app
 from services.composition import open_runtime
 from services.config import Settings
+from services.console.app import mount_console
+from services.console.context import ConsoleOptions
+from services.console.sessions import SessionPolicy
 from services.operator_errors import PortInUse, explain
 from services.workers import running_workers
 
@@ -39,6 +44,8 @@ async def _run_runtime(settings: Settings, app: web.Application, stop: asyncio.E
 
 async def serve(settings: Settings, host: str, port: int) -> int:
     app = create_app(metrics_public=settings.metrics_access == "public")
+    sessions = SessionPolicy(idle=settings.console_idle, lifetime=settings.console_lifetime)
+    mount_console(app, ConsoleOptions(sessions=sessions, allow_never=settings.allow_non_expiring_tokens))
     logging.getLogger(SERVER_LOGGER).addFilter(ParserErrorsWithoutContent())
     runner = web.AppRunner(
         app,

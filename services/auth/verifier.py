@@ -213,14 +213,30 @@ class TokenVerifier:
 
     async def check(self, presented: str, now: datetime) -> Verification:
         """``verify``, also naming the token and account a rejected secret belongs to (usage history)."""
+        self._begin(now)
+        if not is_well_formed(presented):
+            return Verification(self._reject(Rejection.MALFORMED))
+        return await self._check_hashed(secret_hash(presented, self._pepper), now)
+
+    def hash_of(self, presented: str) -> str:
+        """The stored form of a secret (HMAC under the pepper): what ``check_hash`` takes, so a
+        door that keeps a session never keeps the secret itself."""
+        return secret_hash(presented, self._pepper)
+
+    async def check_hash(self, hashed: str, now: datetime) -> Verification:
+        """``check`` for a secret known by its hash only (the console's session): the same cache,
+        loads and verdict, so a revocation or a disabled account ends the session at once."""
+        self._begin(now)
+        return await self._check_hashed(hashed, now)
+
+    def _begin(self, now: datetime) -> None:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         if not self._started:
             raise RuntimeError("the verifier is not started")
         self.metrics.verifications += 1
-        if not is_well_formed(presented):
-            return Verification(self._reject(Rejection.MALFORMED))
-        hashed = secret_hash(presented, self._pepper)
+
+    async def _check_hashed(self, hashed: str, now: datetime) -> Verification:
         entry = self._lookup(hashed) if self.tail_is_alive() else None
         if entry is None:
             self.metrics.misses += 1

@@ -1,4 +1,5 @@
-"""README.md opens with the two set-up commands, and .ci/run runs exactly the second one."""
+"""README.md opens with the two set-up commands, and .ci/run runs exactly the second one (after
+installing the Chromium the console's browser tests drive)."""
 
 from pathlib import Path
 
@@ -23,3 +24,11 @@ def test_readme_opens_with_two_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     script = (ROOT / ".ci" / "run").read_text().splitlines()
     assert _readme_commands()[1] in script
+
+
+def test_ci_installs_the_browser_the_console_tests_drive() -> None:
+    script = (ROOT / ".ci" / "run").read_text()
+    conftest = (ROOT / "tests" / "console" / "conftest.py").read_text()
+    assert 'CHROMIUM = "/usr/bin/chromium"' in conftest
+    assert "[ ! -x /usr/bin/chromium ]" in script and "apt-get install -y chromium" in script
+    assert script.index("apt-get install -y chromium") < script.index(_readme_commands()[1])

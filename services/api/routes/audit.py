@@ -8,7 +8,8 @@ Auditor and Admin roles):
   (the same gap-safe read as the projections), so paging is stable under concurrent appends: an
   event that commits later always lands after a cursor already handed out. Items: ``event_id``,
   ``type``, ``stream_id``, ``stream_version``, ``position``, ``occurred_at``, ``recorded_at``,
-  ``actor`` (``account_id``, ``token_id``), ``correlation_id``, ``data`` (public fields only: never
+  ``actor`` (``account_id``, ``token_id``), ``correlation_id``, ``via`` (``console`` for a
+  command sent from the web console, else null), ``data`` (public fields only: never
   a secret hash).
 * ``?as_of=<RFC 3339>`` on ``GET /v3/system-accounts/{id}``, its ``access-tokens`` (list and one),
   ``assigned-roles`` and ``teams``: the state at that instant, folded from the log up to it (not
@@ -95,6 +96,7 @@ def _event_item(row: asyncpg.Record) -> dict[str, Any]:
         "recorded_at": show.timestamp(recorded.recorded_at),
         "actor": {"account_id": metadata.actor, "token_id": metadata.actor_token_id},
         "correlation_id": metadata.correlation_id,
+        "via": metadata.via,
         "data": public_data(recorded.event),
     }
 
