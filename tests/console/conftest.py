@@ -8,6 +8,8 @@ was ever logged.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,9 +84,15 @@ async def sign_in(page: Page, token: str) -> None:
 
 
 async def screenshot(page: Page, name: str, **options: Any) -> None:
-    """Keeps a picture of the page in docs/console/ (linked from the README)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, caret="initial", **options)
+    """Takes a picture of the page. It refreshes the one in docs/console/ (linked from the README)
+    when ``TOKENLEDGER_REFRESH_SCREENSHOTS=1`` or that one is missing; otherwise it goes to a
+    temporary folder, so a test run leaves the checkout as it was (the pictures carry run-specific
+    names and dates)."""
+    target = SCREENSHOTS / f"{name}.png"
+    if os.environ.get("TOKENLEDGER_REFRESH_SCREENSHOTS") != "1" and target.exists():
+        target = Path(tempfile.gettempdir()) / "tokenledger-console" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(target), full_page=True, caret="initial", **options)
 
 
 def csp_violations(page: Page) -> list[str]:
