@@ -29,6 +29,7 @@ from services.directory import StreamDirectory
 from services.dispatch import Dispatcher
 from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications
+from services.eventstore.shared_reads import SharedLogReads
 from services.eventstore.tail import LogTail
 from services.idempotency import IdempotencyStore
 from services.organization import Organization, ensure_organization
@@ -97,14 +98,15 @@ async def open_runtime(
         )
         idempotency = IdempotencyStore(pool)
         dispatcher = Dispatcher(deps, claims=idempotency, observe=metrics.observe_command)
-        source = CombinedLogSource(LogTail(store, notifications.waiter()), store)
+        shared_reads = SharedLogReads(store)  # one read of the log for the runners and the verifier
+        source = CombinedLogSource(LogTail(shared_reads, notifications.waiter()), store)
         projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
         if "projector" in settings.workers:
             await projections.start()
             stack.push_async_callback(projections.stop)
         else:
             await projections.prepare()
-        verifier = TokenVerifier(pool, notifications, pepper)
+        verifier = TokenVerifier(pool, notifications, pepper, log=shared_reads)
         await verifier.start()
         stack.push_async_callback(verifier.stop)
         usage_log = UsageLog(pool, pepper)
