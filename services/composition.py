@@ -84,6 +84,8 @@ async def open_runtime(
         await notifications.start()
         stack.push_async_callback(notifications.stop)
         store = PostgresEventStore(pool)
+        if store.notices is not None:  # before the pool closes: the last commits are announced
+            stack.push_async_callback(store.notices.flush)
         organization = await ensure_organization(store)
         deps = Dependencies(
             store=store,

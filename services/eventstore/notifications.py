@@ -1,6 +1,8 @@
 """Wake-ups for log readers: one LISTEN connection per process, fanned out to every local tailer.
 
-Each committed append NOTIFYs ``tokenledger_events`` with ``"<tx_id>:<position>"``. A waiter keeps the
+Committed appends are announced on ``tokenledger_events`` with ``"<tx_id>:<position>"``, the newest
+cursor, by the appending process after the commit (``services.eventstore.commit_notices``: one
+NOTIFY for the appends committed while the previous one was sent). A waiter keeps the
 highest cursor it was told about, so a tailer that finds nothing yet (an older transaction is still
 open) knows a committed event is pending and retries soon rather than sleeping until the next poll.
 Notifications are only a latency aid: tailers also poll, so a lost notification or a dropped LISTEN
