@@ -28,6 +28,7 @@ from services.dependencies import Dependencies
 from services.directory import StreamDirectory
 from services.dispatch import Dispatcher
 from services.eventstore import PostgresEventStore
+from services.eventstore.commit_notices import ProgressNotices
 from services.eventstore.notifications import LogNotifications
 from services.eventstore.shared_reads import SharedLogReads
 from services.eventstore.tail import LogTail
@@ -102,7 +103,16 @@ async def open_runtime(
         dispatcher = Dispatcher(deps, claims=idempotency, observe=metrics.observe_command)
         shared_reads = SharedLogReads(store)  # one read of the log for the runners and the verifier
         source = CombinedLogSource(LogTail(shared_reads, notifications.waiter()), store)
-        projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
+        read_model_notices = ProgressNotices(pool)  # wakes the barriers of the other processes
+        stack.push_async_callback(read_model_notices.flush)
+        projections = Projections(
+            pool,
+            source,
+            ALL_PROJECTIONS,
+            connect=lambda: database.connect(dsn),
+            announce=read_model_notices.moved,
+        )
+        notifications.on_read_models(projections.progressed_elsewhere)
         if "projector" in settings.workers:
             await projections.start()
             stack.push_async_callback(projections.stop)

@@ -52,9 +52,7 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _run_runtime(
-    settings: Settings, app: web.Application, stop: asyncio.Event, pool_size: int
-) -> None:
+async def _run_runtime(settings: Settings, app: web.Application, stop: asyncio.Event, pool_size: int) -> None:
     async with open_runtime(settings, pool_size=pool_size) as runtime, running_workers(runtime):
         await runtime.until_read_models_current()
         state.bind(app, runtime)

@@ -10,7 +10,9 @@ for its flush (``synchronous_commit`` off: a notification lost in a crash is onl
 and while one is in flight, the appends that commit meanwhile are announced by the next one, with
 the newest cursor.
 
-The payload is the newest committed cursor, ``"<tx_id>:<position>"``, as
+The same coalescing announces the projection runners' progress on ``READ_MODELS_CHANNEL`` (the
+barrier of a process without runners polls the checkpoints, and wakes at once on it). The payload
+is the newest committed cursor, ``"<tx_id>:<position>"``, as
 ``services.eventstore.notifications`` reads it. Notifications are a latency aid: every tail also
 polls, so a failed send is logged and never fails the append that was already committed.
 """
@@ -21,7 +23,7 @@ import logging
 import asyncpg
 
 from events import LogCursor
-from services.eventstore.notifications import CHANNEL
+from services.eventstore.notifications import CHANNEL, READ_MODELS_CHANNEL
 
 _log = logging.getLogger(__name__)
 
@@ -56,12 +58,40 @@ class CommitNotices:
         while self._pending is not None:
             cursor, self._pending = self._pending, None
             self._announced = max(self._announced, cursor)
-            statement = (
-                "SET LOCAL synchronous_commit TO off;"
-                f" SELECT pg_notify('{CHANNEL}', '{int(cursor.tx_id)}:{int(cursor.position)}')"
-            )
-            try:
-                await self._pool.execute(statement)
+            if await _notify(self._pool, CHANNEL, f"{int(cursor.tx_id)}:{int(cursor.position)}"):
                 self.sent += 1
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-                _log.warning("could not notify log readers of %s (%s); they will poll", cursor, error)
+
+
+class ProgressNotices:
+    """Coalesced NOTIFYs on ``READ_MODELS_CHANNEL`` that a local projection runner committed a batch:
+    ``moved`` asks for one; those asked while one is in flight share the next."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._asked = False
+        self._sender: asyncio.Task[None] | None = None
+
+    def moved(self) -> None:
+        self._asked = True
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="read model notices")
+
+    async def flush(self) -> None:
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)
+
+    async def _send(self) -> None:
+        while self._asked:
+            self._asked = False
+            await _notify(self._pool, READ_MODELS_CHANNEL, "")
+
+
+async def _notify(pool: asyncpg.Pool, channel: str, payload: str) -> bool:
+    """One NOTIFY in a transaction of its own that does not wait for its flush; False (logged) when
+    it could not be sent. ``channel`` and ``payload`` are ours (a name, digits and a colon)."""
+    try:
+        await pool.execute(f"SET LOCAL synchronous_commit TO off; SELECT pg_notify('{channel}', '{payload}')")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+        _log.warning("could not notify %s (%s); readers will poll", channel, error)
+        return False
+    return True

@@ -10,8 +10,8 @@ import pytest
 from events import LogCursor
 from services import database
 from services.eventstore import PostgresEventStore
-from services.eventstore.commit_notices import CommitNotices
-from services.eventstore.notifications import CHANNEL
+from services.eventstore.commit_notices import CommitNotices, ProgressNotices
+from services.eventstore.notifications import CHANNEL, LogNotifications
 from services.ports import StreamState
 from tests.integration.eventstore_helpers import events, stream_name
 
@@ -65,4 +65,23 @@ async def test_a_failed_notify_is_logged_never_raised(dsn: str, caplog: pytest.L
     notices.committed(LogCursor(5, 7))
     await notices.flush()
     assert notices.sent == 0
-    assert "they will poll" in caplog.text
+    assert "readers will poll" in caplog.text
+
+
+async def test_a_runners_progress_wakes_the_other_processes(dsn: str) -> None:
+    """``ProgressNotices`` (the process running the projections) reaches ``on_read_models`` of every
+    ``LogNotifications`` (each other process, whose barrier then looks at the checkpoints again)."""
+    notifications = LogNotifications(lambda: database.connect(dsn))
+    woken = asyncio.Event()
+    notifications.on_read_models(woken.set)
+    await notifications.start()
+    pool = await database.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with asyncio.timeout(5):
+            await woken.wait()  # once on connecting: what moved while it was not listening
+            woken.clear()
+            ProgressNotices(pool).moved()
+            await woken.wait()
+    finally:
+        await pool.close()
+        await notifications.stop()
