@@ -10,11 +10,11 @@ for its flush (``synchronous_commit`` off: a notification lost in a crash is onl
 and while one is in flight, the appends that commit meanwhile are announced by the next one, with
 the newest cursor.
 
-The same coalescing announces the projection runners' progress on ``READ_MODELS_CHANNEL`` (the
-barrier of a process without runners polls the checkpoints, and wakes at once on it). The payload
-is the newest committed cursor, ``"<tx_id>:<position>"``, as
-``services.eventstore.notifications`` reads it. Notifications are a latency aid: every tail also
-polls, so a failed send is logged and never fails the append that was already committed.
+The payload is the newest committed cursor, ``"<tx_id>:<position>"``, as
+``services.eventstore.notifications`` reads it. ``ProgressNotices`` coalesces the projection runners'
+progress the same way, on ``READ_MODELS_CHANNEL`` with no payload: the barrier of a process without
+runners polls the checkpoints and looks again at once on it. Notifications are a latency aid: every
+reader also polls, so a failed send is logged and never fails the append that was already committed.
 """
 
 import asyncio
