@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -132,7 +133,7 @@ async def main(args: argparse.Namespace) -> None:
     async with harness.server() as server_dsn, harness.fresh_database(server_dsn, "bench_processes") as dsn:
         seeded = await seed(dsn, args.tokens)
         mix = Mix(seeded, random.Random(args.seed))
-        data_dir = Path(f"/tmp/tokenledger-bench-processes-{os.getpid()}")
+        data_dir = Path(tempfile.mkdtemp(prefix="tokenledger-bench-processes-"))
         for round_ in range(args.repeat):
             async with bare_server(args.processes) as url:
                 bare = await run_load(f"bare, {args.processes}", url, None, mix, args)
