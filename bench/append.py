@@ -7,16 +7,16 @@ Cases: single-event appends at concurrency 1, 8 and 32, and 100-event appends at
 Each writer appends to a stream of its own with an exact expected version, as a command handler
 does. The baseline makes one INSERT per event, or one multi-row INSERT (unnest) per 100 events.
 
-A third column measures the same store calls against a copy of ``tl_append`` without its
-``PERFORM pg_notify(...)`` (created in the benchmark's database only), to show what NOTIFY costs:
-PostgreSQL takes a database-wide lock while a notifying transaction commits. While the store runs
-with NOTIFY, one connection LISTENs, as a tailing process would.
+A third column measures the same store calls without the NOTIFY that announces commits
+(``PostgresEventStore(announce=False)``), to show what it costs: the store sends one NOTIFY, after
+the commit, for all the appends that committed while the previous one was being sent
+(``services.eventstore.commit_notices``). While the store runs with NOTIFY, one connection LISTENs,
+as a tailing process would, and must hear the last append's cursor.
 """
 
 import argparse
 import asyncio
 import json
-import re
 import sys
 import uuid
 from collections.abc import Sequence
@@ -28,7 +28,7 @@ import asyncpg
 import msgspec
 
 from bench import harness
-from events import Metadata, NewEvent, encode_event
+from events import LogCursor, Metadata, NewEvent, encode_event
 from events.accounts import AccountUpdated
 from services import database
 from services.eventstore import PostgresEventStore
@@ -110,19 +110,6 @@ def rows(
     ]
 
 
-async def make_quiet(dsn: str) -> None:
-    """Replaces this database's tl_append by a copy without its pg_notify call."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        definition: str = await connection.fetchval("SELECT pg_get_functiondef('tl_append'::regproc)")
-        quiet, found = re.subn(r"PERFORM\s+pg_notify\(.*?\);", "", definition, flags=re.DOTALL)
-        if found != 1:
-            raise RuntimeError(f"expected one PERFORM pg_notify in tl_append, found {found}")
-        await connection.execute(quiet)
-    finally:
-        await connection.close()
-
-
 async def _pool(dsn: str, concurrency: int, settings: dict[str, str]) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
@@ -160,35 +147,42 @@ async def run_store(
     dsn: str, case: Case, args: argparse.Namespace, *, label: str, listen: bool
 ) -> harness.Measurement:
     pool = await _pool(dsn, case.concurrency, args.settings)
-    store = PostgresEventStore(pool)
+    store = PostgresEventStore(pool, announce=listen)
     versions = [0] * case.concurrency
     streams = [f"{label}-{uuid.uuid4().hex[:8]}-{n}" for n in range(case.concurrency)]
-    heard = 0
+    heard: list[str] = []
 
-    def on_notify(*_: object) -> None:
-        nonlocal heard
-        heard += 1
+    def on_notify(*arguments: object) -> None:
+        heard.append(str(arguments[-1]))
 
     listener = await database.connect(dsn) if listen else None
     if listener is not None:
         await listener.add_listener(CHANNEL, on_notify)
 
+    newest = LogCursor(0, 0)
+
     async def append(worker: int) -> int:
+        nonlocal newest
         result = await store.append(streams[worker], new_events(case.batch), versions[worker])
         versions[worker] = result.events[-1].stream_version
+        newest = max(newest, result.cursor)
         return case.batch
 
     try:
         measured = await harness.measure(
             label, append, concurrency=case.concurrency, seconds=args.seconds, warmup=args.warmup
         )
+        if store.notices is not None:
+            await store.notices.flush()
     finally:
         await pool.close()
         if listener is not None:
             await asyncio.sleep(0.2)
             await listener.close()
-    if listen and heard < measured.operations:
-        raise RuntimeError(f"the listener heard {heard} notifications for {measured.operations} appends")
+    if listen and f"{newest.tx_id}:{newest.position}" not in heard:
+        raise RuntimeError(f"the listener did not hear the last append {newest}: {heard[-3:]}")
+    if store.notices is not None:
+        print(f"{label}: {store.notices.sent} NOTIFYs for {measured.operations} appends", file=sys.stderr)
     return measured
 
 
@@ -229,7 +223,7 @@ def report(results: list[tuple[Case, dict[str, harness.Measurement]]], quiet: bo
 
 
 async def measure_case(
-    case: Case, dsn: str, quiet_dsn: str, args: argparse.Namespace
+    case: Case, dsn: str, args: argparse.Namespace
 ) -> dict[str, list[harness.Measurement]]:
     """Every variant of one case, ``--repeat`` times, interleaved so that drift hits them alike."""
     runs: dict[str, list[harness.Measurement]] = {"baseline": [], "store": []}
@@ -239,7 +233,7 @@ async def measure_case(
         runs["baseline"].append(await run_baseline(dsn, case, args))
         runs["store"].append(await run_store(dsn, case, args, label="store", listen=True))
         if not args.skip_no_notify:
-            runs["quiet"].append(await run_store(quiet_dsn, case, args, label="quiet", listen=False))
+            runs["quiet"].append(await run_store(dsn, case, args, label="quiet", listen=False))
         line = ", ".join(
             f"{k} {_rate(m[-1])} events/s (p50/p99 {_latency(m[-1])} ms)" for k, m in runs.items()
         )
@@ -257,7 +251,6 @@ async def main(args: argparse.Namespace) -> None:
     async with (
         harness.server() as server_dsn,
         harness.fresh_database(server_dsn) as dsn,
-        harness.fresh_database(server_dsn, "bench_quiet") as quiet_dsn,
     ):
         settings = await harness.server_settings(dsn)
         settings.update(args.settings)
@@ -272,10 +265,8 @@ async def main(args: argparse.Namespace) -> None:
             await connection.execute(BASELINE_TABLE)
         finally:
             await connection.close()
-        if not args.skip_no_notify:
-            await make_quiet(quiet_dsn)
         for case in cases:
-            all_runs.append((case, await measure_case(case, dsn, quiet_dsn, args)))
+            all_runs.append((case, await measure_case(case, dsn, args)))
 
     results = [(case, {k: median_run(m) for k, m in runs.items()}) for case, runs in all_runs]
     print(report(results, not args.skip_no_notify))

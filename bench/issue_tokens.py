@@ -1,9 +1,10 @@
 """Issue-token commands per second over HTTP, next to raw asyncpg INSERTs of one event row each at the
 same concurrency, same run.
 
-    python -m bench.issue_tokens [--seconds 10] [--warmup 2] [--concurrency 32] [--json FILE]
+    python -m bench.issue_tokens [--seconds 10] [--warmup 2] [--concurrency 32] [--processes N]
+                                 [--json FILE]
 
-The service is the real thing: ``tokenledger serve`` in a process of its own (production wiring,
+The service is the real thing: ``tokenledger serve --processes N`` (default: the cores) (production wiring,
 every middleware, the projector worker; no Kafka), on a throw-away database of the benchmark's
 PostgreSQL (embedded unless ``BENCH_DATABASE_URL``); the admin token comes from ``tokenledger
 bootstrap``. Each client loop issues tokens with new names to an account of its own, so requests do
@@ -31,6 +32,7 @@ import asyncpg
 
 from bench import harness
 from bench.append import BASELINE_TABLE, Case, run_baseline
+from services.supervisor import default_processes
 
 AIM = 0.3  # issue 3: at least 0.3 of the raw insert rate
 PEPPER = "bench-pepper-0123456789abcdef0123456789"
@@ -53,33 +55,41 @@ def _environment(dsn: str, data_dir: Path) -> dict[str, str]:
     }
 
 
+READY_LINE = b"services.serve: ready"
+
+
 @contextlib.asynccontextmanager
-async def service(dsn: str, data_dir: Path) -> AsyncIterator[tuple[str, str]]:
-    """A ``tokenledger serve`` process; yields its base URL and an admin token."""
-    environment = _environment(dsn, data_dir)
+async def service(
+    dsn: str, data_dir: Path, processes: int = 1, workers: str = "projector"
+) -> AsyncIterator[tuple[str, str]]:
+    """A ``tokenledger serve --processes N`` node; yields its base URL (once every HTTP process is
+    ready) and an admin token."""
+    environment = {**_environment(dsn, data_dir), "TOKENLEDGER_WORKERS": workers}
     bootstrap = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "bootstrap", "--name", "bench-admin",
+        sys.executable, "-m", "services.cli", "bootstrap", "--name", f"bench-admin-{os.getpid()}",
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     token = (await bootstrap.communicate())[0].decode().strip()
     if bootstrap.returncode != 0 or not token.startswith("spat_"):
         raise RuntimeError("tokenledger bootstrap failed")
     port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "serve", "--port", str(port),
-        env=environment, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    log_path = data_dir / f"serve-{port}.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "serve", "--port", str(port),
+            "--processes", str(processes), env=environment, stderr=log,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(url + "/readyz") as response:
-                        if response.status == 200:
-                            break
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("the service did not become ready")
+        for _ in range(600):
+            if process.returncode is not None:
+                raise RuntimeError(f"serve exited: {log_path.read_text(errors='replace')[-2000:]}")
+            if log_path.read_bytes().count(READY_LINE) >= processes:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("the service did not become ready")
         yield url, token
     finally:
         process.terminate()
@@ -129,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"machine: {harness.machine()}; load average at start {harness.load_average()}")
     async with harness.server() as server_dsn, harness.fresh_database(server_dsn) as dsn:
         data_dir = Path(f"/tmp/tokenledger-bench-{os.getpid()}")
-        async with service(dsn, data_dir) as (url, token):
+        async with service(dsn, data_dir, args.processes) as (url, token):
             service_run = await run_service(url, token, args)
         connection = await asyncpg.connect(dsn)
         try:
@@ -138,7 +148,10 @@ async def main(args: argparse.Namespace) -> None:
             await connection.close()
         baseline_args = argparse.Namespace(settings={}, seconds=args.seconds, warmup=args.warmup)
         baseline = await run_baseline(dsn, Case("baseline", args.concurrency, 1), baseline_args)
-    print(f"concurrency {args.concurrency}, {args.seconds:g} s after {args.warmup:g} s of warm-up\n")
+    print(
+        f"concurrency {args.concurrency}, {args.processes} HTTP process(es),"
+        f" {args.seconds:g} s after {args.warmup:g} s of warm-up\n"
+    )
     print(report(service_run, baseline))
     achieved = harness.ratio(service_run.events_per_second, baseline.events_per_second)
     verdict = "met" if achieved >= AIM else "NOT met"
@@ -155,6 +168,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=default_processes(), help="default: the cores")
     parser.add_argument("--json", help="also write the raw figures to this file")
     return parser.parse_args(argv)
 

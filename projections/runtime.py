@@ -51,7 +51,11 @@ class Projections:
         connect: Connect | None = None,
         lock_retry_seconds: float = 3.0,
         build_batch_size: int = BUILD_BATCH_SIZE,
+        announce: Callable[[], None] | None = None,
     ) -> None:
+        """``announce``: called when a local runner has committed a batch (or stopped), to tell the
+        other processes (the composition root NOTIFYs them; their ``progressed_elsewhere`` wakes
+        their barrier's pollers)."""
         names = [p.name for p in projections]
         tables = [t for p in projections for t in p.tables]
         if len(set(names)) != len(names) or len(set(tables)) != len(tables):
@@ -61,15 +65,26 @@ class Projections:
         self._builds = Builds(source, self._connections, batch_size=build_batch_size)
         self._runners: dict[str, ProjectionRunner] = {}
         self._barrier = ReadBarrier(pool, self._runners)
+        self._announce = announce
         for projection in projections:
             self._runners[projection.name] = ProjectionRunner(
                 projection,
                 source,
                 self._connections,
                 self._builds,
-                self._barrier.progressed,
+                self._progressed,
                 lock_retry_seconds=lock_retry_seconds,
             )
+
+    def _progressed(self) -> None:
+        self._barrier.progressed()
+        if self._announce is not None:
+            self._announce()
+
+    def progressed_elsewhere(self) -> None:
+        """A runner in another process committed a batch: pollers of the checkpoints look again now
+        rather than after their back-off."""
+        self._barrier.progressed()
 
     @property
     def names(self) -> list[str]:

@@ -55,16 +55,22 @@ def tokenledger() -> None:
 @tokenledger.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="the address to listen on")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-def serve(host: str, port: int) -> int:
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="HTTP processes sharing the port (default: the number of cores); the workers run in one",
+)
+def serve(host: str, port: int, processes: int | None) -> int:
     """Run the HTTP service (and the workers TOKENLEDGER_WORKERS names); keeps the terminal.
 
     \b
     Example:
-      TOKENLEDGER_WORKERS=all tokenledger serve --host 0.0.0.0 --port 8080
+      TOKENLEDGER_WORKERS=all tokenledger serve --host 0.0.0.0 --port 8080 --processes 4
     """
-    from services.serve import serve as run
+    from services.supervisor import default_processes, run_node
 
-    return asyncio.run(run(load_settings(), host, port))
+    return run_node(load_settings(), host, port, processes or default_processes())
 
 
 @tokenledger.command()

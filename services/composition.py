@@ -28,7 +28,9 @@ from services.dependencies import Dependencies
 from services.directory import StreamDirectory
 from services.dispatch import Dispatcher
 from services.eventstore import PostgresEventStore
+from services.eventstore.commit_notices import ProgressNotices
 from services.eventstore.notifications import LogNotifications
+from services.eventstore.shared_reads import SharedLogReads
 from services.eventstore.tail import LogTail
 from services.idempotency import IdempotencyStore
 from services.organization import Organization, ensure_organization
@@ -83,6 +85,8 @@ async def open_runtime(
         await notifications.start()
         stack.push_async_callback(notifications.stop)
         store = PostgresEventStore(pool)
+        if store.notices is not None:  # before the pool closes: the last commits are announced
+            stack.push_async_callback(store.notices.flush)
         organization = await ensure_organization(store)
         deps = Dependencies(
             store=store,
@@ -97,14 +101,24 @@ async def open_runtime(
         )
         idempotency = IdempotencyStore(pool)
         dispatcher = Dispatcher(deps, claims=idempotency, observe=metrics.observe_command)
-        source = CombinedLogSource(LogTail(store, notifications.waiter()), store)
-        projections = Projections(pool, source, ALL_PROJECTIONS, connect=lambda: database.connect(dsn))
+        shared_reads = SharedLogReads(store)  # one read of the log for the runners and the verifier
+        source = CombinedLogSource(LogTail(shared_reads, notifications.waiter()), store)
+        read_model_notices = ProgressNotices(pool)  # wakes the barriers of the other processes
+        stack.push_async_callback(read_model_notices.flush)
+        projections = Projections(
+            pool,
+            source,
+            ALL_PROJECTIONS,
+            connect=lambda: database.connect(dsn),
+            announce=read_model_notices.moved,
+        )
+        notifications.on_read_models(projections.progressed_elsewhere)
         if "projector" in settings.workers:
             await projections.start()
             stack.push_async_callback(projections.stop)
         else:
             await projections.prepare()
-        verifier = TokenVerifier(pool, notifications, pepper)
+        verifier = TokenVerifier(pool, notifications, pepper, log=shared_reads)
         await verifier.start()
         stack.push_async_callback(verifier.stop)
         usage_log = UsageLog(pool, pepper)

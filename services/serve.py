@@ -7,6 +7,9 @@ PostgreSQL, migrations, pool, projection runners), start the workers, wait until
 the whole log (a first start on a long log builds them), and only then mark the service ready.
 On SIGTERM or SIGINT: stop accepting connections, let in-flight requests finish (each command is one
 database transaction, so nothing is ever half-written), then stop the workers and close the pool.
+
+``listen`` binds the socket apart from ``serve``, so that several HTTP processes of one node
+(``services.supervisor``) accept on one socket bound once.
 """
 
 import asyncio
@@ -14,6 +17,7 @@ import contextlib
 import errno
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
@@ -31,10 +35,25 @@ from services.workers import running_workers
 
 _log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30.0
+LISTEN_BACKLOG = 1024
 
 
-async def _run_runtime(settings: Settings, app: web.Application, stop: asyncio.Event) -> None:
-    async with open_runtime(settings) as runtime, running_workers(runtime):
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``SO_REUSEADDR``, as aiohttp's own sites bind);
+    ``PortInUse`` when another process holds the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port) from None
+        raise
+    _log.info("listening on http://%s:%d", host, port)
+    return sock
+
+
+async def _run_runtime(settings: Settings, app: web.Application, stop: asyncio.Event, pool_size: int) -> None:
+    async with open_runtime(settings, pool_size=pool_size) as runtime, running_workers(runtime):
         await runtime.until_read_models_current()
         state.bind(app, runtime)
         _log.info("ready")
@@ -42,7 +61,8 @@ async def _run_runtime(settings: Settings, app: web.Application, stop: asyncio.E
         state.unbind(app)
 
 
-async def serve(settings: Settings, host: str, port: int) -> int:
+async def serve(settings: Settings, sock: socket.socket, *, pool_size: int = 20) -> int:
+    """Serves HTTP on the listening ``sock`` until SIGTERM or SIGINT; the exit code."""
     app = create_app(metrics_public=settings.metrics_access == "public")
     sessions = SessionPolicy(idle=settings.console_idle, lifetime=settings.console_lifetime)
     mount_console(app, ConsoleOptions(sessions=sessions, allow_never=settings.allow_non_expiring_tokens))
@@ -54,15 +74,7 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         access_log_class=PathOnlyAccessLogger,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-    try:
-        await site.start()
-    except OSError as error:
-        await runner.cleanup()
-        if error.errno == errno.EADDRINUSE:
-            raise PortInUse(host, port) from None
-        raise
-    _log.info("listening on http://%s:%d", host, port)
+    await web.SockSite(runner, sock).start()
 
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -70,7 +82,7 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         loop.add_signal_handler(signum, stop_requested.set)
 
     runtime_stop = asyncio.Event()
-    runtime_task = asyncio.create_task(_run_runtime(settings, app, runtime_stop), name="runtime")
+    runtime_task = asyncio.create_task(_run_runtime(settings, app, runtime_stop, pool_size), name="runtime")
     stopper = asyncio.create_task(stop_requested.wait())
     await asyncio.wait({runtime_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
 

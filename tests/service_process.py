@@ -1,8 +1,9 @@
 """``tokenledger serve`` as a real process for tests about several nodes and crashes.
 
 ``ServiceProcess`` starts ``python -m services.cli serve`` on a free loopback port against a given
-database, waits for ``/readyz``, and can be stopped (SIGTERM) or killed (SIGKILL). ``bootstrap_token``
-runs ``tokenledger bootstrap`` against the same database and returns the printed token.
+database (with one HTTP process unless told otherwise), waits for ``/readyz``, and can be stopped
+(SIGTERM) or killed (SIGKILL); ``children`` reads the pids of its HTTP processes from its log.
+``bootstrap_token`` runs ``tokenledger bootstrap`` against the same database and returns the printed token.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -56,7 +58,8 @@ async def bootstrap_token(dsn: str, data_dir: Path) -> str:
 
 
 class ServiceProcess:
-    def __init__(self, dsn: str, data_dir: Path, **environment: str) -> None:
+    def __init__(self, dsn: str, data_dir: Path, *, processes: int = 1, **environment: str) -> None:
+        self.processes = processes
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._environment = service_environment(dsn, data_dir, **environment)
@@ -69,16 +72,29 @@ class ServiceProcess:
         with self._log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "services.cli", "serve", "--port", str(self.port),
-                env=self._environment, stdout=log, stderr=log,
+                "--processes", str(self.processes), env=self._environment, stdout=log, stderr=log,
             )  # fmt: skip
         async with aiohttp.ClientSession() as session, asyncio.timeout(ready_within):
             while True:
                 assert self.process.returncode is None, self.log_text()
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.get(self.url + "/readyz") as response:
-                        if response.status == 200:
+                        if response.status == 200 and (self.processes == 1 or self.all_ready()):
                             return
                 await asyncio.sleep(0.05)
+
+    def ready_processes(self) -> int:
+        """How many times an HTTP process of this node said it is ready (restarts count again; the
+        text log format)."""
+        return self.log_text().count("services.serve: ready")
+
+    def all_ready(self) -> bool:
+        return self.ready_processes() >= self.processes
+
+    def children(self) -> dict[int, int]:
+        """Each HTTP process's index and pid, the latest started in each place (with several)."""
+        started = re.findall(r"HTTP process (\d+) started \(pid (\d+)\)", self.log_text())
+        return {int(index): int(pid) for index, pid in started}
 
     def log_text(self) -> str:
         return self._log.read_text(errors="replace") if self._log.exists() else ""

@@ -60,11 +60,13 @@ from services.auth.invalidation import Drop, Extended, Invalidations
 from services.auth.principal import Principal, Rejection, Verification
 from services.auth.verifier_reads import (
     CheckpointPoll,
-    HeartbeatStore,
+    HeartbeatReads,
     VerificationReads,
     default_projection_names,
 )
+from services.eventstore import PostgresEventStore
 from services.eventstore.notifications import LogNotifications, Waiter
+from services.eventstore.shared_reads import LogReader
 from services.eventstore.tail import LogTail
 from services.ports import AppendResult, StreamAppend
 from services.tokens.secrets import is_well_formed, secret_hash
@@ -114,7 +116,10 @@ class TokenVerifier:
         tail_poll_interval: float = 0.5,
         max_tail_silence: float = 3.0,
         query_timeout: float = 2.0,
+        log: LogReader | None = None,
     ) -> None:
+        """``log``: where its tail reads the log (the process's ``SharedLogReads``; default: the
+        store over ``pool``, a read of its own)."""
         if not pepper:
             raise ValueError("the pepper must not be empty")
         names = sorted(default_projection_names() if projections is None else projections)
@@ -139,7 +144,7 @@ class TokenVerifier:
             self._reads, interval=checkpoint_poll_interval, observe=self._observe_checkpoint, warn=self._warn
         )
         self._waiter: Waiter | None = None
-        self._tail_store = HeartbeatStore(pool)
+        self._tail_store = HeartbeatReads(log if log is not None else PostgresEventStore(pool))
         self._follower = BackgroundTask("verifier-tail", self._follow)
         self._housekeeper = BackgroundTask(
             "verifier-housekeeping",

@@ -18,7 +18,7 @@ from events import LogCursor, RecordedEvent
 from events.envelope import LOG_START
 from services.auth.evaluation import Entry
 from services.auth.principal import DIRECT, TEAM_SOURCE_PREFIX, Principal, RoleGrant
-from services.eventstore import PostgresEventStore
+from services.eventstore.shared_reads import LogReader
 
 READ_MODEL_TABLES = frozenset(
     {"accounts", "tokens", "token_secrets", "role_assignments", "teams", "team_members"}
@@ -246,14 +246,15 @@ class CheckpointPoll:
                     tick.set_result(None)
 
 
-class HeartbeatStore(PostgresEventStore):
-    """The event store, remembering when a read of the log last succeeded (the tail's pulse)."""
+class HeartbeatReads:
+    """Reads of the log (the process's shared reads), remembering when one last succeeded (the tail's
+    pulse)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        super().__init__(pool)
+    def __init__(self, reader: LogReader) -> None:
+        self._reader = reader
         self.last_read = -float("inf")
 
     async def read_all(self, after: LogCursor, limit: int = 1000) -> list[RecordedEvent]:
-        events = await super().read_all(after, limit)
+        events = await self._reader.read_all(after, limit)
         self.last_read = time.monotonic()
         return events

@@ -1,6 +1,8 @@
 """Wake-ups for log readers: one LISTEN connection per process, fanned out to every local tailer.
 
-Each committed append NOTIFYs ``tokenledger_events`` with ``"<tx_id>:<position>"``. A waiter keeps the
+Committed appends are announced on ``tokenledger_events`` with ``"<tx_id>:<position>"``, the newest
+cursor, by the appending process after the commit (``services.eventstore.commit_notices``: one
+NOTIFY for the appends committed while the previous one was sent). A waiter keeps the
 highest cursor it was told about, so a tailer that finds nothing yet (an older transaction is still
 open) knows a committed event is pending and retries soon rather than sleeping until the next poll.
 Notifications are only a latency aid: tailers also poll, so a lost notification or a dropped LISTEN
@@ -17,6 +19,8 @@ import asyncpg
 from events import LogCursor
 
 CHANNEL = "tokenledger_events"
+READ_MODELS_CHANNEL = "tokenledger_read_models"
+"""A projection runner committed a batch: processes waiting on the checkpoints look again."""
 _log = logging.getLogger(__name__)
 
 
@@ -57,6 +61,11 @@ class LogNotifications:
         self._waiters: set[Waiter] = set()
         self._task: asyncio.Task[None] | None = None
         self._connection: asyncpg.Connection | None = None
+        self._read_models: list[Callable[[], None]] = []
+
+    def on_read_models(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` on each notification of ``READ_MODELS_CHANNEL`` (and on reconnecting)."""
+        self._read_models.append(callback)
 
     def waiter(self) -> Waiter:
         waiter = Waiter()
@@ -85,6 +94,10 @@ class LogNotifications:
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self.wake_all(parse_payload(payload))
 
+    def _on_read_models(self, *_notification: object) -> None:
+        for callback in self._read_models:
+            callback()
+
     async def _listen_forever(self) -> None:
         delay = 0.1
         while True:
@@ -93,8 +106,10 @@ class LogNotifications:
                 lost = asyncio.Event()
                 self._connection.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await self._connection.add_listener(CHANNEL, self._on_notify)
+                await self._connection.add_listener(READ_MODELS_CHANNEL, self._on_read_models)
                 delay = 0.1
                 self.wake_all()  # anything committed while we were not listening
+                self._on_read_models()
                 await lost.wait()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 _log.warning("LISTEN connection failed (%s); retrying in %.1fs", error, delay)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from events import LogCursor, RecordedEvent
 from services.eventstore.notifications import Waiter
-from services.ports import EventStore
+from services.eventstore.shared_reads import LogReader
 
 _FIRST_RETRY = 0.001
 _LAST_RETRY = 0.05
@@ -19,7 +19,7 @@ _LAST_RETRY = 0.05
 
 class LogTail:
     def __init__(
-        self, store: EventStore, waiter: Waiter, *, batch_size: int = 1000, poll_interval: float = 1.0
+        self, store: LogReader, waiter: Waiter, *, batch_size: int = 1000, poll_interval: float = 1.0
     ) -> None:
         self._store = store
         self._waiter = waiter

@@ -21,6 +21,9 @@
 -- Each event's hash (see migrations/0004_hash_chain.sql) is computed here, in the append
 -- transaction: positions are drawn in request order, as the identity default would, so that the
 -- hash, which covers the position, is known before the row is inserted.
+-- It does not NOTIFY: a notifying transaction holds a database-wide lock until its commit is flushed,
+-- which made every append wait for the one before it; the caller announces the commit afterwards
+-- (services/eventstore/commit_notices.py), and readers poll as well.
 CREATE OR REPLACE FUNCTION tl_append(
     p_streams       text[],
     p_expected      bigint[],
@@ -37,13 +40,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_current   bigint[] := '{}';
     v_heads     bytea[] := '{}';
-    v_version   bigint;
-    v_head      bytea;
     v_expected  bigint;
-    v_stream    text;
     v_claim     text;
-    v_owner     text;
-    v_position  bigint;
     v_tx        xid8;
     v_now       timestamptz := now();
     v_versions  bigint[] := '{}';
@@ -53,15 +51,16 @@ DECLARE
     v_idx       int;
     i           int;
 BEGIN
-    FOR v_stream IN SELECT s FROM unnest(p_streams) AS s ORDER BY s LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended(v_stream, 0));
-    END LOOP;
+    -- One statement each for the locks (in stream order, so two appends never wait on each other
+    -- in a cycle) and for the streams' versions and chain heads (in request order).
+    PERFORM pg_advisory_xact_lock(hashtextextended(l.s, 0))
+       FROM (SELECT s FROM unnest(p_streams) AS s ORDER BY s) AS l;
 
-    FOR i IN 1 .. cardinality(p_streams) LOOP
-        SELECT s.version, s.head_hash INTO v_version, v_head FROM streams s WHERE s.stream_id = p_streams[i];
-        v_current := v_current || coalesce(v_version, 0);
-        v_heads := array_append(v_heads, v_head);
-    END LOOP;
+    SELECT coalesce(array_agg(coalesce(s.version, 0) ORDER BY u.ord), '{}'),
+           coalesce(array_agg(s.head_hash ORDER BY u.ord), '{}')
+      INTO v_current, v_heads
+      FROM unnest(p_streams) WITH ORDINALITY AS u (stream_id, ord)
+      LEFT JOIN streams s ON s.stream_id = u.stream_id;
 
     IF EXISTS (SELECT 1 FROM events e WHERE e.event_id = ANY (p_event_ids)) THEN
         RETURN QUERY SELECT * FROM tl_stored_retry(
@@ -82,18 +81,29 @@ BEGIN
         END IF;
     END LOOP;
 
-    DELETE FROM uniqueness_claims c WHERE c.claim = ANY (p_releases);
-    FOR i IN 1 .. coalesce(cardinality(p_claims), 0) LOOP
-        v_claim := p_claims[i];
-        INSERT INTO uniqueness_claims (claim, stream_id) VALUES (v_claim, p_claim_streams[i])
-            ON CONFLICT (claim) DO NOTHING;
-        SELECT c.stream_id INTO v_owner FROM uniqueness_claims c WHERE c.claim = v_claim;
-        IF v_owner <> p_claim_streams[i] THEN
+    -- Claims: released first, then taken in one statement (in request order), then one look for a
+    -- claim that another stream holds. Most appends have neither: no statement runs then.
+    IF coalesce(cardinality(p_releases), 0) > 0 THEN
+        DELETE FROM uniqueness_claims c WHERE c.claim = ANY (p_releases);
+    END IF;
+    IF coalesce(cardinality(p_claims), 0) > 0 THEN
+        INSERT INTO uniqueness_claims (claim, stream_id)
+        SELECT u.claim, u.stream_id
+          FROM unnest(p_claims, p_claim_streams) WITH ORDINALITY AS u (claim, stream_id, ord)
+         ORDER BY u.ord
+        ON CONFLICT (claim) DO NOTHING;
+        SELECT u.claim INTO v_claim
+          FROM unnest(p_claims, p_claim_streams) WITH ORDINALITY AS u (claim, stream_id, ord)
+          LEFT JOIN uniqueness_claims c ON c.claim = u.claim
+         WHERE c.stream_id IS DISTINCT FROM u.stream_id
+         ORDER BY u.ord
+         LIMIT 1;
+        IF FOUND THEN
             RAISE EXCEPTION 'uniqueness claim % is held by another stream', v_claim
                 USING ERRCODE = 'TLU01',
                       DETAIL = json_build_object('claim', v_claim)::text;
         END IF;
-    END LOOP;
+    END IF;
 
     -- Positions (drawn in request order, as the identity default did), versions and digests in
     -- one statement each, then the chain, per stream, in request order. Malformed arrays (an event
@@ -136,9 +146,6 @@ BEGIN
     GROUP BY u.idx
     ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, head_hash = EXCLUDED.head_hash;
 
-    SELECT max(e.global_position) INTO v_position FROM events e WHERE e.event_id = ANY (p_event_ids);
-    PERFORM pg_notify('tokenledger_events',
-                      pg_current_xact_id()::text || ':' || v_position::text);
 END $$;
 
 -- The idempotent-retry half of tl_append: succeeds only when every event id is stored, each in its
