@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A web console session unused this long is over."""
     console_lifetime: timedelta = timedelta(hours=12)
     """A web console session is over this long after sign-in, however much it is used."""
+    embedded_database: bool = False
+    """``database_url`` names this node's embedded PostgreSQL, which its supervisor started (not
+    an external database that other nodes may share)."""
 
 
 WORKERS = frozenset({"projector", "scheduler", "relay"})

@@ -43,7 +43,7 @@ def load_pepper(settings: Settings) -> bytes:
         return settings.pepper.encode("utf-8")
     path = settings.data_dir / PEPPER_FILE
     pepper = _read_or_create(path)
-    if settings.database_url is not None:
+    if settings.database_url is not None and not settings.embedded_database:
         _log.warning(
             "TOKENLEDGER_PEPPER is not set: using the pepper file %s with an external database;"
             " every node sharing this database must use the same pepper (set TOKENLEDGER_PEPPER)",

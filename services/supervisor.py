@@ -80,7 +80,10 @@ def run_node(settings: Settings, host: str, port: int, processes: int) -> int:
         sock = listen(host, port)
         try:
             dsn = asyncio.run(database.open_database(settings.database_url, settings.data_dir))
-            node = Supervisor(msgspec.structs.replace(settings, database_url=dsn), sock, processes)
+            children = msgspec.structs.replace(
+                settings, database_url=dsn, embedded_database=settings.database_url is None
+            )
+            node = Supervisor(children, sock, processes)
             return node.run()
         finally:
             sock.close()

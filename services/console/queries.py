@@ -183,9 +183,7 @@ GROUP BY 1, 2
 """
 
 
-async def usage_per_hour(
-    pool: asyncpg.Pool, token_id: str, now: datetime
-) -> list[tuple[datetime, str, int]]:
+async def usage_per_hour(pool: asyncpg.Pool, token_id: str, now: datetime) -> list[tuple[datetime, str, int]]:
     """Verifications of the token per hour and outcome over the last ``CHART_DAYS`` days."""
     start = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=CHART_DAYS) + timedelta(hours=1)
     rows = await pool.fetch(_USAGE_HOURS_SQL, token_id, start, now + timedelta(seconds=1))

@@ -7,6 +7,7 @@ import stat
 import threading
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from services.config import ConfigError, Settings, load_settings
@@ -92,6 +93,9 @@ def test_an_embedded_database_with_a_file_pepper_does_not_warn(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="services.pepper"):
         load_pepper(settings(tmp_path))
+        # as the processes of `serve --processes N` see it: the supervisor started it, they connect
+        supervised = settings(tmp_path, DATABASE_URL="postgresql://127.0.0.1:5433/tokenledger")
+        load_pepper(msgspec.structs.replace(supervised, embedded_database=True))
     assert not caplog.records
 
 
