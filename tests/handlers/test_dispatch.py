@@ -11,13 +11,18 @@ from datetime import timedelta
 import msgspec
 import pytest
 
+from events import FrozenMap
 from services.accounts.commands import (
     CreateAccount,
+    CreateFederatedCredential,
     DeleteAccount,
+    DeleteFederatedCredential,
     ExpireAccount,
     UpdateAccount,
+    UpdateFederatedCredential,
     WarnAccountExpiring,
 )
+from services.accounts.federation import Definition
 from services.authorization import SYSTEM, WRITE_RIGHTS, MissingRight
 from services.commands import Forbidden
 from services.dispatch import HANDLERS, RIGHTS, SYSTEM_COMMANDS, Dispatcher
@@ -48,6 +53,11 @@ SAMPLES: dict[type, object] = {
         DeleteAccount(account_id=NOBODY),
         ExpireAccount(account_id=NOBODY),
         WarnAccountExpiring(account_id=NOBODY, leads=(timedelta(days=1),)),
+        CreateFederatedCredential(
+            account_id=NOBODY, definition=Definition(name="ci", issuer="https://ci.example", subject="x")
+        ),
+        UpdateFederatedCredential(account_id=NOBODY, credential_id=NOBODY, changes=FrozenMap({"name": "x"})),
+        DeleteFederatedCredential(account_id=NOBODY, credential_id=NOBODY),
         CreateTeam(name="ops"),
         UpdateTeam(team_id=NOBODY, name="x"),
         DeleteTeam(team_id=NOBODY),
