@@ -35,7 +35,7 @@ from services.eventstore.tail import LogTail
 from services.idempotency import IdempotencyStore
 from services.organization import Organization, ensure_organization
 from services.pepper import load_pepper
-from services.policy import TokenPolicy
+from services.policy import FederationPolicy, TokenPolicy
 from services.ports import EventStore
 from services.roles.catalogue import load_catalogue
 
@@ -98,6 +98,9 @@ async def open_runtime(
             ),
             pepper=pepper,
             organization_id=organization.organization_id,
+            federation=FederationPolicy(
+                audience=settings.deployment_uri, max_lifetime=settings.max_federated_token_lifetime
+            ),
         )
         idempotency = IdempotencyStore(pool)
         dispatcher = Dispatcher(deps, claims=idempotency, observe=metrics.observe_command)

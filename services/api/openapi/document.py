@@ -35,6 +35,7 @@ PARTS = (
     "service-responses",
     "token-lifecycle",
     "token-usage",
+    "federated-credentials",
     "audit-events",
     "introspection",
     "openapi-document",
@@ -49,6 +50,7 @@ AS_OF_OPERATIONS = frozenset(
         ("/system-accounts/{accountId}/access-tokens", "get"),
         ("/system-accounts/{accountId}/access-tokens/{tokenId}", "get"),
         ("/system-accounts/{accountId}/assigned-roles", "get"),
+        ("/system-accounts/{accountId}/federated-credentials", "get"),
         ("/system-accounts/{accountId}/teams", "get"),
     }
 )
