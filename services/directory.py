@@ -81,4 +81,6 @@ def _facts(account_id: str, state: accounts.Account) -> AccountFacts:
         live=state.live,
         konnect_managed=state.konnect_managed,
         rotation_period_seconds=state.rotation_period_seconds,
+        enabled=state.enabled,
+        federated_credentials=state.federated_credentials,
     )

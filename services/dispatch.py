@@ -38,7 +38,7 @@ import msgspec
 from services import role_holders
 from services.accounts import commands as account_commands
 from services.accounts import handlers as accounts
-from services.authorization import Actor, Right, SystemActor, require
+from services.authorization import Actor, FederatedActor, Right, SystemActor, require
 from services.commands import CommandContext, Forbidden, Outcome
 from services.dependencies import Dependencies
 from services.idempotency_claims import (
@@ -54,6 +54,7 @@ from services.idempotency_claims import (
 from services.teams import commands as team_commands
 from services.teams import handlers as teams
 from services.tokens import commands as token_commands
+from services.tokens import exchange
 from services.tokens import handlers as tokens
 
 Handler = Callable[[Dependencies, CommandContext, Actor | SystemActor, Any], Awaitable[Outcome[Any]]]
@@ -84,6 +85,7 @@ HANDLERS: Mapping[type, Handler] = {
     token_commands.FlagTokenRotationDue: tokens.flag_token_rotation_due,
     token_commands.RetireTokenSecret: tokens.retire_token_secret,
     token_commands.RecordTokenUsage: tokens.record_token_usage,
+    token_commands.ExchangeFederatedToken: exchange.exchange_federated_token,
 }
 
 SYSTEM_COMMANDS = frozenset(
@@ -98,6 +100,9 @@ SYSTEM_COMMANDS = frozenset(
     }
 )
 """Commands only tokenledger itself sends (the scheduler's and the usage recorder's)."""
+
+FEDERATED_COMMANDS = frozenset({token_commands.ExchangeFederatedToken})
+"""Commands only a ``FederatedActor`` (the exchange door's) sends; it may send nothing else."""
 
 RIGHTS: Mapping[type, Right] = {
     account_commands.CreateAccount: Right.ACCOUNTS_WRITE,
@@ -148,6 +153,10 @@ class Dispatcher:
         """Refuses (``Forbidden``) an actor that may not send commands of type ``kind`` at all. A door
         may ask before it reads the rest of a request (a refusal then comes before a bad body)."""
         if isinstance(actor, SystemActor):
+            return
+        if (kind in FEDERATED_COMMANDS) != isinstance(actor, FederatedActor):
+            raise Forbidden("the token exchange is sent by a federated credential, and only it")
+        if isinstance(actor, FederatedActor):
             return
         if kind in SYSTEM_COMMANDS or kind not in self._rights:
             raise Forbidden("this command is tokenledger's own")

@@ -10,7 +10,9 @@ from typing import Protocol
 
 import msgspec
 
+from events import FrozenMap
 from services.commands import CommandContext, Forbidden, NotFound
+from services.federation import FederatedCredential
 from services.ports import Claim, StreamAppend
 from services.roles.assignment import RoleAssignment
 
@@ -24,6 +26,8 @@ class AccountFacts(msgspec.Struct, frozen=True, kw_only=True):
     live: bool
     konnect_managed: bool
     rotation_period_seconds: int | None
+    enabled: bool = True
+    federated_credentials: FrozenMap[str, FederatedCredential] = FrozenMap()
 
     def require_live(self) -> "AccountFacts":
         if not self.live:

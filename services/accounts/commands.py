@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from events import FrozenMap
-from services.accounts.federation import Definition
+from services.federation import Definition
 from services.roles.assignment import Role
 
 
@@ -59,7 +59,7 @@ class WarnAccountExpiring(msgspec.Struct, frozen=True, kw_only=True, tag="accoun
 class CreateFederatedCredential(
     msgspec.Struct, frozen=True, kw_only=True, tag="account.federated_credential.create"
 ):
-    """Trust an external OIDC identity to obtain tokens of the account (``services.accounts.federation``)."""
+    """Trust an external OIDC identity to obtain tokens of the account (``services.federation``)."""
 
     account_id: str
     definition: Definition

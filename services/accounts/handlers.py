@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from events import Event, LogCursor
-from services import repository
-from services.accounts import federation, model
+from services import federation, repository
+from services.accounts import model
 from services.accounts.commands import (
     CreateAccount,
     CreateFederatedCredential,
@@ -43,11 +43,11 @@ from services.accounts.commands import (
     UpdateFederatedCredential,
     WarnAccountExpiring,
 )
-from services.accounts.federation import FederatedCredential
 from services.accounts.model import ACCOUNTS, Account
 from services.authorization import Actor, SystemActor, check_can_grant, check_can_obtain
 from services.commands import CommandContext, Invalid, Outcome, with_retries
 from services.dependencies import Dependencies
+from services.federation import FederatedCredential
 from services.ports import Claim, StreamAppend
 from services.roles.assignment import RoleAssignment, check_in_catalogue
 

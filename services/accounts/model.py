@@ -26,9 +26,9 @@ from events.accounts import (
     AccountRoleUnassigned,
     AccountUpdated,
 )
-from services.accounts import federation
-from services.accounts.federation import FederatedCredential
+from services import federation
 from services.commands import Forbidden, Invalid, NotFound
+from services.federation import FederatedCredential
 from services.names import check_new_name
 from services.repository import Aggregate
 from services.roles.assignment import RoleAssignment, Roles, with_assigned, without_assigned

@@ -20,7 +20,7 @@ from services.api.authentication import authentication_middleware
 from services.api.context import authorize
 from services.api.domain_errors import domain_error_middleware
 from services.api.problems import Handler, problem_middleware
-from services.api.routes import accounts, audit, federation, roles, teams, tokens, usage
+from services.api.routes import accounts, audit, federation, oauth, roles, teams, tokens, usage
 from services.authorization import Right
 
 MAX_BODY_BYTES = 64 * 1024
@@ -54,6 +54,7 @@ def create_app(*, metrics_public: bool = False) -> web.Application:
     tokens.add_routes(app)
     roles.add_routes(app)
     federation.add_routes(app)
+    oauth.add_routes(app)
     teams.add_routes(app)
     usage.add_routes(app)
     audit.add_routes(app)

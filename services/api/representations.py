@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from services.accounts.federation import FederatedCredential
 from services.accounts.model import Account
+from services.federation import FederatedCredential
 from services.roles.assignment import RoleAssignment
 from services.teams.model import Team
 from services.tokens.model import Token

@@ -22,10 +22,10 @@ from services.accounts.commands import (
     UpdateFederatedCredential,
     WarnAccountExpiring,
 )
-from services.accounts.federation import Definition
 from services.authorization import SYSTEM, WRITE_RIGHTS, MissingRight
 from services.commands import Forbidden
 from services.dispatch import HANDLERS, RIGHTS, SYSTEM_COMMANDS, Dispatcher
+from services.federation import Definition
 from services.role_holders import AccountHolder, AssignRole, TeamHolder, UnassignRole
 from services.teams.commands import AddMember, CreateTeam, DeleteTeam, RemoveMember, UpdateTeam
 from services.tokens.commands import (

@@ -12,15 +12,15 @@ from events.federation import (
     FederatedCredentialDeleted,
     FederatedCredentialUpdated,
 )
-from services.accounts import federation
+from services import federation
 from services.accounts.commands import (
     CreateFederatedCredential,
     DeleteFederatedCredential,
     UpdateFederatedCredential,
 )
-from services.accounts.federation import Definition
 from services.authorization import MissingRight
 from services.commands import Conflict, Forbidden, Invalid, NotFound, Superseded
+from services.federation import Definition
 from tests.handlers.world import ADMIN, World, account_created, caller, role_assigned
 
 ISSUER = "https://issuer.example"

@@ -36,6 +36,7 @@ PARTS = (
     "token-lifecycle",
     "token-usage",
     "federated-credentials",
+    "token-exchange",
     "audit-events",
     "introspection",
     "openapi-document",

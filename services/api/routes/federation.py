@@ -15,13 +15,12 @@ from aiohttp import web
 
 from events import FrozenMap
 from events.federation import ClaimCondition
-from services.accounts import federation
+from services import federation
 from services.accounts.commands import (
     CreateFederatedCredential,
     DeleteFederatedCredential,
     UpdateFederatedCredential,
 )
-from services.accounts.federation import Definition
 from services.api import representations as show
 from services.api.context import admit, authorize, consistent_read, execute, service
 from services.api.listing import StringFilter, collection, list_query
@@ -34,6 +33,7 @@ from services.api.routes.common import account_id, json, no_content
 from services.api.state import READ_POOL
 from services.authorization import Right
 from services.commands import Invalid
+from services.federation import Definition
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 ClaimName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")]
