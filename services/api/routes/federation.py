@@ -41,6 +41,10 @@ Values = Annotated[list[Text], msgspec.Meta(min_length=1, max_length=16)]
 Audiences = Annotated[list[Text], msgspec.Meta(min_length=1, max_length=16)]
 Claims = Annotated[list[ClaimName], msgspec.Meta(max_length=16)]
 Lifetime = Annotated[int, msgspec.Meta(ge=60, le=86400)]
+Issuer = Annotated[
+    str,
+    msgspec.Meta(min_length=9, max_length=255, pattern="^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$"),
+]
 OwnerId = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern="^[0-9]+$")]
 
 FILTERS = {"name": StringFilter(ops=("eq",), bare=True), "issuer": StringFilter(ops=("eq",), bare=True)}
@@ -65,7 +69,7 @@ class CreateBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     issuer (and defaults the subject to any run of the repository)."""
 
     name: Text
-    issuer: Text | msgspec.UnsetType = msgspec.UNSET
+    issuer: Issuer | msgspec.UnsetType = msgspec.UNSET
     subject: Text | msgspec.UnsetType = msgspec.UNSET
     audiences: Audiences | msgspec.UnsetType = msgspec.UNSET
     conditions: Conditions = []
@@ -81,7 +85,7 @@ class UpdateBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A field left out keeps its value."""
 
     name: Text | msgspec.UnsetType = msgspec.UNSET
-    issuer: Text | msgspec.UnsetType = msgspec.UNSET
+    issuer: Issuer | msgspec.UnsetType = msgspec.UNSET
     subject: Text | msgspec.UnsetType = msgspec.UNSET
     audiences: Audiences | msgspec.UnsetType = msgspec.UNSET
     conditions: Conditions | msgspec.UnsetType = msgspec.UNSET

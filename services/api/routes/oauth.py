@@ -14,7 +14,7 @@ account's stream. Errors are RFC 6749 §5.2 objects whose ``error`` is all the c
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import asyncpg
@@ -24,7 +24,8 @@ from aiohttp import web
 from events import FrozenMap
 from services import federation
 from services.api.context import service, settle
-from services.api.problems import REQUEST_ID
+from services.api.parsing import decode_body
+from services.api.problems import REQUEST_ID, ProblemError
 from services.api.state import CLOCK, DISPATCHER, OIDC_KEYS, READ_POOL
 from services.authorization import FederatedActor
 from services.client_text import log_field
@@ -42,17 +43,6 @@ SUBJECT_TOKEN_TYPES = frozenset(
 ISSUED_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a type name)
 MAX_BODY_BYTES = 32 * 1024
 MAX_SCOPES = 16
-FIELDS = frozenset(
-    {
-        "grant_type",
-        "subject_token",
-        "subject_token_type",
-        "scope",
-        "requested_lifetime",
-        "audience",
-        "resource",
-    }
-)
 _log = logging.getLogger(__name__)
 
 _CANDIDATES_SQL = (
@@ -73,42 +63,49 @@ def _answer(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
 
-async def _fields(request: web.Request) -> dict[str, str]:
-    """The request's parameters, form-encoded (RFC 6749) or a JSON object of strings (and a number
-    for ``requested_lifetime``); each once."""
+Text = Annotated[str, msgspec.Meta(max_length=255)]
+
+
+class ExchangeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The parameters, each once (a grant type other than the exchange's is answered
+    ``unsupported_grant_type``, so it is not refused here)."""
+
+    grant_type: Text
+    subject_token: Annotated[str, msgspec.Meta(max_length=verification.MAX_TOKEN_BYTES)]
+    subject_token_type: Text
+    scope: Annotated[str, msgspec.Meta(max_length=1024)] | msgspec.UnsetType = msgspec.UNSET
+    requested_lifetime: Annotated[str, msgspec.Meta(pattern="^[0-9]{2,6}$")] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    audience: Text | msgspec.UnsetType = msgspec.UNSET
+    resource: Text | msgspec.UnsetType = msgspec.UNSET
+
+
+async def _request(request: web.Request) -> ExchangeRequest:
+    """The request's parameters, form-encoded (RFC 6749) or a JSON object of strings."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise OAuthError("invalid_request", "oversized")
     raw = await request.content.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise OAuthError("invalid_request", "oversized")
-    if request.content_type == "application/json":
-        try:
-            document = json.loads(raw)
-        except ValueError:
-            raise OAuthError("invalid_request", "not_json") from None
-        if not isinstance(document, dict):
-            raise OAuthError("invalid_request", "not_an_object")
-        fields = {
-            k: str(v) for k, v in document.items() if isinstance(v, str | int) and not isinstance(v, bool)
-        }
-        if len(fields) != len(document):
-            raise OAuthError("invalid_request", "not_text")
-    elif request.content_type == "application/x-www-form-urlencoded":
+    if request.content_type == "application/x-www-form-urlencoded":
         try:
             pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=bool(raw))
         except ValueError:
             raise OAuthError("invalid_request", "bad_form") from None
-        fields = dict(pairs)
-        if len(fields) != len(pairs):
+        if len(dict(pairs)) != len(pairs):
             raise OAuthError("invalid_request", "repeated_parameter")
-    else:
+        raw = msgspec.json.encode(dict(pairs))
+    elif request.content_type != "application/json":
         raise OAuthError("invalid_request", "content_type")
-    unknown = set(fields) - FIELDS
-    if unknown:
-        raise OAuthError("invalid_request", "unknown_parameter")
-    if any("\x00" in value for value in fields.values()):
-        raise OAuthError("invalid_request", "nul")
-    return fields
+    try:
+        return decode_body(raw, ExchangeRequest)
+    except ProblemError as refused:
+        raise OAuthError("invalid_request", str(refused)) from None
+
+
+def _given(value: str | msgspec.UnsetType) -> str | None:
+    return None if isinstance(value, msgspec.UnsetType) else value
 
 
 def _lifetime(value: str | None) -> int | None:
@@ -128,8 +125,8 @@ def _scopes(value: str | None) -> tuple[str, ...] | None:
     return scopes
 
 
-def _target(fields: dict[str, str]) -> str | None:
-    named = fields.get("audience") or fields.get("resource")
+def _target(body: ExchangeRequest) -> str | None:
+    named = _given(body.audience) or _given(body.resource)
     if named is None:
         return None
     try:
@@ -155,17 +152,14 @@ def _credential(row: asyncpg.Record) -> FederatedCredential:
     )
 
 
-async def _exchange(request: web.Request, fields: dict[str, str]) -> web.Response:
-    if fields.get("grant_type") != GRANT_TYPE:
+async def _exchange(request: web.Request, body: ExchangeRequest) -> web.Response:
+    if body.grant_type != GRANT_TYPE:
         raise OAuthError("unsupported_grant_type", "grant_type")
-    token = fields.get("subject_token")
-    if not token or fields.get("subject_token_type") not in SUBJECT_TOKEN_TYPES:
+    token = body.subject_token
+    if not token or body.subject_token_type not in SUBJECT_TOKEN_TYPES:
         raise OAuthError("invalid_request", "subject_token")
-    lifetime, scopes, target = (
-        _lifetime(fields.get("requested_lifetime")),
-        _scopes(fields.get("scope")),
-        _target(fields),
-    )
+    lifetime, scopes = _lifetime(_given(body.requested_lifetime)), _scopes(_given(body.scope))
+    target = _target(body)
     try:
         issuer = verification.unverified_issuer(token)
     except IdTokenRefused as refused:
@@ -241,20 +235,20 @@ async def _exchange(request: web.Request, fields: dict[str, str]) -> web.Respons
         log_field(verified.jti, 255),
     )
     assert issued.token.expires_at is not None
-    body: dict[str, Any] = {
+    answer: dict[str, Any] = {
         "access_token": issued.secret,
         "issued_token_type": ISSUED_TOKEN_TYPE,
         "token_type": "Bearer",
         "expires_in": int((issued.token.expires_at - ctx.now).total_seconds()),
     }
     if issued.token.scopes is not None:
-        body["scope"] = " ".join(issued.token.scopes)
-    return _answer(body)
+        answer["scope"] = " ".join(issued.token.scopes)
+    return _answer(answer)
 
 
 async def token(request: web.Request) -> web.Response:
     try:
-        return await _exchange(request, await _fields(request))
+        return await _exchange(request, await _request(request))
     except OAuthError as refused:
         _log.warning("token exchange refused: %s (%s)", refused.error, log_field(refused.reason, 255))
         return _answer({"error": refused.error}, refused.status)
