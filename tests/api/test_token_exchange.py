@@ -105,7 +105,8 @@ async def test_a_github_actions_id_token_is_exchanged_for_a_working_short_lived_
     assert secret.startswith("spat_")
     assert (await api.get(f"/v3/system-accounts/{account_id}", token=secret)).status == 200
     introspected = await api.post("/v3/tokens/introspect", {"token": secret})
-    token_id = introspected.body.get("token_id") or introspected.body.get("id") or introspected.body["jti"]
+    assert introspected.body["active"] is True
+    token_id = introspected.body["token_id"]
     issued = await _issued(api_runtime, token_id)
     assert issued.federated is not None
     assert issued.federated.issuer == issuer.url
@@ -113,6 +114,11 @@ async def test_a_github_actions_id_token_is_exchanged_for_a_working_short_lived_
     assert issued.federated.claims["workflow_ref"].endswith("deploy.yml@refs/heads/main")
     assert issued.federated.claims["run_id"] == "987654321"
     assert issued.auto_extend_seconds is None
+    credential_id = issued.federated.credential_id
+    listed = await api.get(
+        f"/v3/system-accounts/{account_id}/federated-credentials/{credential_id}/access-tokens"
+    )
+    assert [t["id"] for t in listed.body["data"]] == [token_id]
     rotated = await api.post(f"/v3/system-accounts/{account_id}/access-tokens/{token_id}/rotate", {})
     assert rotated.status == 409, rotated.body
     async with nothing_written(api_runtime):

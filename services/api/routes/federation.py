@@ -28,9 +28,10 @@ from services.api.parsing import name_field, read_body, uuid_path_param
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
 from services.api.queries import federation as queries
+from services.api.queries import tokens as token_queries
 from services.api.routes import audit
 from services.api.routes.common import account_id, json, no_content
-from services.api.state import READ_POOL
+from services.api.state import CLOCK, READ_POOL
 from services.authorization import Right
 from services.commands import Invalid
 from services.federation import Definition
@@ -47,6 +48,7 @@ Issuer = Annotated[
 ]
 OwnerId = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern="^[0-9]+$")]
 
+TOKEN_FILTERS: dict[str, StringFilter] = {}
 FILTERS = {"name": StringFilter(ops=("eq",), bare=True), "issuer": StringFilter(ops=("eq",), bare=True)}
 
 
@@ -218,6 +220,21 @@ async def get_credential(request: web.Request) -> web.Response:
     return json(show.federated_credential_row(row))
 
 
+async def list_tokens(request: web.Request) -> web.Response:
+    """The tokens obtained through the credential by the token exchange (kept apart from the
+    account's long-lived ones, which ``.../access-tokens`` lists with them)."""
+    authorize(request, Right.TOKENS_READ)
+    owner, credential = account_id(request), credential_id(request)
+    query = list_query(request, TOKEN_FILTERS)
+    await consistent_read(request)
+    pool = service(request, READ_POOL)
+    if await account_queries.get_account(pool, owner) is None:
+        raise NotFound("The requested system account was not found")
+    rows, total = await token_queries.list_federated_tokens(pool, owner, credential, query)
+    now = service(request, CLOCK)()
+    return json(collection([show.token_row(r, now) for r in rows], query, total))
+
+
 def add_routes(app: web.Application) -> None:
     base = "/v3/system-accounts/{accountId}/federated-credentials"
     app.router.add_get(base, list_credentials)
@@ -225,3 +242,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(base + "/{credentialId}", get_credential)
     app.router.add_patch(base + "/{credentialId}", update)
     app.router.add_delete(base + "/{credentialId}", delete)
+    app.router.add_get(base + "/{credentialId}/access-tokens", list_tokens)
