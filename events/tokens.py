@@ -81,6 +81,8 @@ class TokenRevoked(Event, frozen=True, tag="token.revoked"):
     token_id: str
     account_id: str
     reason: str
+    location: str | None = None
+    """For reason ``leaked``: where a secret scanner found the secret (as it reported it)."""
 
 
 class TokenDeleted(Event, frozen=True, tag="token.deleted"):

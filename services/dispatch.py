@@ -86,6 +86,7 @@ HANDLERS: Mapping[type, Handler] = {
     token_commands.RetireTokenSecret: tokens.retire_token_secret,
     token_commands.RecordTokenUsage: tokens.record_token_usage,
     token_commands.ExchangeFederatedToken: exchange.exchange_federated_token,
+    token_commands.RevokeLeakedToken: tokens.revoke_leaked_token,
 }
 
 SYSTEM_COMMANDS = frozenset(
@@ -97,9 +98,11 @@ SYSTEM_COMMANDS = frozenset(
         token_commands.FlagTokenRotationDue,
         token_commands.RetireTokenSecret,
         token_commands.RecordTokenUsage,
+        token_commands.RevokeLeakedToken,
     }
 )
-"""Commands only tokenledger itself sends (the scheduler's and the usage recorder's)."""
+"""Commands only tokenledger itself sends (the scheduler's, the usage recorder's, and the leaked-token
+revocation door's, which authenticates a secret scanner by the deployment's shared secret)."""
 
 FEDERATED_COMMANDS = frozenset({token_commands.ExchangeFederatedToken})
 """Commands only a ``FederatedActor`` (the exchange door's) sends; it may send nothing else."""

@@ -57,6 +57,9 @@ OIDC_KEYS = web.AppKey("tokenledger.oidc_keys", Late[IssuerKeys])
 """The signing keys of the OIDC issuers federated credentials trust (the token exchange's)."""
 """This process's own gauges, sampled when ``/metrics`` is scraped."""
 METRICS_PUBLIC = web.AppKey("tokenledger.metrics_public", bool)
+REVOCATION_SECRET = web.AppKey("tokenledger.revocation_secret", str)
+"""``TOKENLEDGER_REVOCATION_SECRET``: the shared secret of the leaked-token revocation endpoints
+(absent: they answer 404)."""
 """``TOKENLEDGER_METRICS=public``: ``/metrics`` answers anyone; else a token with ``metrics:read``."""
 
 

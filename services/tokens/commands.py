@@ -112,3 +112,12 @@ class ExchangeFederatedToken(msgspec.Struct, frozen=True, kw_only=True, tag="tok
     claims: FrozenMap[str, str]
     scopes: tuple[str, ...] | None = None
     requested_lifetime_seconds: int | None = None
+
+
+class RevokeLeakedToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.revoke_leaked"):
+    """A secret scanner reported the token's secret found at ``location``: revoke it, reason
+    ``leaked``. tokenledger's own (the revocation door's); a token already revoked, or gone, is
+    left as it is."""
+
+    token_id: str
+    location: str

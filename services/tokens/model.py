@@ -41,8 +41,9 @@ REVOCATION_CODES = ("compromised", "rotated", "unused", "superseded", "no_longer
 """The reasons a caller may give by code (consumers may rely on them); any other text is kept too."""
 REVOKED_WITHOUT_REASON = "revoked"
 """The reason of a caller's revocation that gives none (every revocation's before reasons were taken)."""
-SYSTEM_REVOCATION_REASONS = frozenset({"deleted", "account_deleted"})
-"""The reasons tokenledger records itself: a token's deletion, its account's."""
+SYSTEM_REVOCATION_REASONS = frozenset({"deleted", "account_deleted", "leaked"})
+"""The reasons tokenledger records itself: a token's deletion, its account's, a secret scanner's
+report of its secret (``/v1/revoke_tokens``)."""
 MAX_REVOCATION_REASON = 255
 
 
@@ -220,10 +221,12 @@ def revocation_reason(reason: str | None) -> str:
     return normal
 
 
-def revoke(state: Token, reason: str) -> list[Event]:
+def revoke(state: Token, reason: str, location: str | None = None) -> list[Event]:
     if state.state == REVOKED:
         return []
-    return [TokenRevoked(token_id=state.token_id, account_id=state.account_id, reason=reason)]
+    return [
+        TokenRevoked(token_id=state.token_id, account_id=state.account_id, reason=reason, location=location)
+    ]
 
 
 def rotate(state: Token, now: datetime, secret_hash: str, grace_period_seconds: int) -> list[Event]:

@@ -37,6 +37,7 @@ from services.tokens.commands import (
     RecordTokenUsage,
     RenameToken,
     RetireTokenSecret,
+    RevokeLeakedToken,
     RevokeToken,
     RotateToken,
     WarnTokenExpiring,
@@ -82,6 +83,7 @@ SAMPLES: dict[type, object] = {
         FlagTokenRotationDue(token_id=NOBODY, deployment_period=timedelta(days=1)),
         RetireTokenSecret(token_id=NOBODY, secret_version=1),
         RecordTokenUsage(),
+        RevokeLeakedToken(token_id=NOBODY, location="https://scanner.example/finding/1"),
         ExchangeFederatedToken(
             account_id=NOBODY,
             credential_id=NOBODY,

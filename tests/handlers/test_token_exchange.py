@@ -1,4 +1,5 @@
-"""The token exchange's handler: given an account and its federated credential, when the exchange
+"""The token exchange's handler (and the revocation of a leaked token, the other door that mints
+nothing a caller asked for): given an account and its federated credential, when the exchange
 door sends the verified claims as the credential's ``FederatedActor``, then a short-lived token with
 its provenance and the id-token's replay claim, or a refusal that appends nothing."""
 
@@ -9,12 +10,12 @@ import pytest
 from events import FrozenMap
 from events.accounts import AccountDisabled
 from events.federation import ClaimCondition, FederatedCredentialCreated, FederatedCredentialDeleted
-from events.tokens import TokenIssued
-from services.authorization import FederatedActor
+from events.tokens import TokenIssued, TokenRevoked
+from services.authorization import SYSTEM, FederatedActor
 from services.commands import Forbidden, Invalid, NotFound
-from services.tokens.commands import ExchangeFederatedToken
+from services.tokens.commands import ExchangeFederatedToken, RevokeLeakedToken
 from services.tokens.exchange import ExchangeRefused, ReplayedIdToken, jti_claim
-from tests.handlers.world import T0, World, account_created, role_assigned
+from tests.handlers.world import T0, World, account_created, role_assigned, token_issued
 
 ISSUER = "https://issuer.example"
 CREDENTIAL = "3f0e6a0c-7a51-4c51-9a0d-2f6f3f0b1c01"
@@ -117,3 +118,26 @@ async def test_only_the_credentials_own_actor_sends_it(world: World) -> None:
     account_id = await _trusting(world)
     stranger = FederatedActor(account_id=account_id, credential_id="another", issuer=ISSUER, subject="s")
     await world.then_raises(Forbidden, _exchange(account_id), stranger)
+
+
+async def test_a_leaked_token_is_revoked_once_with_its_location(world: World) -> None:
+    account = account_created()
+    token = token_issued(account.account_id)
+    await world.given(account, token)
+    command = RevokeLeakedToken(token_id=token.token_id, location="https://scanner.example/1")
+    await world.when(command, SYSTEM)
+    assert world.then() == [
+        (
+            f"token-{token.token_id}",
+            TokenRevoked(
+                token_id=token.token_id,
+                account_id=account.account_id,
+                reason="leaked",
+                location=command.location,
+            ),
+        )
+    ]
+    await world.when(command, SYSTEM)
+    assert world.then() == []
+    await world.when(RevokeLeakedToken(token_id="00000000-0000-4000-8000-000000000000", location="x"), SYSTEM)
+    assert world.then() == []
