@@ -416,6 +416,11 @@ REFUSED_ONLY = {
     "POST /system-accounts/{accountId}/access-tokens": "Konnect's example expires_at is in the past and "
     "generated ones fall outside the deployment's lifetime (beyond 365 days ahead, or past): 400s, so "
     "the run reaches it (the account exists) without a 201",
+    "POST /system-accounts/{accountId}/federated-credentials": "issuer and subject are required unless "
+    "github_actions is given, which the document states in words (not as a schema combinator); generated "
+    "bodies rarely carry a matching pair: 400s, so the run reaches it (the account exists) without a 201",
+    "POST /oauth/token": "a valid exchange needs an id-token signed by an issuer a federated credential "
+    "trusts, which no generator makes: RFC 6749 errors; tests/api/test_token_exchange.py covers the 200",
 }
 """Operations the seeded run reaches only with 400s for its valid cases, and why."""
 

@@ -75,7 +75,12 @@ def test_a_revocation_becomes_a_binary_mode_cloud_event_keyed_by_account() -> No
         "ce_partitionkey": b"acc",
         "content-type": b"application/json",
     }
-    assert json.loads(record.value) == {"token_id": "tok", "account_id": "acc", "reason": "leaked", "location": None}
+    assert json.loads(record.value) == {
+        "token_id": "tok",
+        "account_id": "acc",
+        "reason": "leaked",
+        "location": None,
+    }
 
 
 @pytest.mark.parametrize(
