@@ -77,7 +77,10 @@ class TokenExtended(Event, frozen=True, tag="token.extended"):
     expires_at: datetime
 
 
-class TokenRevoked(Event, frozen=True, tag="token.revoked"):
+class TokenRevoked(Event, frozen=True, tag="token.revoked", omit_defaults=True):
+    """``location`` is left out of the stored and published JSON when it has none, so every
+    revocation but a scanner's reads as it always did."""
+
     token_id: str
     account_id: str
     reason: str

@@ -75,12 +75,7 @@ def test_a_revocation_becomes_a_binary_mode_cloud_event_keyed_by_account() -> No
         "ce_partitionkey": b"acc",
         "content-type": b"application/json",
     }
-    assert json.loads(record.value) == {
-        "token_id": "tok",
-        "account_id": "acc",
-        "reason": "leaked",
-        "location": None,
-    }
+    assert json.loads(record.value) == {"token_id": "tok", "account_id": "acc", "reason": "leaked"}
 
 
 @pytest.mark.parametrize(
@@ -153,7 +148,7 @@ def test_a_consumer_reads_back_what_the_relay_wrote() -> None:
         "acc",
     )
     assert datetime.fromisoformat(event.time) == OCCURRED.astimezone(UTC)
-    assert event.data == {"token_id": "tok", "account_id": "acc", "reason": "r", "location": None}
+    assert event.data == {"token_id": "tok", "account_id": "acc", "reason": "r"}
 
 
 @pytest.mark.parametrize(
