@@ -82,5 +82,6 @@ def _facts(account_id: str, state: accounts.Account) -> AccountFacts:
         konnect_managed=state.konnect_managed,
         rotation_period_seconds=state.rotation_period_seconds,
         enabled=state.enabled,
+        expires_at=state.expires_at,
         federated_credentials=state.federated_credentials,
     )

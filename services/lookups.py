@@ -6,6 +6,7 @@ Every answer is folded from the log (never a read model that may lag), and carri
 handler needs to make its append conditional on it (an account's stream and version).
 """
 
+from datetime import datetime
 from typing import Protocol
 
 import msgspec
@@ -27,6 +28,8 @@ class AccountFacts(msgspec.Struct, frozen=True, kw_only=True):
     konnect_managed: bool
     rotation_period_seconds: int | None
     enabled: bool = True
+    expires_at: datetime | None = None
+    """The end of the account's lifetime (None: it has none)."""
     federated_credentials: FrozenMap[str, FederatedCredential] = FrozenMap()
 
     def require_live(self) -> "AccountFacts":

@@ -3,7 +3,8 @@ id-token that one of the account's federated credentials trusts.
 
 The door (``services.api.routes.oauth``) has verified the id-token (signature, issuer, audience,
 times, size) and sends ``ExchangeFederatedToken`` as the ``FederatedActor`` of the credential. Here,
-on the account as its stream has it now: the account is live and enabled, the credential exists, is
+on the account as its stream has it now: the account is live, enabled and within its lifetime (the
+token ends with it at the latest), the credential exists, is
 the actor's and trusts the issuer, the claims match its subject, required claims and conditions,
 the lifetime is within its maximum, and the scopes name rights the account holds. The token is
 issued with its provenance (``token.issued.federated``), takes no name claim, and claims the
@@ -60,6 +61,8 @@ async def exchange_federated_token(
         account = holdings.account
         if not account.enabled:
             raise ExchangeRefused("account_disabled")
+        if account.expires_at is not None and account.expires_at <= ctx.now:
+            raise ExchangeRefused("account_expired")
         credential = account.federated_credentials.get(command.credential_id)
         if credential is None:
             raise NotFound("federated credential not found")
@@ -72,6 +75,9 @@ async def exchange_federated_token(
         if not 1 <= lifetime <= credential.max_token_lifetime_seconds:
             raise Invalid("requested_lifetime", "is over what the federated credential allows")
         check_scopes_serve(holdings, deps.organization_id, command.scopes)
+        expires_at = ctx.now + timedelta(seconds=lifetime)
+        if account.expires_at is not None:
+            expires_at = min(expires_at, account.expires_at)
         token_id = ctx.new_id("token")
         current, _ = await repository.load(deps.store, TOKENS, ctx, token_id, new=True)
         secret = generate_secret()
@@ -87,7 +93,7 @@ async def exchange_federated_token(
             account_id=command.account_id,
             name=f"federated:{credential.name}",
             secret_hash=secret_hash(secret, deps.pepper),
-            expires_at=ctx.now + timedelta(seconds=lifetime),
+            expires_at=expires_at,
             scopes=command.scopes,
             federated=provenance,
         )

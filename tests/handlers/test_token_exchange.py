@@ -141,3 +141,15 @@ async def test_a_leaked_token_is_revoked_once_with_its_location(world: World) ->
     assert world.then() == []
     await world.when(RevokeLeakedToken(token_id="00000000-0000-4000-8000-000000000000", location="x"), SYSTEM)
     assert world.then() == []
+
+
+async def test_a_token_never_outlives_its_account_and_an_ended_account_obtains_none(world: World) -> None:
+    account = account_created(expires_at=T0 + timedelta(minutes=5))
+    await world.given(account, role_assigned(account, "Viewer"), _credential(account.account_id))
+    outcome = await world.when(_exchange(account.account_id), _actor(account.account_id))
+    assert outcome.state.token.expires_at == T0 + timedelta(minutes=5)
+    world.now = T0 + timedelta(minutes=6)
+    refused = await world.then_raises(
+        ExchangeRefused, _exchange(account.account_id, jti="j2"), _actor(account.account_id)
+    )
+    assert isinstance(refused, ExchangeRefused) and refused.reason == "account_expired"
