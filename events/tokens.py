@@ -8,7 +8,22 @@ from the log. ``secret_hash`` is a private field: it never leaves the log (Kafka
 from datetime import datetime
 from typing import ClassVar
 
+import msgspec
+
 from events.base import Event, PrivateFields
+from events.frozen import FrozenMap
+
+
+class Provenance(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a federated token came from: the federated credential it was exchanged through, and
+    the id-token exchanged (its issuer, subject, ``jti`` and the claims the audit trail keeps:
+    repository, workflow ref, environment, namespace, pod...)."""
+
+    credential_id: str
+    issuer: str
+    subject: str
+    jti: str
+    claims: FrozenMap[str, str] = FrozenMap()
 
 
 class TokenIssued(Event, frozen=True, tag="token.issued"):
@@ -22,6 +37,9 @@ class TokenIssued(Event, frozen=True, tag="token.issued"):
     scopes: tuple[str, ...] | None = None
     auto_extend_seconds: int | None = None
     max_expires_at: datetime | None = None
+    federated: Provenance | None = None
+    """Set for a token obtained by an OIDC token exchange: short-lived, never renewed, outside the
+    uniqueness of names."""
 
 
 class TokenRenamed(Event, frozen=True, tag="token.renamed"):
@@ -59,10 +77,15 @@ class TokenExtended(Event, frozen=True, tag="token.extended"):
     expires_at: datetime
 
 
-class TokenRevoked(Event, frozen=True, tag="token.revoked"):
+class TokenRevoked(Event, frozen=True, tag="token.revoked", omit_defaults=True):
+    """``location`` is left out of the stored and published JSON when it has none, so every
+    revocation but a scanner's reads as it always did."""
+
     token_id: str
     account_id: str
     reason: str
+    location: str | None = None
+    """For reason ``leaked``: where a secret scanner found the secret (as it reported it)."""
 
 
 class TokenDeleted(Event, frozen=True, tag="token.deleted"):

@@ -3,6 +3,7 @@
 from projections.accounts import AccountsProjection
 from projections.base import Projection
 from projections.deadlines import DeadlinesProjection
+from projections.federated_credentials import FederatedCredentialsProjection
 from projections.role_assignments import RoleAssignmentsProjection
 from projections.teams import TeamsProjection
 from projections.token_secrets import TokenSecretsProjection
@@ -13,6 +14,7 @@ ALL_PROJECTIONS: list[Projection] = [
     TokensProjection(),
     TokenSecretsProjection(),
     RoleAssignmentsProjection(),
+    FederatedCredentialsProjection(),
     TeamsProjection(),
     DeadlinesProjection(),
 ]

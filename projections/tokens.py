@@ -2,7 +2,8 @@
 
 Semantics per event (timestamps are the events' ``occurred_at``):
 
-- ``token.issued``: a new ACTIVE row, ``secret_version`` 1.
+- ``token.issued``: a new ACTIVE row, ``secret_version`` 1; ``federated_credential_id`` for a token
+  obtained by the OIDC token exchange (null for the others).
 - ``token.renamed``: new name; bumps ``updated_at``.
 - ``token.rotated``: ``secret_version`` of the event; bumps ``updated_at``.
 - ``token.extended``: new ``expires_at`` (sliding expiry); bumps ``updated_at``.
@@ -52,6 +53,7 @@ COLUMNS = (
     "last_used_at",
     "secret_version",
     "deleted",
+    "federated_credential_id",
 )
 _ACCOUNT, _NAME, _STATE, _UPDATED, _EXPIRES = 1, 2, 3, 5, 6
 _REVOKED_AT, _REASON, _LAST_USED, _SECRET_VERSION, _DELETED = 10, 11, 12, 13, 14
@@ -61,8 +63,8 @@ ACTIVE, REVOKED, EXPIRED = "ACTIVE", "REVOKED", "EXPIRED"
 _INSERT = (
     "INSERT INTO {tokens} (token_id, account_id, name, state, created_at, updated_at, expires_at,"
     " max_expires_at, auto_extend_seconds, scopes, revoked_at, revoke_reason, last_used_at,"
-    " secret_version, deleted)"
-    " VALUES ($1, $2, $3, 'ACTIVE', $4, $4, $5, $6, $7, $8, NULL, NULL, NULL, 1, false)"
+    " secret_version, deleted, federated_credential_id)"
+    " VALUES ($1, $2, $3, 'ACTIVE', $4, $4, $5, $6, $7, $8, NULL, NULL, NULL, 1, false, $9)"
     " ON CONFLICT (token_id) DO NOTHING"
 )
 _RENAME = "UPDATE {tokens} SET name = $2, updated_at = $3 WHERE token_id = $1"
@@ -77,9 +79,13 @@ _DELETE = "UPDATE {tokens} SET deleted = true, updated_at = $2 WHERE token_id = 
 _USED = "UPDATE {tokens} SET last_used_at = greatest(last_used_at, $2) WHERE token_id = $1"
 
 
+def _federated_credential(body: TokenIssued) -> str | None:
+    return None if body.federated is None else uid(body.federated.credential_id)
+
+
 class TokensProjection:
     name: str = "tokens"
-    version: int = 2  # 2: token.extended moves updated_at
+    version: int = 3  # 2: token.extended moves updated_at; 3: federated_credential_id
     tables: Sequence[str] = ("tokens",)
 
     def ddl(self) -> Sequence[str]:
@@ -99,7 +105,8 @@ class TokensProjection:
             " revoke_reason text,"
             " last_used_at timestamptz,"
             " secret_version int NOT NULL,"
-            " deleted bool NOT NULL)",
+            " deleted bool NOT NULL,"
+            " federated_credential_id uuid)",
             "CREATE INDEX {tokens}_account ON {tokens} (account_id, created_at)",
             "CREATE INDEX {tokens}_active_expiry ON {tokens} (expires_at) WHERE state = 'ACTIVE'",
         )
@@ -120,6 +127,7 @@ class TokensProjection:
                     body.max_expires_at,
                     body.auto_extend_seconds,
                     body.scopes,
+                    _federated_credential(body),
                 )
                 return (Statement(_INSERT, args),)
             case TokenRenamed():
@@ -194,6 +202,7 @@ class TokensFold:
             None,
             1,
             False,
+            _federated_credential(body),
         ]
 
     def _renamed(self, body: TokenRenamed, event: RecordedEvent) -> None:

@@ -141,6 +141,20 @@ class SystemActor(msgspec.Struct, frozen=True):
 SYSTEM = SystemActor("system")
 
 
+class FederatedActor(msgspec.Struct, frozen=True, kw_only=True):
+    """An external identity exchanging its verified id-token (``POST /v3/oauth/token``) through
+    one federated credential of one account. It holds no right and no role: the dispatcher lets it
+    send only the exchange, for that credential, and every other check refuses it."""
+
+    account_id: str
+    credential_id: str
+    issuer: str
+    subject: str
+    scopes: tuple[str, ...] = ()
+    roles: tuple[Grant, ...] = ()
+    organization_admin: bool = False
+
+
 class EntityRole(msgspec.Struct, frozen=True, order=True):
     """A role on an entity type other than Identity, as a capability (entity type canonicalised)."""
 

@@ -95,6 +95,30 @@ def migrate() -> int:
 
 
 @tokenledger.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--all", "every", is_flag=True, help="also list look-alikes whose checksum fails")
+def scan(paths: tuple[Path, ...], every: bool) -> int:
+    """Find spat_ tokens in files and directories, offline; exit 1 when a valid one is found.
+
+    A token is valid when its checksum holds (no database needed). Each finding is printed as
+    PATH:LINE:COLUMN, the token shortened, and whether it is valid; a valid one is a leak to revoke.
+
+    \b
+    Example:
+      tokenledger scan . || echo "a tokenledger token is committed: revoke it"
+    """
+    from services.scan import scan as find
+
+    leaked = False
+    for finding in find(paths):
+        if finding.valid or every:
+            verdict = "valid" if finding.valid else "look-alike (checksum fails)"
+            click.echo(f"{finding.path}:{finding.line}:{finding.column}: {finding.shown} {verdict}")
+        leaked = leaked or finding.valid
+    return 1 if leaked else 0
+
+
+@tokenledger.command()
 @click.option("--name", required=True, help="the admin account's name")
 def bootstrap(name: str) -> int:
     """Create the managed admin account if missing; print a new token for it (stdout, alone).

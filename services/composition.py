@@ -33,9 +33,10 @@ from services.eventstore.notifications import LogNotifications
 from services.eventstore.shared_reads import SharedLogReads
 from services.eventstore.tail import LogTail
 from services.idempotency import IdempotencyStore
+from services.oidc.keys import IssuerKeys
 from services.organization import Organization, ensure_organization
 from services.pepper import load_pepper
-from services.policy import TokenPolicy
+from services.policy import FederationPolicy, TokenPolicy
 from services.ports import EventStore
 from services.roles.catalogue import load_catalogue
 
@@ -62,6 +63,8 @@ class Runtime(msgspec.Struct, kw_only=True):
     idempotency: IdempotencyStore
     gauges: metrics.ProcessGauges
     """This process's own gauges (pool, usage-log buffer), sampled periodically and when scraped."""
+    oidc_keys: IssuerKeys
+    """The signing keys of the OIDC issuers federated credentials trust, cached per issuer."""
     clock: Clock = utc_now
 
     async def until_read_models_current(self) -> None:
@@ -98,6 +101,9 @@ async def open_runtime(
             ),
             pepper=pepper,
             organization_id=organization.organization_id,
+            federation=FederationPolicy(
+                audience=settings.deployment_uri, max_lifetime=settings.max_federated_token_lifetime
+            ),
         )
         idempotency = IdempotencyStore(pool)
         dispatcher = Dispatcher(deps, claims=idempotency, observe=metrics.observe_command)
@@ -135,6 +141,8 @@ async def open_runtime(
         )
         await gauges.start()
         stack.push_async_callback(gauges.stop)
+        oidc_keys = IssuerKeys()
+        stack.push_async_callback(oidc_keys.close)
         yield Runtime(
             settings=settings,
             gauges=gauges,
@@ -149,5 +157,6 @@ async def open_runtime(
             verifier=verifier,
             usage=usage,
             idempotency=idempotency,
+            oidc_keys=oidc_keys,
             clock=clock,
         )

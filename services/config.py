@@ -46,6 +46,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedded_database: bool = False
     """``database_url`` names this node's embedded PostgreSQL, which its supervisor started (not
     an external database that other nodes may share)."""
+    revocation_secret: str | None = None
+    """The shared secret of the leaked-token revocation endpoints (``/v1/...``); None: they are off."""
+    max_federated_token_lifetime: timedelta = timedelta(hours=1)
+    """The longest lifetime of a token obtained by an OIDC token exchange (at most one day)."""
 
 
 WORKERS = frozenset({"projector", "scheduler", "relay"})
@@ -99,6 +103,20 @@ def _positive_float(name: str, value: str) -> float:
     if not number > 0 or number == float("inf"):
         raise ConfigError(f"{name}: must be a positive finite number, got {value!r}")
     return number
+
+
+def _revocation_secret(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigError("TOKENLEDGER_REVOCATION_SECRET: must be at least 32 characters")
+    return value
+
+
+def _federated_lifetime(value: str) -> timedelta:
+    name = "TOKENLEDGER_MAX_FEDERATED_TOKEN_LIFETIME_SECONDS"
+    seconds = _positive_int(name, value)
+    if not 60 <= seconds <= 86400:
+        raise ConfigError(f"{name}: must be 60 to 86400 seconds, got {seconds}")
+    return timedelta(seconds=seconds)
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -200,5 +218,9 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             hours=_positive_int(
                 "TOKENLEDGER_CONSOLE_SESSION_HOURS", environ.get("TOKENLEDGER_CONSOLE_SESSION_HOURS") or "12"
             )
+        ),
+        revocation_secret=_revocation_secret(environ.get("TOKENLEDGER_REVOCATION_SECRET") or None),
+        max_federated_token_lifetime=_federated_lifetime(
+            environ.get("TOKENLEDGER_MAX_FEDERATED_TOKEN_LIFETIME_SECONDS") or "3600"
         ),
     )

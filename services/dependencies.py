@@ -4,7 +4,7 @@ other streams, and the deployment's policy."""
 import msgspec
 
 from services.lookups import Directory
-from services.policy import TokenPolicy
+from services.policy import FederationPolicy, TokenPolicy
 from services.ports import EventStore
 from services.roles.catalogue import RoleCatalogue
 
@@ -16,3 +16,4 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     token_policy: TokenPolicy
     pepper: bytes
     organization_id: str
+    federation: FederationPolicy = FederationPolicy()

@@ -81,4 +81,7 @@ def _facts(account_id: str, state: accounts.Account) -> AccountFacts:
         live=state.live,
         konnect_managed=state.konnect_managed,
         rotation_period_seconds=state.rotation_period_seconds,
+        enabled=state.enabled,
+        expires_at=state.expires_at,
+        federated_credentials=state.federated_credentials,
     )

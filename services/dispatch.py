@@ -38,7 +38,7 @@ import msgspec
 from services import role_holders
 from services.accounts import commands as account_commands
 from services.accounts import handlers as accounts
-from services.authorization import Actor, Right, SystemActor, require
+from services.authorization import Actor, FederatedActor, Right, SystemActor, require
 from services.commands import CommandContext, Forbidden, Outcome
 from services.dependencies import Dependencies
 from services.idempotency_claims import (
@@ -54,6 +54,7 @@ from services.idempotency_claims import (
 from services.teams import commands as team_commands
 from services.teams import handlers as teams
 from services.tokens import commands as token_commands
+from services.tokens import exchange
 from services.tokens import handlers as tokens
 
 Handler = Callable[[Dependencies, CommandContext, Actor | SystemActor, Any], Awaitable[Outcome[Any]]]
@@ -64,6 +65,9 @@ HANDLERS: Mapping[type, Handler] = {
     account_commands.DeleteAccount: accounts.delete_account,
     account_commands.ExpireAccount: accounts.expire_account,
     account_commands.WarnAccountExpiring: accounts.warn_account_expiring,
+    account_commands.CreateFederatedCredential: accounts.create_federated_credential,
+    account_commands.UpdateFederatedCredential: accounts.update_federated_credential,
+    account_commands.DeleteFederatedCredential: accounts.delete_federated_credential,
     team_commands.CreateTeam: teams.create_team,
     team_commands.UpdateTeam: teams.update_team,
     team_commands.DeleteTeam: teams.delete_team,
@@ -81,6 +85,8 @@ HANDLERS: Mapping[type, Handler] = {
     token_commands.FlagTokenRotationDue: tokens.flag_token_rotation_due,
     token_commands.RetireTokenSecret: tokens.retire_token_secret,
     token_commands.RecordTokenUsage: tokens.record_token_usage,
+    token_commands.ExchangeFederatedToken: exchange.exchange_federated_token,
+    token_commands.RevokeLeakedToken: tokens.revoke_leaked_token,
 }
 
 SYSTEM_COMMANDS = frozenset(
@@ -92,14 +98,22 @@ SYSTEM_COMMANDS = frozenset(
         token_commands.FlagTokenRotationDue,
         token_commands.RetireTokenSecret,
         token_commands.RecordTokenUsage,
+        token_commands.RevokeLeakedToken,
     }
 )
-"""Commands only tokenledger itself sends (the scheduler's and the usage recorder's)."""
+"""Commands only tokenledger itself sends (the scheduler's, the usage recorder's, and the leaked-token
+revocation door's, which authenticates a secret scanner by the deployment's shared secret)."""
+
+FEDERATED_COMMANDS = frozenset({token_commands.ExchangeFederatedToken})
+"""Commands only a ``FederatedActor`` (the exchange door's) sends; it may send nothing else."""
 
 RIGHTS: Mapping[type, Right] = {
     account_commands.CreateAccount: Right.ACCOUNTS_WRITE,
     account_commands.UpdateAccount: Right.ACCOUNTS_WRITE,
     account_commands.DeleteAccount: Right.ACCOUNTS_WRITE,
+    account_commands.CreateFederatedCredential: Right.TOKENS_WRITE,
+    account_commands.UpdateFederatedCredential: Right.TOKENS_WRITE,
+    account_commands.DeleteFederatedCredential: Right.TOKENS_WRITE,
     team_commands.CreateTeam: Right.TEAMS_WRITE,
     team_commands.UpdateTeam: Right.TEAMS_WRITE,
     team_commands.DeleteTeam: Right.TEAMS_WRITE,
@@ -142,6 +156,10 @@ class Dispatcher:
         """Refuses (``Forbidden``) an actor that may not send commands of type ``kind`` at all. A door
         may ask before it reads the rest of a request (a refusal then comes before a bad body)."""
         if isinstance(actor, SystemActor):
+            return
+        if (kind in FEDERATED_COMMANDS) != isinstance(actor, FederatedActor):
+            raise Forbidden("the token exchange is sent by a federated credential, and only it")
+        if isinstance(actor, FederatedActor):
             return
         if kind in SYSTEM_COMMANDS or kind not in self._rights:
             raise Forbidden("this command is tokenledger's own")

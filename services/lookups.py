@@ -6,11 +6,14 @@ Every answer is folded from the log (never a read model that may lag), and carri
 handler needs to make its append conditional on it (an account's stream and version).
 """
 
+from datetime import datetime
 from typing import Protocol
 
 import msgspec
 
+from events import FrozenMap
 from services.commands import CommandContext, Forbidden, NotFound
+from services.federation import FederatedCredential
 from services.ports import Claim, StreamAppend
 from services.roles.assignment import RoleAssignment
 
@@ -24,6 +27,10 @@ class AccountFacts(msgspec.Struct, frozen=True, kw_only=True):
     live: bool
     konnect_managed: bool
     rotation_period_seconds: int | None
+    enabled: bool = True
+    expires_at: datetime | None = None
+    """The end of the account's lifetime (None: it has none)."""
+    federated_credentials: FrozenMap[str, FederatedCredential] = FrozenMap()
 
     def require_live(self) -> "AccountFacts":
         if not self.live:

@@ -7,9 +7,12 @@ tokenledger's own and refused to any caller.
 """
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
 
+from events import FrozenMap
+from services.federation import Definition
 from services.roles.assignment import Role
 
 
@@ -51,3 +54,29 @@ class WarnAccountExpiring(msgspec.Struct, frozen=True, kw_only=True, tag="accoun
     account_id: str
     leads: tuple[timedelta, ...]
     """The warning leads configured."""
+
+
+class CreateFederatedCredential(
+    msgspec.Struct, frozen=True, kw_only=True, tag="account.federated_credential.create"
+):
+    """Trust an external OIDC identity to obtain tokens of the account (``services.federation``)."""
+
+    account_id: str
+    definition: Definition
+
+
+class UpdateFederatedCredential(
+    msgspec.Struct, frozen=True, kw_only=True, tag="account.federated_credential.update"
+):
+    """``changes`` holds the definition's fields the caller sends; the others keep their value."""
+
+    account_id: str
+    credential_id: str
+    changes: FrozenMap[str, Any]
+
+
+class DeleteFederatedCredential(
+    msgspec.Struct, frozen=True, kw_only=True, tag="account.federated_credential.delete"
+):
+    account_id: str
+    credential_id: str

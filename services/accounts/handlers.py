@@ -20,6 +20,10 @@ original append, whose cascade went to other streams.
 The time-driven handlers (``expire_account``, ``warn_account_expiring``) are the scheduler's: each
 folds the account, decides at ``ctx.now`` and appends under an idempotency key naming the deadline
 (``model.deadline_key``), so two schedulers, or a retry after a lost answer, append the event once.
+
+A federated credential lets whoever holds a matching id-token obtain tokens of the account with all
+of its rights: creating or changing one needs what issuing an unscoped token of the account needs
+(``check_can_obtain``, on the holdings of now); deleting one gives nothing away.
 """
 
 from collections.abc import Callable, Sequence
@@ -27,19 +31,23 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from events import Event, LogCursor
-from services import repository
+from services import federation, repository
 from services.accounts import model
 from services.accounts.commands import (
     CreateAccount,
+    CreateFederatedCredential,
     DeleteAccount,
+    DeleteFederatedCredential,
     ExpireAccount,
     UpdateAccount,
+    UpdateFederatedCredential,
     WarnAccountExpiring,
 )
 from services.accounts.model import ACCOUNTS, Account
-from services.authorization import Actor, SystemActor, check_can_grant
+from services.authorization import Actor, SystemActor, check_can_grant, check_can_obtain
 from services.commands import CommandContext, Invalid, Outcome, with_retries
 from services.dependencies import Dependencies
+from services.federation import FederatedCredential
 from services.ports import Claim, StreamAppend
 from services.roles.assignment import RoleAssignment, check_in_catalogue
 
@@ -220,3 +228,62 @@ async def _end_of_append(deps: Dependencies, cursor: LogCursor | None) -> LogCur
     ]:
         end = same[-1]
     return end
+
+
+async def create_federated_credential(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: CreateFederatedCredential
+) -> Outcome[FederatedCredential]:
+    account_id, credential_id = command.account_id, ctx.new_id("federated-credential")
+
+    async def attempt() -> Outcome[FederatedCredential]:
+        state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id)
+        check_can_obtain(actor, deps.organization_id, await deps.directory.holdings(account_id), None)
+        if retried is not None:
+            original = retried.original(holds=credential_id in state.federated_credentials)
+            return Outcome(original.state.federated_credentials[credential_id], original.cursor)
+        model.require_live(state)
+        events = federation.create(
+            deps.federation, account_id, state.federated_credentials, credential_id, command.definition
+        )
+        appended = await repository.append(deps.store, ACCOUNTS, ctx, state, events)
+        return Outcome(appended.state.federated_credentials[credential_id], appended.cursor)
+
+    return await with_retries(attempt)
+
+
+async def update_federated_credential(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: UpdateFederatedCredential
+) -> Outcome[FederatedCredential]:
+    account_id, credential_id = command.account_id, command.credential_id
+
+    async def attempt() -> Outcome[FederatedCredential]:
+        state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id)
+        check_can_obtain(actor, deps.organization_id, await deps.directory.holdings(account_id), None)
+        if retried is not None:
+            original = retried.original(holds=credential_id in state.federated_credentials)
+            return Outcome(original.state.federated_credentials[credential_id], original.cursor)
+        model.require_live(state)
+        events = federation.update(
+            deps.federation, account_id, state.federated_credentials, credential_id, command.changes
+        )
+        appended = await repository.append(deps.store, ACCOUNTS, ctx, state, events)
+        credential = appended.state.federated_credentials[credential_id]
+        return Outcome(credential, appended.cursor, appended.unchanged)
+
+    return await with_retries(attempt)
+
+
+async def delete_federated_credential(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: DeleteFederatedCredential
+) -> Outcome[Account]:
+    account_id, credential_id = command.account_id, command.credential_id
+
+    async def attempt() -> Outcome[Account]:
+        state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id)
+        if retried is not None:
+            return retried.original()
+        model.require_live(state)
+        events = federation.delete(account_id, state.federated_credentials, credential_id)
+        return await repository.append(deps.store, ACCOUNTS, ctx, state, events)
+
+    return await with_retries(attempt)

@@ -26,7 +26,9 @@ from events.accounts import (
     AccountRoleUnassigned,
     AccountUpdated,
 )
+from services import federation
 from services.commands import Forbidden, Invalid, NotFound
+from services.federation import FederatedCredential
 from services.names import check_new_name
 from services.repository import Aggregate
 from services.roles.assignment import RoleAssignment, Roles, with_assigned, without_assigned
@@ -58,6 +60,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     roles: Roles = FrozenMap()
+    federated_credentials: FrozenMap[str, FederatedCredential] = FrozenMap()
 
     @property
     def live(self) -> bool:
@@ -107,11 +110,16 @@ def evolve(state: Account, event: Event, version: int, at: datetime) -> Account:
         case AccountEnabled():
             return msgspec.structs.replace(base, enabled=True, updated_at=at)
         case AccountDeleted():
-            return msgspec.structs.replace(base, deleted=True, roles=FrozenMap())
+            return msgspec.structs.replace(
+                base, deleted=True, roles=FrozenMap(), federated_credentials=FrozenMap()
+            )
         case AccountRoleAssigned():
             return msgspec.structs.replace(base, roles=with_assigned(state.roles, event))
         case AccountRoleUnassigned():
             return msgspec.structs.replace(base, roles=without_assigned(state.roles, event.assignment_id))
+    credentials = federation.evolve(state.federated_credentials, event, at)
+    if credentials is not None:
+        return msgspec.structs.replace(base, federated_credentials=FrozenMap(credentials), updated_at=at)
     return base
 
 

@@ -20,7 +20,7 @@ from services.api.authentication import authentication_middleware
 from services.api.context import authorize
 from services.api.domain_errors import domain_error_middleware
 from services.api.problems import Handler, problem_middleware
-from services.api.routes import accounts, audit, roles, teams, tokens, usage
+from services.api.routes import accounts, audit, federation, oauth, revocation, roles, teams, tokens, usage
 from services.authorization import Right
 
 MAX_BODY_BYTES = 64 * 1024
@@ -34,7 +34,7 @@ async def _introspection_right(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-def create_app(*, metrics_public: bool = False) -> web.Application:
+def create_app(*, metrics_public: bool = False, revocation_secret: str | None = None) -> web.Application:
     """The application, its services not bound yet (``services.api.state.bind``): until they are,
     every route but the probes, ``/metrics`` and the documents answers 503."""
     app = web.Application(
@@ -49,10 +49,15 @@ def create_app(*, metrics_public: bool = False) -> web.Application:
     )
     state.install(app)
     app[state.METRICS_PUBLIC] = metrics_public
+    if revocation_secret is not None:
+        app[state.REVOCATION_SECRET] = revocation_secret
     health.add_routes(app)
     accounts.add_routes(app)
     tokens.add_routes(app)
     roles.add_routes(app)
+    federation.add_routes(app)
+    oauth.add_routes(app)
+    revocation.add_routes(app)
     teams.add_routes(app)
     usage.add_routes(app)
     audit.add_routes(app)

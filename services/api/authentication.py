@@ -30,7 +30,7 @@ from services.api.problems import BadRequest, Handler, InvalidParameter, Unauthe
 from services.api.state import CLOCK, METRICS_PUBLIC, USAGE, VERIFIER
 from services.auth.principal import Principal
 
-PUBLIC_PATHS = frozenset({"/v3/openapi.json"})
+PUBLIC_PATHS = frozenset({"/v3/openapi.json", "/v3/oauth/token"})
 NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

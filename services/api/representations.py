@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from services.accounts.model import Account
+from services.federation import FederatedCredential
 from services.roles.assignment import RoleAssignment
 from services.teams.model import Team
 from services.tokens.model import Token
@@ -141,6 +144,40 @@ def team_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "description": row["description"] or None,  # team.created/updated carry "" for none
         "system_team": row["system_team"],
         "labels": labels if isinstance(labels, dict) else json.loads(labels),
+        "created_at": timestamp(row["created_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+    }
+
+
+def federated_credential(state: FederatedCredential) -> dict[str, Any]:
+    assert state.created_at is not None and state.updated_at is not None
+    return {
+        "id": state.credential_id,
+        "name": state.name,
+        "issuer": state.issuer,
+        "audiences": list(state.audiences),
+        "subject": state.subject,
+        "conditions": [msgspec.structs.asdict(c) for c in state.conditions],
+        "required_claims": list(state.required_claims),
+        "max_token_lifetime": state.max_token_lifetime_seconds,
+        "preset": state.preset,
+        "created_at": timestamp(state.created_at),
+        "updated_at": timestamp(state.updated_at),
+    }
+
+
+def federated_credential_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    conditions = row["conditions"]
+    return {
+        "id": str(row["credential_id"]),
+        "name": row["name"],
+        "issuer": row["issuer"],
+        "audiences": list(row["audiences"]),
+        "subject": row["subject"],
+        "conditions": json.loads(conditions) if isinstance(conditions, str) else conditions,
+        "required_claims": list(row["required_claims"]),
+        "max_token_lifetime": row["max_token_lifetime_seconds"],
+        "preset": row["preset"],
         "created_at": timestamp(row["created_at"]),
         "updated_at": timestamp(row["updated_at"]),
     }

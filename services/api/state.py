@@ -25,6 +25,7 @@ from services.auth.verifier import TokenVerifier
 from services.dependencies import Dependencies
 from services.dispatch import Dispatcher
 from services.metrics import ProcessGauges
+from services.oidc.keys import IssuerKeys
 from services.organization import Organization
 from services.roles.catalogue import RoleCatalogue
 
@@ -52,8 +53,13 @@ PROJECTIONS = web.AppKey("tokenledger.projections", Late[Projections])
 """The read side's barrier: reads wait for it, and a command's answer for its cursor."""
 CLOCK = web.AppKey("tokenledger.clock", Late[Clock])
 GAUGES = web.AppKey("tokenledger.gauges", Late[ProcessGauges])
+OIDC_KEYS = web.AppKey("tokenledger.oidc_keys", Late[IssuerKeys])
+"""The signing keys of the OIDC issuers federated credentials trust (the token exchange's)."""
 """This process's own gauges, sampled when ``/metrics`` is scraped."""
 METRICS_PUBLIC = web.AppKey("tokenledger.metrics_public", bool)
+REVOCATION_SECRET = web.AppKey("tokenledger.revocation_secret", str)
+"""``TOKENLEDGER_REVOCATION_SECRET``: the shared secret of the leaked-token revocation endpoints
+(absent: they answer 404)."""
 """``TOKENLEDGER_METRICS=public``: ``/metrics`` answers anyone; else a token with ``metrics:read``."""
 
 
@@ -76,6 +82,8 @@ class ServedRuntime(Protocol):
     def clock(self) -> Clock: ...
     @property
     def gauges(self) -> ProcessGauges: ...
+    @property
+    def oidc_keys(self) -> IssuerKeys: ...
 
 
 def install(app: web.Application) -> None:
@@ -89,6 +97,7 @@ def install(app: web.Application) -> None:
     app[PROJECTIONS] = Late()
     app[CLOCK] = Late()
     app[GAUGES] = Late()
+    app[OIDC_KEYS] = Late()
 
 
 def bound(app: web.Application, key: web.AppKey[Late[T]]) -> T | None:
@@ -108,6 +117,7 @@ def bind(app: web.Application, runtime: ServedRuntime) -> None:
     app[PROJECTIONS].value = runtime.projections
     app[CLOCK].value = runtime.clock
     app[GAUGES].value = runtime.gauges
+    app[OIDC_KEYS].value = runtime.oidc_keys
 
 
 def unbind(app: web.Application) -> None:
@@ -120,6 +130,7 @@ def unbind(app: web.Application) -> None:
         app[ORGANIZATION],
         app[CATALOGUE],
         app[PROJECTIONS],
+        app[OIDC_KEYS],
         app[CLOCK],
         app[GAUGES],
     )

@@ -64,6 +64,9 @@ PUBLISHED: Mapping[str, Channel] = {
             "role_unassigned",
             "expired",
             "expiring_soon",
+            "federated_credential_created",
+            "federated_credential_updated",
+            "federated_credential_deleted",
         )
     },
     **{

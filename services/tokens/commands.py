@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from events import FrozenMap
+
 
 class IssueToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.issue"):
     account_id: str
@@ -95,3 +97,27 @@ class RecordTokenUsage(msgspec.Struct, frozen=True, kw_only=True, tag="token.rec
 
     uses: tuple[TokenUse, ...] = ()
     extensions: tuple[TokenExtension, ...] = ()
+
+
+class ExchangeFederatedToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.exchange"):
+    """Issue a short-lived token of ``account_id`` to the holder of an id-token the exchange door
+    verified (signature, issuer, audience, times): its ``claims`` as text (``sub`` and those the
+    credential names), to be matched against the federated credential as the account's stream has
+    it now. Sent only as the ``FederatedActor`` of that credential."""
+
+    account_id: str
+    credential_id: str
+    issuer: str
+    jti: str
+    claims: FrozenMap[str, str]
+    scopes: tuple[str, ...] | None = None
+    requested_lifetime_seconds: int | None = None
+
+
+class RevokeLeakedToken(msgspec.Struct, frozen=True, kw_only=True, tag="token.revoke_leaked"):
+    """A secret scanner reported the token's secret found at ``location``: revoke it, reason
+    ``leaked``. tokenledger's own (the revocation door's); a token already revoked, or gone, is
+    left as it is."""
+
+    token_id: str
+    location: str

@@ -52,6 +52,7 @@ from services.tokens.commands import (
     RecordTokenUsage,
     RenameToken,
     RetireTokenSecret,
+    RevokeLeakedToken,
     RevokeToken,
     RotateToken,
     WarnTokenExpiring,
@@ -196,6 +197,20 @@ async def revoke_token(
         model.require_visible(state, account_id)
         (await deps.directory.account(account_id)).require_live()
         return await repository.append(deps.store, TOKENS, ctx, state, model.revoke(state, reason))
+
+    return await with_retries(attempt)
+
+
+async def revoke_leaked_token(
+    deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: RevokeLeakedToken
+) -> Outcome[Token]:
+    """Changes nothing for a token that is not visible or already revoked (the door answers the
+    same either way: no oracle)."""
+
+    async def attempt() -> Outcome[Token]:
+        state, _retried = await repository.load(deps.store, TOKENS, ctx, command.token_id)
+        events = model.revoke(state, "leaked", command.location) if state.visible else []
+        return await repository.append(deps.store, TOKENS, ctx, state, events)
 
     return await with_retries(attempt)
 

@@ -19,6 +19,7 @@ import msgspec
 
 from events import Event, FrozenMap
 from events.tokens import (
+    Provenance,
     TokenDeleted,
     TokenExpired,
     TokenExpiringSoon,
@@ -40,8 +41,9 @@ REVOCATION_CODES = ("compromised", "rotated", "unused", "superseded", "no_longer
 """The reasons a caller may give by code (consumers may rely on them); any other text is kept too."""
 REVOKED_WITHOUT_REASON = "revoked"
 """The reason of a caller's revocation that gives none (every revocation's before reasons were taken)."""
-SYSTEM_REVOCATION_REASONS = frozenset({"deleted", "account_deleted"})
-"""The reasons tokenledger records itself: a token's deletion, its account's."""
+SYSTEM_REVOCATION_REASONS = frozenset({"deleted", "account_deleted", "leaked"})
+"""The reasons tokenledger records itself: a token's deletion, its account's, a secret scanner's
+report of its secret (``/v1/revoke_tokens``)."""
 MAX_REVOCATION_REASON = 255
 
 
@@ -89,6 +91,8 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
     """The previous secret version while in its grace period: version -> end of the grace period.
     At most one: a rotation ends every earlier secret except the one it replaces (and that one too
     when it gives no grace period)."""
+    federated: Provenance | None = None
+    """A token obtained by an OIDC token exchange: never rotated nor renamed (it has no name claim)."""
 
     @property
     def visible(self) -> bool:
@@ -119,6 +123,7 @@ def evolve(state: Token, event: Event, version: int, at: datetime) -> Token:
                 auto_extend_seconds=event.auto_extend_seconds,
                 scopes=event.scopes,
                 secret_set_at=at,
+                federated=event.federated,
             )
         case TokenRenamed():
             return msgspec.structs.replace(base, name=event.name, updated_at=at)
@@ -188,7 +193,13 @@ def require_visible(state: Token, account_id: str) -> Token:
     return state
 
 
+def _require_long_lived(state: Token, change: str) -> None:
+    if state.federated is not None:
+        raise Conflict(f"a federated token is not {change}: exchange a new id-token instead")
+
+
 def rename(state: Token, name: str) -> list[Event]:
+    _require_long_lived(state, "renamed")
     if name == state.name:
         return []
     check_new_name(name)
@@ -210,13 +221,16 @@ def revocation_reason(reason: str | None) -> str:
     return normal
 
 
-def revoke(state: Token, reason: str) -> list[Event]:
+def revoke(state: Token, reason: str, location: str | None = None) -> list[Event]:
     if state.state == REVOKED:
         return []
-    return [TokenRevoked(token_id=state.token_id, account_id=state.account_id, reason=reason)]
+    return [
+        TokenRevoked(token_id=state.token_id, account_id=state.account_id, reason=reason, location=location)
+    ]
 
 
 def rotate(state: Token, now: datetime, secret_hash: str, grace_period_seconds: int) -> list[Event]:
+    _require_long_lived(state, "renewable")
     if state.state_at(now) != ACTIVE:
         raise Conflict(f"only an active token can be rotated; this one is {state.state_at(now)}")
     if not 0 <= grace_period_seconds <= MAX_GRACE_PERIOD.total_seconds():

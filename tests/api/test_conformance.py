@@ -185,6 +185,8 @@ class Doomed:
     team_role_id: str
     """Of the seeded team, as ``member_id`` (an account in it)."""
     member_id: str
+    """Of the seeded account."""
+    credential_id: str
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class Seeded:
     team_role_id: str
     newcomer_id: str
     doomed: Doomed
+    credential_id: str
 
     def path_ids(self, path: str) -> dict[str, str]:
         role_id = self.team_role_id if path.startswith("/teams") else self.account_role_id
@@ -207,6 +210,7 @@ class Seeded:
             "tokenId": self.token_id,
             "teamId": self.team_id,
             "roleId": role_id,
+            "credentialId": self.credential_id,
         }
         return {name: value for name, value in ids.items() if "{" + name + "}" in path}
 
@@ -222,6 +226,7 @@ class Seeded:
             "tokenId": self.doomed.token_id,
             "teamId": self.doomed.team_id,
             "roleId": self.doomed.team_role_id if under_teams else self.doomed.account_role_id,
+            "credentialId": self.doomed.credential_id,
         }
         return {**ids, last: doomed[last]}
 
@@ -265,6 +270,13 @@ async def seed(api: ApiClient) -> Seeded:
     team_role, doomed_team_role = [
         await _created(api, f"/v3/teams/{team}/assigned-roles", r) for r in (role, other_role)
     ]
+    credentials = f"/v3/system-accounts/{account}/federated-credentials"
+    credential, doomed_credential = [
+        await _created(
+            api, credentials, {"name": unique("conformance"), "issuer": "https://ci.example", "subject": "s"}
+        )
+        for _ in "12"
+    ]
     doomed_member = await _account(api)
     for member in (account, doomed_member):
         await _member(api, team, member)
@@ -275,8 +287,9 @@ async def seed(api: ApiClient) -> Seeded:
         team_id=await _team(api),
         team_role_id=doomed_team_role,
         member_id=doomed_member,
+        credential_id=doomed_credential,
     )
-    return Seeded(account, token, account_role, team, team_role, await _account(api), doomed)
+    return Seeded(account, token, account_role, team, team_role, await _account(api), doomed, credential)
 
 
 def _toml_string(value: str) -> str:
@@ -403,6 +416,11 @@ REFUSED_ONLY = {
     "POST /system-accounts/{accountId}/access-tokens": "Konnect's example expires_at is in the past and "
     "generated ones fall outside the deployment's lifetime (beyond 365 days ahead, or past): 400s, so "
     "the run reaches it (the account exists) without a 201",
+    "POST /system-accounts/{accountId}/federated-credentials": "issuer and subject are required unless "
+    "github_actions is given, which the document states in words (not as a schema combinator); generated "
+    "bodies rarely carry a matching pair: 400s, so the run reaches it (the account exists) without a 201",
+    "POST /oauth/token": "a valid exchange needs an id-token signed by an issuer a federated credential "
+    "trusts, which no generator makes: RFC 6749 errors; tests/api/test_token_exchange.py covers the 200",
 }
 """Operations the seeded run reaches only with 400s for its valid cases, and why."""
 

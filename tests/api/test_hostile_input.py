@@ -58,6 +58,17 @@ def valid_bodies(organization_id: str, account_id: str) -> dict[tuple[str, str],
         ("/teams/{teamId}/assigned-roles", "post"): role,
         ("/teams/{teamId}/system-accounts", "post"): {"id": account_id},
         ("/tokens/introspect", "post"): {"token": "spat_nothing"},
+        ("/system-accounts/{accountId}/federated-credentials", "post"): {
+            "name": unique("credential"),
+            "issuer": "https://ci.example",
+            "subject": "repo:acme/deploy:*",
+        },
+        ("/system-accounts/{accountId}/federated-credentials/{credentialId}", "patch"): {"subject": "s"},
+        ("/oauth/token", "post"): {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": "e30.e30.e30",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        },
     }
 
 
@@ -151,6 +162,10 @@ HOSTILE_QUERY = st.one_of(
 )
 
 
+OAUTH_ERRORS = frozenset({("/oauth/token", "post")})
+"""Operations that answer a refusal as an RFC 6749 error object rather than a problem."""
+
+
 def _path(template: str, method: str, seeded: Seeded) -> str:
     ids = seeded.path_ids(template)
     if method == "delete":  # keep the seeded resources; a hostile value must still be refused
@@ -207,6 +222,9 @@ async def test_hostile_values_never_get_a_5xx_and_a_refusal_writes_nothing(
     before = await log_head(api_runtime)
     reply = await api.request(method.upper(), path, raw=raw)
     assert reply.status < 500, (method, path[:300], raw and raw[:300], reply.body)
-    if reply.status >= 400:
+    if reply.status >= 400 and (template, method) in OAUTH_ERRORS:
+        assert set(reply.body) == {"error"}, reply.body
+        assert await log_head(api_runtime) == before, (method, path[:300], reply.status)
+    elif reply.status >= 400:
         assert reply.content_type == PROBLEM_CONTENT_TYPE, reply.headers
         assert await log_head(api_runtime) == before, (method, path[:300], reply.status)

@@ -28,7 +28,7 @@ def _documented() -> list[tuple[str, str, list[str]]]:
 
 def _concrete(path: str) -> str:
     """The path with every parameter an id nothing has."""
-    for name in ("accountId", "tokenId", "teamId", "roleId"):
+    for name in ("accountId", "tokenId", "teamId", "roleId", "credentialId"):
         path = path.replace("{" + name + "}", str(uuid.uuid4()))
     return "/v3" + path
 

@@ -11,26 +11,33 @@ from datetime import timedelta
 import msgspec
 import pytest
 
+from events import FrozenMap
 from services.accounts.commands import (
     CreateAccount,
+    CreateFederatedCredential,
     DeleteAccount,
+    DeleteFederatedCredential,
     ExpireAccount,
     UpdateAccount,
+    UpdateFederatedCredential,
     WarnAccountExpiring,
 )
-from services.authorization import SYSTEM, WRITE_RIGHTS, MissingRight
+from services.authorization import SYSTEM, WRITE_RIGHTS, FederatedActor, MissingRight
 from services.commands import Forbidden
-from services.dispatch import HANDLERS, RIGHTS, SYSTEM_COMMANDS, Dispatcher
+from services.dispatch import FEDERATED_COMMANDS, HANDLERS, RIGHTS, SYSTEM_COMMANDS, Dispatcher
+from services.federation import Definition
 from services.role_holders import AccountHolder, AssignRole, TeamHolder, UnassignRole
 from services.teams.commands import AddMember, CreateTeam, DeleteTeam, RemoveMember, UpdateTeam
 from services.tokens.commands import (
     DeleteToken,
+    ExchangeFederatedToken,
     ExpireToken,
     FlagTokenRotationDue,
     IssueToken,
     RecordTokenUsage,
     RenameToken,
     RetireTokenSecret,
+    RevokeLeakedToken,
     RevokeToken,
     RotateToken,
     WarnTokenExpiring,
@@ -48,6 +55,11 @@ SAMPLES: dict[type, object] = {
         DeleteAccount(account_id=NOBODY),
         ExpireAccount(account_id=NOBODY),
         WarnAccountExpiring(account_id=NOBODY, leads=(timedelta(days=1),)),
+        CreateFederatedCredential(
+            account_id=NOBODY, definition=Definition(name="ci", issuer="https://ci.example", subject="x")
+        ),
+        UpdateFederatedCredential(account_id=NOBODY, credential_id=NOBODY, changes=FrozenMap({"name": "x"})),
+        DeleteFederatedCredential(account_id=NOBODY, credential_id=NOBODY),
         CreateTeam(name="ops"),
         UpdateTeam(team_id=NOBODY, name="x"),
         DeleteTeam(team_id=NOBODY),
@@ -71,11 +83,19 @@ SAMPLES: dict[type, object] = {
         FlagTokenRotationDue(token_id=NOBODY, deployment_period=timedelta(days=1)),
         RetireTokenSecret(token_id=NOBODY, secret_version=1),
         RecordTokenUsage(),
+        RevokeLeakedToken(token_id=NOBODY, location="https://scanner.example/finding/1"),
+        ExchangeFederatedToken(
+            account_id=NOBODY,
+            credential_id=NOBODY,
+            issuer="https://ci.example",
+            jti="j",
+            claims=FrozenMap({"sub": "s"}),
+        ),
     )
 }
 """One command of every type the dispatcher knows."""
 
-CALLER_COMMANDS = [kind for kind in HANDLERS if kind not in SYSTEM_COMMANDS]
+CALLER_COMMANDS = [kind for kind in HANDLERS if kind not in SYSTEM_COMMANDS | FEDERATED_COMMANDS]
 WITHOUT_WRITE = {
     "no roles": caller(),
     "Viewer": caller("Viewer"),
@@ -150,6 +170,18 @@ async def test_the_schedulers_commands_are_refused_to_every_caller(
     }[who]
     refused = await world.then_raises(Forbidden, SAMPLES[kind], actor, match="tokenledger's own")
     assert not isinstance(refused, MissingRight)
+
+
+@pytest.mark.parametrize("who", ["Admin", "the organization admin"])
+async def test_the_token_exchange_is_refused_to_every_caller(world: World, who: str) -> None:
+    actor = ADMIN if who == "Admin" else caller("Admin", organization_admin=True)
+    await world.then_raises(Forbidden, SAMPLES[ExchangeFederatedToken], actor, match="federated credential")
+
+
+@pytest.mark.parametrize("kind", CALLER_COMMANDS, ids=_named)
+async def test_a_federated_actor_may_send_nothing_but_the_exchange(world: World, kind: type) -> None:
+    actor = FederatedActor(account_id=NOBODY, credential_id=NOBODY, issuer="https://ci.example", subject="s")
+    await world.then_raises(Forbidden, SAMPLES[kind], actor, match="federated credential")
 
 
 @pytest.mark.parametrize("kind", sorted(SYSTEM_COMMANDS, key=_named), ids=_named)

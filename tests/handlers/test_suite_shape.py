@@ -103,7 +103,7 @@ def test_handlers_load_and_append_their_aggregate_only_through_the_repository() 
     """No module of a handler recognises a retry (``recorded``) or builds its command's events
     (``new_events``) itself: a second load-or-append helper would drift from the repository's."""
     modules = {inspect.getsourcefile(handler) for handler in HANDLERS.values()}
-    assert len(modules) == 4, modules  # accounts, teams, tokens and the role holders
+    assert len(modules) == 5, modules  # accounts, teams, tokens, the token exchange and the role holders
     for path in sorted(str(module) for module in modules):
         called = _names_called(ast.parse(Path(path).read_text()))
         assert not called & {"recorded", "new_events"}, f"{path} loads or appends past the repository"

@@ -14,6 +14,9 @@ The changes:
 - issue 12, point 8: ``rm_accounts`` has ``expires_at``, the end of an account's lifetime; no
   account of the release had one, so it is null in every row. (The lifetimes' due index,
   ``rm_account_deadlines``, is new and not in the release's dump.)
+- issue 16: ``rm_tokens`` has ``federated_credential_id``, the federated credential a token was
+  obtained through by the OIDC token exchange; no token of the release was, so it is null in every
+  row. (``rm_federated_credentials`` is new and not in the release's dump.)
 """
 
 import json
@@ -63,7 +66,16 @@ def _accounts_have_a_lifetime(tables: Tables, _log: Path) -> None:
         row["expires_at"] = None
 
 
-CHANGES: tuple[Callable[[Tables, Path], None], ...] = (_extensions_move_updated_at, _accounts_have_a_lifetime)
+def _tokens_know_their_federated_credential(tables: Tables, _log: Path) -> None:
+    for row in tables["tokens"]:
+        row["federated_credential_id"] = None
+
+
+CHANGES: tuple[Callable[[Tables, Path], None], ...] = (
+    _extensions_move_updated_at,
+    _accounts_have_a_lifetime,
+    _tokens_know_their_federated_credential,
+)
 """Each change, in the order of the list above: it edits the release's tables in place."""
 
 

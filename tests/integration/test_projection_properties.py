@@ -33,6 +33,12 @@ from events.accounts import (
     AccountRoleUnassigned,
     AccountUpdated,
 )
+from events.federation import (
+    ClaimCondition,
+    FederatedCredentialCreated,
+    FederatedCredentialDeleted,
+    FederatedCredentialUpdated,
+)
 from events.teams import (
     TeamCreated,
     TeamDeleted,
@@ -90,7 +96,19 @@ def account_stream(draw: Any, account_id: str) -> list[Event]:
         AccountCreated(account_id=account_id, name=draw(st.sampled_from(["a", "b"])), expires_at=lifetime)
     ]
     held: list[str] = []
-    ops = ["update", "disable", "enable", "assign", "unassign", "expire", "warn"]
+    trusted: list[str] = []
+    ops = [
+        "update",
+        "disable",
+        "enable",
+        "assign",
+        "unassign",
+        "expire",
+        "warn",
+        "trust",
+        "retrust",
+        "distrust",
+    ]
     for op in draw(st.lists(st.sampled_from(ops), max_size=6)):
         if op == "update":
             lifetime = draw(lifetimes)
@@ -123,11 +141,31 @@ def account_stream(draw: Any, account_id: str) -> list[Event]:
                     entity_region="eu",
                 )
             )
-        elif held:
+        elif op == "trust":
+            trusted.append(_assignment())
+            events.append(FederatedCredentialCreated(**_credential(account_id, trusted[-1], draw(names))))
+        elif op == "retrust" and trusted:
+            events.append(FederatedCredentialUpdated(**_credential(account_id, trusted[0], draw(names))))
+        elif op == "distrust" and trusted:
+            events.append(FederatedCredentialDeleted(account_id=account_id, credential_id=trusted.pop(0)))
+        elif op == "unassign" and held:
             events.append(AccountRoleUnassigned(account_id=account_id, assignment_id=held.pop(0)))
     if draw(st.booleans()):
         events.append(AccountDeleted(account_id=account_id))
     return events
+
+
+def _credential(account_id: str, credential_id: str, subject: str) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "credential_id": credential_id,
+        "name": "ci",
+        "issuer": "https://issuer.example",
+        "audiences": ("urn:tokenledger:local",),
+        "subject": subject,
+        "conditions": (ClaimCondition(claim="env", operator="one_of", values=("a", subject)),),
+        "max_token_lifetime_seconds": 600,
+    }
 
 
 @st.composite

@@ -114,6 +114,7 @@ async def test_rebuild_of_one_projection_leaves_the_others_alone(empty_database:
             "tokens": 1,
             "token_secrets": 0,
             "role_assignments": 0,
+            "federated_credentials": 0,
             "teams": 0,
             "token_deadlines": 0,
         }

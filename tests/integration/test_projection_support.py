@@ -29,6 +29,7 @@ PRIMARY_KEYS = {
     "tokens": "token_id",
     "token_secrets": "secret_hash",
     "role_assignments": "assignment_id",
+    "federated_credentials": "credential_id",
     "teams": "team_id",
     "team_members": "team_id, account_id",
     "token_deadlines": "token_id, kind, ref",

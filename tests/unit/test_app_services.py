@@ -27,6 +27,7 @@ class _Runtime:
     verifier: Any = object()
     usage: Any = object()
     gauges: Any = object()
+    oidc_keys: Any = object()
 
     @staticmethod
     def clock() -> datetime:

@@ -13,7 +13,7 @@ from tokenledger_client.output import _cell
 
 EXPECTED = {
     "serve", "migrate", "bootstrap", "projector", "scheduler", "relay", "subscribe", "kafka-local", "login",
-    "introspect", "projections status", "projections rebuild",
+    "introspect", "projections status", "projections rebuild", "scan",
     "audit verify", "audit checkpoint", "audit export", "audit export-usage", "audit import", "audit replay",
     "audit events", "audit usage", "audit as-of",
     *(f"accounts {c}" for c in ("list", "get", "create", "update", "enable", "disable", "delete")),

@@ -17,6 +17,12 @@ from events.accounts import (
     AccountExpiringSoon,
     AccountUpdated,
 )
+from events.federation import (
+    ClaimCondition,
+    FederatedCredentialCreated,
+    FederatedCredentialDeleted,
+    FederatedCredentialUpdated,
+)
 from events.organization import OrganizationCreated
 from events.teams import TeamCreated, TeamDeleted, TeamMemberAdded, TeamRoleAssigned
 from events.tokens import (
@@ -31,6 +37,7 @@ from events.tokens import (
 from projections.accounts import AccountsProjection
 from projections.base import Projection
 from projections.catalogue import ALL_PROJECTIONS
+from projections.federated_credentials import FederatedCredentialsProjection
 from projections.fold import Foldable
 from projections.role_assignments import RoleAssignmentsProjection
 from projections.teams import TeamsProjection
@@ -92,6 +99,7 @@ def test_catalogue_names_tables_and_versions_are_sound() -> None:
             "tokens",
             "token_secrets",
             "role_assignments",
+            "federated_credentials",
             "teams",
             "team_members",
             "token_deadlines",
@@ -288,3 +296,38 @@ def test_account_deletion_removes_memberships_and_roles_but_not_tokens() -> None
     (token,) = rows(TokensProjection(), history, "tokens")
     assert token[3] == "ACTIVE"
     assert list(TokensProjection().apply(history[-1])) == []
+
+
+def test_federated_credentials_follow_their_definitions_and_end_with_the_account() -> None:
+    credential = str(uuid.uuid4())
+    definition: dict[str, Any] = {
+        "account_id": ACCOUNT,
+        "credential_id": credential,
+        "name": "deploy",
+        "issuer": "https://issuer.example",
+        "audiences": ("urn:tokenledger:local",),
+        "subject": "repo:acme/*",
+        "conditions": (ClaimCondition(claim="environment", operator="one_of", values=("prod", "staging")),),
+        "required_claims": ("repository_owner_id",),
+        "max_token_lifetime_seconds": 900,
+    }
+    history = [recorded(FederatedCredentialCreated(**definition))]
+    (row,) = rows(FederatedCredentialsProjection(), history, "federated_credentials")
+    assert row[2:10] == (
+        "deploy",
+        "https://issuer.example",
+        ["urn:tokenledger:local"],
+        "repo:acme/*",
+        '[{"claim":"environment","operator":"one_of","values":["prod","staging"]}]',
+        ["repository_owner_id"],
+        900,
+        None,
+    )
+    later = T0 + timedelta(minutes=5)
+    history.append(recorded(FederatedCredentialUpdated(**{**definition, "subject": "repo:acme/x"}), later))
+    (row,) = rows(FederatedCredentialsProjection(), history, "federated_credentials")
+    assert (row[5], row[10], row[11]) == ("repo:acme/x", T0, later)
+    deleted = [*history, recorded(FederatedCredentialDeleted(account_id=ACCOUNT, credential_id=credential))]
+    assert rows(FederatedCredentialsProjection(), deleted, "federated_credentials") == []
+    gone = [*history, recorded(AccountDeleted(account_id=ACCOUNT))]
+    assert rows(FederatedCredentialsProjection(), gone, "federated_credentials") == []

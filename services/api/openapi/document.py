@@ -35,6 +35,8 @@ PARTS = (
     "service-responses",
     "token-lifecycle",
     "token-usage",
+    "federated-credentials",
+    "token-exchange",
     "audit-events",
     "introspection",
     "openapi-document",
@@ -49,13 +51,15 @@ AS_OF_OPERATIONS = frozenset(
         ("/system-accounts/{accountId}/access-tokens", "get"),
         ("/system-accounts/{accountId}/access-tokens/{tokenId}", "get"),
         ("/system-accounts/{accountId}/assigned-roles", "get"),
+        ("/system-accounts/{accountId}/federated-credentials", "get"),
         ("/system-accounts/{accountId}/teams", "get"),
     }
 )
 """The reads ``services.api.routes.audit.as_of_param`` serves as of a past instant."""
 OPERATION_SCOPES = "operation-scopes"
-READS_BY_POST = frozenset({"introspect-token"})
-"""POST operations that are reads: they run no command, so no ``Idempotency-Key`` (nor its 409/422)."""
+READS_BY_POST = frozenset({"introspect-token", "exchange-token"})
+"""POST operations that take no ``Idempotency-Key`` (nor its 409/422): the reads, which run no
+command, and the token exchange, whose id-token is used once (a retry is refused as a replay)."""
 SERVER_URL = "/v3"
 SECURITY_SCHEME = "systemAccountAccessToken"
 TITLE = "tokenledger"

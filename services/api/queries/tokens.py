@@ -27,3 +27,18 @@ async def get_token(pool: asyncpg.Pool, account_id: str, token_id: str) -> async
         account_id,
     )
     return row
+
+
+async def list_federated_tokens(
+    pool: asyncpg.Pool, account_id: str, credential_id: str, query: ListQuery
+) -> tuple[Rows, int]:
+    """The account's tokens obtained through one federated credential (even one deleted since)."""
+    return await fetch_page(
+        pool,
+        "rm_tokens",
+        _COLUMNS,
+        query,
+        scope="account_id = $1::uuid AND federated_credential_id = $2::uuid AND NOT deleted",
+        scope_args=(account_id, credential_id),
+        order="created_at, token_id",
+    )

@@ -172,6 +172,12 @@ async def roles_as_of(request: web.Request, at: datetime) -> web.Response:
     return json(collection(items, query, len(items)))
 
 
+async def federated_credentials_as_of(request: web.Request, at: datetime) -> web.Response:
+    account = await _account_then(request, at)
+    items = [show.federated_credential(c) for c in account.federated_credentials.values()]
+    return json(collection(items, WHOLE_LIST, len(items)))
+
+
 async def teams_as_of(request: web.Request, at: datetime) -> web.Response:
     await _account_then(request, at)
     teams = await history.teams_as_of(service(request, READ_POOL), account_id(request), at)

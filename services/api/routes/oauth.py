@@ -1,0 +1,258 @@
+"""``POST /v3/oauth/token``: the OIDC token exchange (RFC 8693), a door of the command side.
+
+No bearer token: the client presents an id-token of an external issuer (``subject_token``). The door
+bounds the request, finds the federated credentials that may trust the token's claimed issuer (only
+issuers some credential names are ever fetched), verifies the id-token (``services.oidc``), picks
+the one credential whose audience, subject and conditions it satisfies (``audience`` or ``resource``
+may name the account or the credential, and must when several match), and sends
+``ExchangeFederatedToken`` as that credential's ``FederatedActor``; the handler decides on the
+account's stream. Errors are RFC 6749 §5.2 objects whose ``error`` is all the client learns
+(``invalid_request``, ``invalid_grant``, ``invalid_target``, ``invalid_scope``,
+``unsupported_grant_type``); why, with the issuer, subject and ``jti``, goes to the process log.
+"""
+
+import json
+import logging
+import uuid
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from events import FrozenMap
+from services import federation
+from services.api.context import service, settle
+from services.api.parsing import decode_body
+from services.api.problems import REQUEST_ID, ProblemError
+from services.api.state import CLOCK, DISPATCHER, OIDC_KEYS, READ_POOL
+from services.authorization import FederatedActor
+from services.client_text import log_field
+from services.commands import CommandContext, Conflict, DomainError, Invalid, NotFound
+from services.federation import FederatedCredential
+from services.oidc import verification
+from services.oidc.verification import IdTokenRefused
+from services.tokens.commands import ExchangeFederatedToken
+from services.tokens.exchange import ExchangeRefused, ReplayedIdToken
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+SUBJECT_TOKEN_TYPES = frozenset(
+    {"urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token"}
+)
+ISSUED_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a type name)
+MAX_BODY_BYTES = 32 * 1024
+MAX_SCOPES = 16
+_log = logging.getLogger(__name__)
+
+_CANDIDATES_SQL = (
+    "SELECT * FROM rm_federated_credentials WHERE issuer = $1"
+    " AND ($2::uuid IS NULL OR account_id = $2::uuid OR credential_id = $2::uuid)"
+    " ORDER BY created_at, credential_id LIMIT 32"
+)
+
+
+class OAuthError(Exception):
+    def __init__(self, error: str, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.error, self.reason, self.status = error, reason, status
+
+
+def _answer(body: dict[str, Any], status: int = 200) -> web.Response:
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    return web.json_response(body, status=status, headers=headers)
+
+
+Text = Annotated[str, msgspec.Meta(max_length=255)]
+
+
+class ExchangeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The parameters, each once (a grant type other than the exchange's is answered
+    ``unsupported_grant_type``, so it is not refused here)."""
+
+    grant_type: Text
+    subject_token: Annotated[str, msgspec.Meta(max_length=verification.MAX_TOKEN_BYTES)]
+    subject_token_type: Text
+    scope: Annotated[str, msgspec.Meta(max_length=1024)] | msgspec.UnsetType = msgspec.UNSET
+    requested_lifetime: Annotated[str, msgspec.Meta(pattern="^[0-9]{2,6}$")] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    audience: Text | msgspec.UnsetType = msgspec.UNSET
+    resource: Text | msgspec.UnsetType = msgspec.UNSET
+
+
+async def _request(request: web.Request) -> ExchangeRequest:
+    """The request's parameters, form-encoded (RFC 6749) or a JSON object of strings."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise OAuthError("invalid_request", "oversized")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise OAuthError("invalid_request", "oversized")
+    if request.content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=bool(raw))
+        except ValueError:
+            raise OAuthError("invalid_request", "bad_form") from None
+        if len(dict(pairs)) != len(pairs):
+            raise OAuthError("invalid_request", "repeated_parameter")
+        raw = msgspec.json.encode(dict(pairs))
+    elif request.content_type != "application/json":
+        raise OAuthError("invalid_request", "content_type")
+    try:
+        return decode_body(raw, ExchangeRequest)
+    except ProblemError as refused:
+        raise OAuthError("invalid_request", str(refused)) from None
+
+
+def _given(value: str | msgspec.UnsetType) -> str | None:
+    return None if isinstance(value, msgspec.UnsetType) else value
+
+
+def _lifetime(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 6 or int(value) < 60:
+        raise OAuthError("invalid_request", "requested_lifetime")
+    return int(value)
+
+
+def _scopes(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    scopes = tuple(dict.fromkeys(value.split()))
+    if not scopes or len(scopes) > MAX_SCOPES or any(len(s) > 64 for s in scopes):
+        raise OAuthError("invalid_scope", "scope")
+    return scopes
+
+
+def _target(body: ExchangeRequest) -> str | None:
+    named = _given(body.audience) or _given(body.resource)
+    if named is None:
+        return None
+    try:
+        return str(uuid.UUID(named))
+    except ValueError:
+        raise OAuthError("invalid_target", "target_not_an_id") from None
+
+
+def _credential(row: asyncpg.Record) -> FederatedCredential:
+    conditions = row["conditions"]
+    return msgspec.convert(
+        {
+            "credential_id": str(row["credential_id"]),
+            "name": row["name"],
+            "issuer": row["issuer"],
+            "audiences": list(row["audiences"]),
+            "subject": row["subject"],
+            "conditions": json.loads(conditions) if isinstance(conditions, str) else conditions,
+            "required_claims": list(row["required_claims"]),
+            "max_token_lifetime_seconds": row["max_token_lifetime_seconds"],
+        },
+        FederatedCredential,
+    )
+
+
+async def _exchange(request: web.Request, body: ExchangeRequest) -> web.Response:
+    if body.grant_type != GRANT_TYPE:
+        raise OAuthError("unsupported_grant_type", "grant_type")
+    token = body.subject_token
+    if not token or body.subject_token_type not in SUBJECT_TOKEN_TYPES:
+        raise OAuthError("invalid_request", "subject_token")
+    lifetime, scopes = _lifetime(_given(body.requested_lifetime)), _scopes(_given(body.scope))
+    target = _target(body)
+    try:
+        issuer = verification.unverified_issuer(token)
+    except IdTokenRefused as refused:
+        raise OAuthError("invalid_grant", refused.reason) from None
+    rows = await service(request, READ_POOL).fetch(_CANDIDATES_SQL, issuer, target)
+    if not rows:
+        raise OAuthError("invalid_target" if target else "invalid_grant", "no_credential_trusts_the_issuer")
+    candidates = [(row["account_id"], _credential(row)) for row in rows]
+    audiences = {audience for _, credential in candidates for audience in credential.audiences}
+    wanted = {c.claim for _, cr in candidates for c in cr.conditions} | {
+        n for _, cr in candidates for n in cr.required_claims
+    }
+    clock = service(request, CLOCK)
+    try:
+        verified = await verification.verify(
+            token, issuer, audiences, service(request, OIDC_KEYS), clock(), wanted
+        )
+    except IdTokenRefused as refused:
+        raise OAuthError("invalid_grant", refused.reason) from None
+    fitting = [
+        (account, credential)
+        for account, credential in candidates
+        if set(credential.audiences) & set(verified.audience)
+        and federation.mismatch(credential, verified.claims) is None
+    ]
+    if not fitting:
+        reasons = {federation.mismatch(c, verified.claims) or "wrong_audience" for _, c in candidates}
+        raise OAuthError("invalid_grant", ",".join(sorted(reasons)))
+    if len(fitting) > 1:
+        raise OAuthError("invalid_target", "several_credentials_match")
+    account_id, credential = str(fitting[0][0]), fitting[0][1]
+    actor = FederatedActor(
+        account_id=account_id,
+        credential_id=credential.credential_id,
+        issuer=issuer,
+        subject=verified.claims["sub"],
+    )
+    command = ExchangeFederatedToken(
+        account_id=account_id,
+        credential_id=credential.credential_id,
+        issuer=issuer,
+        jti=verified.jti,
+        claims=FrozenMap(verified.claims),
+        scopes=scopes,
+        requested_lifetime_seconds=lifetime,
+    )
+    ctx = CommandContext(
+        now=clock(), actor=f"federated:{credential.credential_id}", correlation_id=request.get(REQUEST_ID)
+    )
+    try:
+        outcome = await service(request, DISPATCHER).dispatch(command, actor, ctx)
+    except ReplayedIdToken:
+        raise OAuthError("invalid_grant", "replayed_jti") from None
+    except ExchangeRefused as refused:
+        raise OAuthError("invalid_grant", refused.reason) from None
+    except Invalid as invalid:
+        error = "invalid_scope" if invalid.field == "scopes" else "invalid_request"
+        raise OAuthError(error, invalid.field) from None
+    except (NotFound, Conflict) as refused:
+        raise OAuthError("invalid_grant", type(refused).__name__) from None
+    except DomainError as refused:
+        raise OAuthError("invalid_grant", type(refused).__name__) from None
+    await settle(request, outcome.cursor)
+    issued = outcome.state
+    _log.info(
+        "token exchange: issued token %s of account %s through federated credential %s"
+        " (issuer %s, subject %s, jti %s)",
+        issued.token.token_id,
+        account_id,
+        credential.credential_id,
+        log_field(issuer, 255),
+        log_field(verified.claims["sub"], 255),
+        log_field(verified.jti, 255),
+    )
+    assert issued.token.expires_at is not None
+    answer: dict[str, Any] = {
+        "access_token": issued.secret,
+        "issued_token_type": ISSUED_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": int((issued.token.expires_at - ctx.now).total_seconds()),
+    }
+    if issued.token.scopes is not None:
+        answer["scope"] = " ".join(issued.token.scopes)
+    return _answer(answer)
+
+
+async def token(request: web.Request) -> web.Response:
+    try:
+        return await _exchange(request, await _request(request))
+    except OAuthError as refused:
+        _log.warning("token exchange refused: %s (%s)", refused.error, log_field(refused.reason, 255))
+        return _answer({"error": refused.error}, refused.status)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v3/oauth/token", token)

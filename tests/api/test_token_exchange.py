@@ -1,0 +1,262 @@
+"""The OIDC token exchange (POST /v3/oauth/token) end to end, against a real local issuer over
+HTTPS (tests/oidc_issuer.py): GitHub-Actions-shaped (RSA) and Kubernetes-shaped (EC) id-tokens
+exchanged for short-lived tokens that work on the API, with their provenance in token.issued; key
+rotation; and every refusal an RFC 6749 error that appends nothing."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from aiohttp.test_utils import TestServer
+
+from events.tokens import TokenIssued
+from services.api import state
+from services.api.app import create_app
+from services.composition import Runtime
+from services.oidc.keys import IssuerKeys
+from services.tokens.exchange import jti_claim
+from tests.api.identity_support import create_account, grant_identity_role, nothing_written
+from tests.api_fixture import ApiClient
+from tests.oidc_issuer import LocalIssuer, github_claims, kubernetes_claims
+
+AUDIENCE = "urn:tokenledger:local"
+GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+
+
+@pytest.fixture(scope="module")
+async def issuer(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalIssuer]:
+    local = LocalIssuer(Path(tmp_path_factory.mktemp("issuer")))
+    await local.start()
+    yield local
+    await local.close()
+
+
+@pytest.fixture(scope="module")
+async def exchange_url(api_runtime: Runtime, issuer: LocalIssuer) -> AsyncIterator[str]:
+    """The API with the exchange's key cache trusting the local issuer's certificate; unknown key
+    ids refetched at once (the 30 s limit has its own test)."""
+    app = create_app()
+    state.bind(app, api_runtime)
+    keys = IssuerKeys(ssl_context=issuer.client_ssl, refetch_interval=0.0)
+    app[state.OIDC_KEYS].value = keys
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+    await keys.close()
+
+
+async def _exchange(url: str, token: str, **fields: str) -> tuple[int, dict[str, Any]]:
+    form = {"grant_type": GRANT, "subject_token": token, "subject_token_type": JWT_TYPE, **fields}
+    async with aiohttp.ClientSession() as session, session.post(f"{url}/v3/oauth/token", data=form) as reply:
+        assert reply.headers.get("Cache-Control") == "no-store"
+        return reply.status, await reply.json()
+
+
+async def _trusting(api: ApiClient, issuer: LocalIssuer, **credential: Any) -> str:
+    """A new account holding Viewer, with a federated credential trusting ``issuer``."""
+    account = await create_account(api, "federated")
+    await grant_identity_role(api, f"/v3/system-accounts/{account['id']}", "Viewer")
+    body = {"name": "ci", "issuer": issuer.url, "subject": "repo:acme/deploy:*", **credential}
+    reply = await api.post(f"/v3/system-accounts/{account['id']}/federated-credentials", body)
+    assert reply.status == 201, reply.body
+    account_id: str = account["id"]
+    return account_id
+
+
+def _github_credential(owner_id: str = "4242") -> dict[str, Any]:
+    return {
+        "conditions": [
+            {"claim": "repository_owner_id", "operator": "equals", "values": [owner_id]},
+            {"claim": "environment", "operator": "one_of", "values": ["production", "staging"]},
+        ],
+        "required_claims": ["repository_owner_id"],
+    }
+
+
+async def _issued(runtime: Runtime, token_id: str) -> TokenIssued:
+    (first, *_rest) = await runtime.store.read_stream(f"token-{token_id}")
+    assert isinstance(first.event, TokenIssued)
+    return first.event
+
+
+async def test_a_github_actions_id_token_is_exchanged_for_a_working_short_lived_token(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    account_id = await _trusting(api, issuer, **_github_credential(owner))
+    id_token = issuer.mint(github_claims(AUDIENCE, owner_id=owner))
+    status, body = await _exchange(exchange_url, id_token, requested_lifetime="600")
+    assert status == 200, body
+    assert body["token_type"] == "Bearer"
+    assert body["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
+    assert 590 <= body["expires_in"] <= 600
+    secret = body["access_token"]
+    assert secret.startswith("spat_")
+    assert (await api.get(f"/v3/system-accounts/{account_id}", token=secret)).status == 200
+    introspected = await api.post("/v3/tokens/introspect", {"token": secret})
+    assert introspected.body["active"] is True
+    token_id = introspected.body["token_id"]
+    issued = await _issued(api_runtime, token_id)
+    assert issued.federated is not None
+    assert issued.federated.issuer == issuer.url
+    assert issued.federated.subject == "repo:acme/deploy:ref:refs/heads/main"
+    assert issued.federated.claims["workflow_ref"].endswith("deploy.yml@refs/heads/main")
+    assert issued.federated.claims["run_id"] == "987654321"
+    assert issued.auto_extend_seconds is None
+    credential_id = issued.federated.credential_id
+    listed = await api.get(
+        f"/v3/system-accounts/{account_id}/federated-credentials/{credential_id}/access-tokens"
+    )
+    assert [t["id"] for t in listed.body["data"]] == [token_id]
+    rotated = await api.post(f"/v3/system-accounts/{account_id}/access-tokens/{token_id}/rotate", {})
+    assert rotated.status == 409, rotated.body
+    async with nothing_written(api_runtime):
+        assert await _exchange(exchange_url, id_token) == (400, {"error": "invalid_grant"})
+
+
+async def test_a_kubernetes_token_signed_with_an_ec_key_and_nested_claims(
+    api: ApiClient, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    namespace = f"ns-{uuid.uuid4().hex[:8]}"
+    condition = {"claim": "kubernetes.io.namespace", "operator": "equals", "values": [namespace]}
+    await _trusting(api, issuer, subject=f"system:serviceaccount:{namespace}:*", conditions=[condition])
+    status, body = await _exchange(
+        exchange_url, issuer.mint(kubernetes_claims(AUDIENCE, namespace), kind="ec")
+    )
+    assert status == 200, body
+    assert body["expires_in"] <= 3600
+    scoped = issuer.mint(kubernetes_claims(AUDIENCE, namespace), kind="ec")
+    status, body = await _exchange(exchange_url, scoped, scope="accounts:read")
+    assert status == 200 and body["scope"] == "accounts:read", body
+
+
+async def test_after_a_key_rotation_new_keys_work_and_old_ones_do_not(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    await _trusting(api, issuer, **_github_credential(owner))
+    old = issuer.mint(github_claims(AUDIENCE, owner_id=owner))
+    issuer.rotate()
+    new = issuer.mint(github_claims(AUDIENCE, owner_id=owner))
+    assert (await _exchange(exchange_url, new))[0] == 200
+    async with nothing_written(api_runtime):
+        assert await _exchange(exchange_url, old) == (400, {"error": "invalid_grant"})
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _handmade(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) -> str:
+    """A JWS built by hand (PyJWT refuses to make these two): unsigned, or HMAC-SHA256 under ``key``."""
+    signing_input = f"{_segment(json.dumps(header).encode())}.{_segment(json.dumps(claims).encode())}"
+    signature = b"" if key is None else hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_segment(signature)}"
+
+
+def _with_kid(issuer: LocalIssuer, claims: dict[str, Any], kid: str) -> str:
+    now = int(time.time())
+    body = {"iss": issuer.url, "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex, **claims}
+    return jwt.encode(body, issuer.keys[issuer.kid("rsa")], algorithm="RS256", headers={"kid": kid})
+
+
+def _refusals(issuer: LocalIssuer, owner: str) -> dict[str, str]:
+    now = int(time.time())
+    good = github_claims(AUDIENCE, owner_id=owner)
+    rsa_kid = issuer.kid("rsa")
+    full = {**good, "iss": issuer.url, "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex}
+    return {
+        "wrong issuer": issuer.mint({**good, "iss": "https://elsewhere.example"}),
+        "wrong audience": issuer.mint({**good, "aud": "urn:someone-else"}),
+        "expired": issuer.mint({**good, "iat": now - 900, "nbf": now - 900, "exp": now - 300}),
+        "nbf in the future": issuer.mint({**good, "nbf": now + 600}),
+        "iat in the future": issuer.mint({**good, "iat": now + 600, "exp": now + 900}),
+        "iat too old, lifetime over the cap": issuer.mint({**good, "iat": now - 2 * 86400, "exp": now + 60}),
+        "lifetime over the cap": issuer.mint({**good, "iat": now - 10, "exp": now + 2 * 86400}),
+        "alg none": _handmade({"alg": "none", "kid": rsa_kid}, full, None),
+        "HS256 signed with the public key": _handmade(
+            {"alg": "HS256", "kid": rsa_kid}, full, issuer.public_pem(rsa_kid)
+        ),
+        "unknown kid": _with_kid(issuer, good, "nope"),
+        "subject mismatch": issuer.mint({**good, "sub": "repo:evil/deploy:ref:refs/heads/main"}),
+        "condition false": issuer.mint({**good, "environment": "dev"}),
+        "missing required claim": issuer.mint({**good, "repository_owner_id": None}),
+        "no jti": issuer.mint({**good, "jti": None}),
+        "garbage": "not.a.jwt",
+    }
+
+
+async def test_every_refusal_is_invalid_grant_and_appends_nothing(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    await _trusting(api, issuer, **_github_credential(owner))
+    for case, token in _refusals(issuer, owner).items():
+        async with nothing_written(api_runtime):
+            assert await _exchange(exchange_url, token) == (400, {"error": "invalid_grant"}), case
+    oversized = issuer.mint({**github_claims(AUDIENCE, owner_id=owner), "padding": "x" * 20000})
+    async with nothing_written(api_runtime):
+        assert await _exchange(exchange_url, oversized) == (400, {"error": "invalid_request"})
+
+
+async def test_bad_requests_are_refused_in_rfc_6749_form(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    await _trusting(api, issuer, **_github_credential(owner))
+    token = issuer.mint(github_claims(AUDIENCE, owner_id=owner))
+    async with nothing_written(api_runtime):
+        assert await _exchange(exchange_url, token, grant_type="password") == (
+            400,
+            {"error": "unsupported_grant_type"},
+        )
+        assert await _exchange(exchange_url, token, subject_token_type="x") == (
+            400,
+            {"error": "invalid_request"},
+        )
+        assert await _exchange(exchange_url, token, requested_lifetime="7200") == (
+            400,
+            {"error": "invalid_request"},
+        )
+        assert await _exchange(exchange_url, token, audience="not-an-id") == (
+            400,
+            {"error": "invalid_target"},
+        )
+        assert await _exchange(exchange_url, token, audience=str(uuid.uuid4())) == (
+            400,
+            {"error": "invalid_target"},
+        )
+        assert await _exchange(exchange_url, token, scope="audit:read") == (400, {"error": "invalid_scope"})
+    assert (await _exchange(exchange_url, token))[0] == 200
+
+
+async def test_unknown_key_ids_refetch_the_key_set_at_most_every_interval(issuer: LocalIssuer) -> None:
+    now = [1000.0]
+    keys = IssuerKeys(ssl_context=issuer.client_ssl, refetch_interval=30.0, clock=lambda: now[0])
+    try:
+        assert await keys.key(issuer.url, issuer.kid("rsa")) is not None
+        fetched = issuer.jwks_fetches
+        for _ in range(20):
+            assert await keys.key(issuer.url, f"made-up-{uuid.uuid4()}") is None
+        assert issuer.jwks_fetches == fetched
+        now[0] += 31
+        for _ in range(20):
+            assert await keys.key(issuer.url, f"made-up-{uuid.uuid4()}") is None
+        assert issuer.jwks_fetches == fetched + 1
+    finally:
+        await keys.close()
+
+
+def test_the_replay_claim_is_bounded_whatever_the_jti() -> None:
+    assert len(jti_claim("https://issuer.example", "j" * 255)) == len(jti_claim("https://i", "j"))
