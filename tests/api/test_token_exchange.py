@@ -364,3 +364,36 @@ async def test_replays_oversized_tokens_and_bad_requests_are_in_the_usage_log(
     assert rows[2]["reason"] == "grant_type"
     assert rows[0]["account_id"] == account_id and rows[0]["issuer"] == issuer.url
     assert rows[0]["federated_credential_id"] is not None
+
+
+async def test_federated_tokens_are_listed_apart_and_name_their_credential(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    account_id = await _trusting(api, issuer, **_github_credential(owner))
+    listed = await api.get(f"/v3/system-accounts/{account_id}/federated-credentials")
+    [credential_id] = [c["id"] for c in listed.body["data"]]
+    tokens = f"/v3/system-accounts/{account_id}/access-tokens"
+    long_lived = await api.post(tokens, {"name": "deploy-key", "ttl_seconds": 3600})
+    assert long_lived.status == 201, long_lived.body
+    assert long_lived.body["federated_credential_id"] is None
+    status, body = await _exchange(exchange_url, issuer.mint(github_claims(AUDIENCE, owner_id=owner)))
+    assert status == 200, body
+    federated_id = (await api.post("/v3/tokens/introspect", {"token": body["access_token"]})).body["token_id"]
+
+    everything = await api.get(tokens)
+    assert {t["id"]: t["federated_credential_id"] for t in everything.body["data"]} == {
+        long_lived.body["id"]: None,
+        federated_id: credential_id,
+    }
+    only_federated = await api.get(f"{tokens}?filter[federated]=true")
+    assert [t["id"] for t in only_federated.body["data"]] == [federated_id]
+    assert only_federated.body["meta"]["page"]["total"] == 1
+    only_long_lived = await api.get(f"{tokens}?filter[federated]=false&filter[name][eq]=deploy-key")
+    assert [t["id"] for t in only_long_lived.body["data"]] == [long_lived.body["id"]]
+    one = await api.get(f"{tokens}/{federated_id}")
+    assert one.body["federated_credential_id"] == credential_id
+    async with nothing_written(api_runtime):
+        refused = await api.get(f"{tokens}?filter[federated]=maybe")
+    assert refused.status == 400, refused.body
+    assert "filter[federated]" in str(refused.body)
