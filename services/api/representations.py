@@ -79,6 +79,7 @@ def token(state: Token, now: datetime, last_used_at: datetime | None = None) -> 
         "scopes": state.scopes,
         "auto_extend_seconds": state.auto_extend_seconds,
         "max_expires_at": _optional(state.max_expires_at),
+        "federated_credential_id": state.federated.credential_id if state.federated is not None else None,
     }
 
 
@@ -100,6 +101,9 @@ def token_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "scopes": list(row["scopes"]) if row["scopes"] is not None else None,
         "auto_extend_seconds": row["auto_extend_seconds"],
         "max_expires_at": _optional(row["max_expires_at"]),
+        "federated_credential_id": (
+            str(row["federated_credential_id"]) if row["federated_credential_id"] is not None else None
+        ),
     }
 
 

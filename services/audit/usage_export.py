@@ -3,9 +3,10 @@
 The usage log is the event log's high-volume companion (migration 0005): exported apart from the
 events, in its own order, with its own cursor. Each line holds ``position, occurred_at,
 recorded_at, outcome, reason, token_id, account_id, presented_hash`` (hex, for a presented value
-that named no token; never the value), ``operation, client_address, user_agent``; timestamps are
-RFC 3339 UTC with ``Z``, lines compact JSON. The database writes each line; Python compacts and
-joins them (as ``services.audit.export`` does).
+that named no token; never the value), ``operation, client_address, user_agent``, and
+``federated_credential_id, issuer`` (a refused token exchange's, migration 0009; null on every other
+row); timestamps are RFC 3339 UTC with ``Z``, lines compact JSON. The database writes each line;
+Python compacts and joins them (as ``services.audit.export`` does).
 
 Rows come in position order by keyset pagination over the primary key: one short statement per
 page, memory bounded by one page. Positions are drawn in commit order, so the log a reader sees is
@@ -36,7 +37,8 @@ SELECT u.position,
            'outcome', u.outcome, 'reason', u.reason, 'token_id', u.token_id,
            'account_id', u.account_id, 'presented_hash', encode(u.presented_hash, 'hex'),
            'operation', u.operation, 'client_address', u.client_address,
-           'user_agent', u.user_agent)::text AS line
+           'user_agent', u.user_agent, 'federated_credential_id', u.federated_credential_id,
+           'issuer', u.issuer)::text AS line
 FROM usage_log u
 WHERE u.position > $1 AND u.position <= $2
   AND ($3::timestamptz IS NULL OR u.recorded_at >= $3)

@@ -158,6 +158,32 @@ class UsageRecorder:
         if isinstance(verification.verdict, Principal):
             self._note_use(verification.verdict, now, operation, client_address, user_agent)
 
+    def record_refused_exchange(
+        self,
+        now: datetime,
+        reason: str,
+        *,
+        presented: str,
+        account_id: str | None = None,
+        credential_id: str | None = None,
+        issuer: str | None = None,
+        client_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Notes a refused token exchange in the usage log (``UsageLog.append_refused_exchange``);
+        it is no use of any token."""
+        if self._log is not None:
+            self._log.append_refused_exchange(
+                now,
+                reason,
+                presented=presented,
+                account_id=account_id,
+                credential_id=credential_id,
+                issuer=issuer,
+                client_address=client_address,
+                user_agent=user_agent,
+            )
+
     def record(
         self,
         principal: Principal,

@@ -9,6 +9,12 @@ right the request needs, ``out_of_scope`` (its account holds the right, its scop
 when the presented secret belongs to a token, ``presented_hash`` otherwise, ``operation`` (route
 or ``introspect``), ``client_address`` and ``user_agent`` (made recordable, see below), ``recorded_at``.
 
+A refused token exchange (``append_refused_exchange``, operation ``token_exchange``, migration 0009)
+is a row of its own kind: rejected, its ``reason`` the exchange's precise internal one (``wrong
+issuer``, ``expired``, ``replayed_jti``, ...: never told to the client), no token, the keyed hash of
+the presented id-token, and the ``account_id``, ``federated_credential_id`` and claimed ``issuer``
+when the exchange knew them (null otherwise, and on every other row).
+
 Never the presented value: a secret that names no token is kept as ``presented_hash`` =
 HMAC-SHA256 under a key derived from the deployment pepper for this use only
 (``HMAC(pepper, "tokenledger usage_log presented_hash v1")``). Repeated attempts with one value can
@@ -75,6 +81,10 @@ REASONS = (*(reason.value for reason in Rejection), *REFUSALS)
 MAX_OPERATION = 200
 MAX_USER_AGENT = 256
 MAX_CLIENT_ADDRESS = 64
+MAX_ISSUER = 255
+MAX_REASON = 200
+EXCHANGE_OPERATION = "token_exchange"
+"""The operation of a refused token exchange's row."""
 MAX_SET_ASIDE = 1000
 """How many set-aside rows (refused for their content) are kept in memory for inspection."""
 
@@ -89,8 +99,22 @@ COLUMNS = (
     "operation",
     "client_address",
     "user_agent",
+    "federated_credential_id",
+    "issuer",
 )
-Row = tuple[datetime, str, str | None, str | None, str | None, bytes | None, str, str | None, str | None]
+Row = tuple[
+    datetime,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    bytes | None,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+]
 
 _HASH_KEY_LABEL = b"tokenledger usage_log presented_hash v1"
 # Two-key advisory lock (never the event store's one-key stream locks): writers draw positions in turn.
@@ -214,7 +238,43 @@ class UsageLog:
             recordable(operation, MAX_OPERATION) or "",
             recordable(client_address, MAX_CLIENT_ADDRESS),
             recordable(user_agent, MAX_USER_AGENT),
+            None,
+            None,
         )
+        self._buffered(row)
+
+    def append_refused_exchange(
+        self,
+        now: datetime,
+        reason: str,
+        *,
+        presented: str,
+        account_id: str | None = None,
+        credential_id: str | None = None,
+        issuer: str | None = None,
+        client_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Buffers one refused token exchange (operation ``EXCHANGE_OPERATION``): ``reason`` is the
+        precise internal one the client is never told; ``presented`` (the id-token, or whatever
+        came as one) is only hashed; the account, federated credential and claimed issuer when the
+        exchange got as far as knowing them."""
+        row: Row = (
+            now,
+            REJECTED,
+            recordable(reason, MAX_REASON) or "unknown",
+            None,
+            account_id,
+            self._hash(presented),
+            EXCHANGE_OPERATION,
+            recordable(client_address, MAX_CLIENT_ADDRESS),
+            recordable(user_agent, MAX_USER_AGENT),
+            credential_id,
+            recordable(issuer, MAX_ISSUER),
+        )
+        self._buffered(row)
+
+    def _buffered(self, row: Row) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self.metrics.dropped += 1  # the deque drops the oldest row
             metrics.USAGE_DROPPED.inc()

@@ -25,7 +25,15 @@ from tests.api.helpers import grant_identity_role, in_days, issue_token, new_acc
 from tests.api_fixture import ApiClient, unique
 
 KONNECT_TOKEN_FIELDS = {"id", "name", "created_at", "updated_at", "expires_at", "last_used_at"}
-TOKEN_EXTENSIONS = {"state", "revoked_at", "revoke_reason", "scopes", "auto_extend_seconds", "max_expires_at"}
+TOKEN_EXTENSIONS = {
+    "state",
+    "revoked_at",
+    "revoke_reason",
+    "scopes",
+    "auto_extend_seconds",
+    "max_expires_at",
+    "federated_credential_id",
+}
 TOKEN_FIELDS = KONNECT_TOKEN_FIELDS | TOKEN_EXTENSIONS
 ACCOUNT_FIELDS = {
     "id",
@@ -95,6 +103,7 @@ async def test_a_new_token_sends_last_used_at_null_in_create_get_and_list(api: A
     assert issued["last_used_at"] is None
     assert issued["revoked_at"] is None and issued["revoke_reason"] is None and issued["scopes"] is None
     assert issued["auto_extend_seconds"] is None and issued["max_expires_at"] is None
+    assert issued["federated_credential_id"] is None
     assert_conforms(issued, response="SystemAccountAccessTokenCreated")
     for shown in await _token_everywhere(api, account["id"], issued["id"]):
         assert set(shown) == TOKEN_FIELDS

@@ -1,7 +1,8 @@
 """The OIDC token exchange (POST /v3/oauth/token) end to end, against a real local issuer over
 HTTPS (tests/oidc_issuer.py): GitHub-Actions-shaped (RSA) and Kubernetes-shaped (EC) id-tokens
 exchanged for short-lived tokens that work on the API, with their provenance in token.issued; key
-rotation; and every refusal an RFC 6749 error that appends nothing."""
+rotation; and every refusal an RFC 6749 error that appends nothing and is recorded, with its precise
+reason, in the usage log."""
 
 import base64
 import hashlib
@@ -260,3 +261,139 @@ async def test_unknown_key_ids_refetch_the_key_set_at_most_every_interval(issuer
 
 def test_the_replay_claim_is_bounded_whatever_the_jti() -> None:
     assert len(jti_claim("https://issuer.example", "j" * 255)) == len(jti_claim("https://i", "j"))
+
+
+async def _exchange_as(url: str, agent: str, token: str, **fields: str) -> tuple[int, dict[str, Any]]:
+    form = {"grant_type": GRANT, "subject_token": token, "subject_token_type": JWT_TYPE, **fields}
+    async with (
+        aiohttp.ClientSession(headers={"User-Agent": agent}) as session,
+        session.post(f"{url}/v3/oauth/token", data=form) as reply,
+    ):
+        return reply.status, await reply.json()
+
+
+async def _exchange_rows(runtime: Runtime, agent: str) -> list[dict[str, Any]]:
+    assert await runtime.usage.flush()
+    rows = await runtime.pool.fetch(
+        "SELECT outcome, reason, operation, token_id, account_id::text, federated_credential_id::text,"
+        " issuer, presented_hash, client_address FROM usage_log WHERE user_agent = $1 ORDER BY position",
+        agent,
+    )
+    return [dict(row) for row in rows]
+
+
+REFUSAL_REASONS = {
+    "wrong issuer": "no_credential_trusts_the_issuer",
+    "wrong audience": "wrong_audience",
+    "expired": "expired",
+    "nbf in the future": "not_yet_valid",
+    "iat in the future": "not_yet_valid",
+    "iat too old, lifetime over the cap": "lifetime_over_cap",
+    "lifetime over the cap": "lifetime_over_cap",
+    "alg none": "algorithm_refused",
+    "HS256 signed with the public key": "algorithm_refused",
+    "unknown kid": "unknown_key",
+    "subject mismatch": "subject_mismatch",
+    "condition false": "condition_false",
+    "missing required claim": "missing_required_claim",
+    "no jti": "missing_claim",
+    "garbage": "malformed",
+}
+"""The precise reason the usage log records for each of ``_refusals``: the client never sees it."""
+
+
+async def test_every_refusal_is_in_the_usage_log_with_its_precise_reason(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    account_id = await _trusting(api, issuer, **_github_credential(owner))
+    listed = await api.get(f"/v3/system-accounts/{account_id}/federated-credentials")
+    [credential_id] = [c["id"] for c in listed.body["data"]]
+    run = uuid.uuid4().hex
+    refusals = _refusals(issuer, owner)
+    assert set(refusals) == set(REFUSAL_REASONS)
+    for case, token in refusals.items():
+        agent = f"refusal {run} {case}"
+        async with nothing_written(api_runtime):
+            status, body = await _exchange_as(exchange_url, agent, token, audience=account_id)
+        assert status == 400 and list(body) == ["error"], case
+        [row] = await _exchange_rows(api_runtime, agent)
+        assert (row["outcome"], row["reason"], row["operation"]) == (
+            "rejected",
+            REFUSAL_REASONS[case],
+            "token_exchange",
+        ), case
+        assert row["token_id"] is None and len(row["presented_hash"]) == 32, case
+        assert row["presented_hash"] == api_runtime.usage.log.hash_of(token), case  # type: ignore[union-attr]
+        assert row["client_address"] == "127.0.0.1", case
+        if case == "garbage":
+            assert (row["issuer"], row["account_id"], row["federated_credential_id"]) == (None, None, None)
+        elif case == "wrong issuer":
+            assert (row["issuer"], row["federated_credential_id"]) == ("https://elsewhere.example", None)
+        else:
+            assert (row["issuer"], row["account_id"], row["federated_credential_id"]) == (
+                issuer.url,
+                account_id,
+                credential_id,
+            ), case
+
+
+async def test_replays_oversized_tokens_and_bad_requests_are_in_the_usage_log(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    account_id = await _trusting(api, issuer, **_github_credential(owner))
+    id_token = issuer.mint(github_claims(AUDIENCE, owner_id=owner))
+    agent = f"replay {uuid.uuid4().hex}"
+    assert (await _exchange_as(exchange_url, agent, id_token, audience=account_id))[0] == 200
+    oversized = issuer.mint({**github_claims(AUDIENCE, owner_id=owner), "padding": "x" * 20000})
+    async with nothing_written(api_runtime):
+        assert await _exchange_as(exchange_url, agent, id_token, audience=account_id) == (
+            400,
+            {"error": "invalid_grant"},
+        )
+        assert await _exchange_as(exchange_url, agent, oversized) == (400, {"error": "invalid_request"})
+        assert await _exchange_as(exchange_url, agent, id_token, grant_type="password") == (
+            400,
+            {"error": "unsupported_grant_type"},
+        )
+    rows = await _exchange_rows(api_runtime, agent)
+    assert [row["outcome"] for row in rows] == ["rejected"] * 3
+    assert rows[0]["reason"] == "replayed_jti"
+    assert rows[1]["reason"].endswith("Invalid parameters: subject_token")  # the id-token over its bound
+    assert rows[2]["reason"] == "grant_type"
+    assert rows[0]["account_id"] == account_id and rows[0]["issuer"] == issuer.url
+    assert rows[0]["federated_credential_id"] is not None
+
+
+async def test_federated_tokens_are_listed_apart_and_name_their_credential(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    account_id = await _trusting(api, issuer, **_github_credential(owner))
+    listed = await api.get(f"/v3/system-accounts/{account_id}/federated-credentials")
+    [credential_id] = [c["id"] for c in listed.body["data"]]
+    tokens = f"/v3/system-accounts/{account_id}/access-tokens"
+    long_lived = await api.post(tokens, {"name": "deploy-key", "ttl_seconds": 3600})
+    assert long_lived.status == 201, long_lived.body
+    assert long_lived.body["federated_credential_id"] is None
+    status, body = await _exchange(exchange_url, issuer.mint(github_claims(AUDIENCE, owner_id=owner)))
+    assert status == 200, body
+    federated_id = (await api.post("/v3/tokens/introspect", {"token": body["access_token"]})).body["token_id"]
+
+    everything = await api.get(tokens)
+    assert {t["id"]: t["federated_credential_id"] for t in everything.body["data"]} == {
+        long_lived.body["id"]: None,
+        federated_id: credential_id,
+    }
+    only_federated = await api.get(f"{tokens}?filter[federated]=true")
+    assert [t["id"] for t in only_federated.body["data"]] == [federated_id]
+    assert only_federated.body["meta"]["page"]["total"] == 1
+    only_long_lived = await api.get(f"{tokens}?filter[federated]=false&filter[name][eq]=deploy-key")
+    assert [t["id"] for t in only_long_lived.body["data"]] == [long_lived.body["id"]]
+    one = await api.get(f"{tokens}/{federated_id}")
+    assert one.body["federated_credential_id"] == credential_id
+    async with nothing_written(api_runtime):
+        refused = await api.get(f"{tokens}?filter[federated]=maybe")
+    assert refused.status == 400, refused.body
+    assert "filter[federated]" in str(refused.body)

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -319,6 +320,7 @@ async def test_the_export_streams_the_log_in_pages(world: World) -> None:
     )
     assert everything[1]["presented_hash"] == PresentedHasher(PEPPER)(unknown).hex()
     assert everything[1]["reason"] == "unknown"
+    assert all(line["federated_credential_id"] is None and line["issuer"] is None for line in everything)
     # RFC 3339 UTC with Z, as every export and the API write instants.
     assert all(
         str(line[field]).endswith("Z") for line in everything for field in ("occurred_at", "recorded_at")
@@ -329,6 +331,37 @@ async def test_the_export_streams_the_log_in_pages(world: World) -> None:
     mine = await export(UsageExportFilter(account_id=account))
     assert [line["operation"] for line in mine] == ["op-0", "op-2", "op-4", "op-6"]
     assert await export(UsageExportFilter(recorded_from=utc_now() + timedelta(hours=1))) == []
+
+
+async def test_the_export_shows_what_a_refused_exchange_knew(world: World) -> None:
+    log = UsageLog(world.pool, PEPPER)
+    account, credential = str(uuid.uuid4()), str(uuid.uuid4())
+    log.append_refused_exchange(
+        utc_now(),
+        "subject_mismatch",
+        presented="eyJ.an.id-token",
+        account_id=account,
+        credential_id=credential,
+        issuer="https://token.actions.githubusercontent.com",
+        client_address="10.0.0.9",
+    )
+    assert await log.flush()
+    text = b"".join(
+        [chunk async for chunk in export_usage_pages(world.pool, UsageExportFilter(account_id=account))]
+    )
+    [line] = [json.loads(row) for row in text.splitlines()]
+    assert b"eyJ.an.id-token" not in text
+    assert (line["outcome"], line["reason"], line["operation"], line["token_id"]) == (
+        "rejected",
+        "subject_mismatch",
+        "token_exchange",
+        None,
+    )
+    assert (line["federated_credential_id"], line["issuer"]) == (
+        credential,
+        "https://token.actions.githubusercontent.com",
+    )
+    assert line["presented_hash"] == PresentedHasher(PEPPER)("eyJ.an.id-token").hex()
 
 
 async def test_verify_and_check_agree(world: World) -> None:

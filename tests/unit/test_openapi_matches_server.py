@@ -27,6 +27,7 @@ import pytest
 from services.api.app import create_app
 from services.api.openapi.document import READS_BY_POST, build_document, operations
 from services.api.problems import MAX_REQUEST_ID, REQUEST_ID_PATTERN
+from services.api.routes import tokens as token_routes
 from services.idempotency_claims import MAX_KEY_LENGTH
 
 Document = dict[str, Any]
@@ -170,6 +171,17 @@ def test_every_filter_object_refuses_unknown_filters(document: Document) -> None
             parameter = _resolve(document, parameter)
             if parameter.get("name") == "filter" and parameter.get("style") == "deepObject":
                 assert parameter["schema"].get("additionalProperties") is False, (method, path)
+
+
+def test_the_access_token_list_declares_exactly_the_filters_it_accepts(document: Document) -> None:
+    operation = document["paths"]["/system-accounts/{accountId}/access-tokens"]["get"]
+    [declared] = [
+        _resolve(document, p)["schema"]["properties"]
+        for p in operation["parameters"]
+        if _resolve(document, p).get("name") == "filter"
+    ]
+    assert set(declared) == set(token_routes.LIST_FILTERS)
+    assert _resolve(document, declared["federated"])["type"] == "boolean"
 
 
 # -- headers and query parameters the server reads beyond Konnect's ----------------------------

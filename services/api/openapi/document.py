@@ -77,9 +77,11 @@ def load_part(name: str) -> Document:
 
 
 def _resolve_pointer(document: Document, pointer: str) -> Any:
+    """The node a JSON pointer (RFC 6901) names; a token indexes a list by its position."""
     node: Any = document
     for token in pointer.lstrip("/").split("/"):
-        node = node[token.replace("~1", "/").replace("~0", "~")]
+        key = token.replace("~1", "/").replace("~0", "~")
+        node = node[int(key)] if isinstance(node, list) else node[key]
     return node
 
 

@@ -5,7 +5,7 @@ import asyncpg
 from services.api.listing import ListQuery
 from services.api.queries.paging import Rows, fetch_page
 
-_COLUMNS = {"name": "name"}
+_COLUMNS = {"name": "name", "federated": "(federated_credential_id IS NOT NULL)"}
 
 
 async def list_tokens(pool: asyncpg.Pool, account_id: str, query: ListQuery) -> tuple[Rows, int]:

@@ -8,12 +8,16 @@ may name the account or the credential, and must when several match), and sends
 ``ExchangeFederatedToken`` as that credential's ``FederatedActor``; the handler decides on the
 account's stream. Errors are RFC 6749 §5.2 objects whose ``error`` is all the client learns
 (``invalid_request``, ``invalid_grant``, ``invalid_target``, ``invalid_scope``,
-``unsupported_grant_type``); why, with the issuer, subject and ``jti``, goes to the process log.
+``unsupported_grant_type``); why, with the issuer, subject and ``jti``, goes to the process log,
+and every refusal is recorded in the usage log (operation ``token_exchange``: the precise reason,
+the keyed hash of the presented token, the account, federated credential and claimed issuer as far
+as the exchange knew them, the client's address and user agent). A refusal appends no event.
 """
 
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -26,7 +30,7 @@ from services import federation
 from services.api.context import service, settle
 from services.api.parsing import decode_body
 from services.api.problems import REQUEST_ID, ProblemError
-from services.api.state import CLOCK, DISPATCHER, OIDC_KEYS, READ_POOL
+from services.api.state import CLOCK, DISPATCHER, OIDC_KEYS, READ_POOL, USAGE
 from services.authorization import FederatedActor
 from services.client_text import log_field
 from services.commands import CommandContext, Conflict, DomainError, Invalid, NotFound
@@ -56,6 +60,19 @@ class OAuthError(Exception):
     def __init__(self, error: str, reason: str, status: int = 400) -> None:
         super().__init__(reason)
         self.error, self.reason, self.status = error, reason, status
+
+
+@dataclass(slots=True)
+class _Known:
+    """What an exchange has learnt so far, for the usage log row should it be refused."""
+
+    presented: str = ""
+    issuer: str | None = None
+    account_id: str | None = None
+    credential_id: str | None = None
+
+    def matched(self, account_id: object, credential: FederatedCredential) -> None:
+        self.account_id, self.credential_id = str(account_id), credential.credential_id
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -152,7 +169,8 @@ def _credential(row: asyncpg.Record) -> FederatedCredential:
     )
 
 
-async def _exchange(request: web.Request, body: ExchangeRequest) -> web.Response:
+async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) -> web.Response:
+    known.presented = body.subject_token
     if body.grant_type != GRANT_TYPE:
         raise OAuthError("unsupported_grant_type", "grant_type")
     token = body.subject_token
@@ -164,10 +182,13 @@ async def _exchange(request: web.Request, body: ExchangeRequest) -> web.Response
         issuer = verification.unverified_issuer(token)
     except IdTokenRefused as refused:
         raise OAuthError("invalid_grant", refused.reason) from None
+    known.issuer = issuer
     rows = await service(request, READ_POOL).fetch(_CANDIDATES_SQL, issuer, target)
     if not rows:
         raise OAuthError("invalid_target" if target else "invalid_grant", "no_credential_trusts_the_issuer")
     candidates = [(row["account_id"], _credential(row)) for row in rows]
+    if len(candidates) == 1:
+        known.matched(*candidates[0])
     audiences = {audience for _, credential in candidates for audience in credential.audiences}
     wanted = {c.claim for _, cr in candidates for c in cr.conditions} | {
         n for _, cr in candidates for n in cr.required_claims
@@ -190,6 +211,7 @@ async def _exchange(request: web.Request, body: ExchangeRequest) -> web.Response
         raise OAuthError("invalid_grant", ",".join(sorted(reasons)))
     if len(fitting) > 1:
         raise OAuthError("invalid_target", "several_credentials_match")
+    known.matched(*fitting[0])
     account_id, credential = str(fitting[0][0]), fitting[0][1]
     actor = FederatedActor(
         account_id=account_id,
@@ -247,10 +269,21 @@ async def _exchange(request: web.Request, body: ExchangeRequest) -> web.Response
 
 
 async def token(request: web.Request) -> web.Response:
+    known = _Known()
     try:
-        return await _exchange(request, await _request(request))
+        return await _exchange(request, await _request(request), known)
     except OAuthError as refused:
         _log.warning("token exchange refused: %s (%s)", refused.error, log_field(refused.reason, 255))
+        service(request, USAGE).record_refused_exchange(
+            service(request, CLOCK)(),
+            refused.reason,
+            presented=known.presented,
+            account_id=known.account_id,
+            credential_id=known.credential_id,
+            issuer=known.issuer,
+            client_address=request.remote,
+            user_agent=request.headers.get("User-Agent"),
+        )
         return _answer({"error": refused.error}, refused.status)
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from services.api import representations as show
 from services.api.context import admit, authorize, consistent_read, execute, service
-from services.api.listing import StringFilter, collection, list_query
+from services.api.listing import BoolFilter, FilterSpec, StringFilter, collection, list_query
 from services.api.parsing import MAX_DURATION_SECONDS, AwareDateTime, name_field, read_body
 from services.api.problems import NotFound
 from services.api.queries import accounts as account_queries
@@ -29,7 +29,12 @@ Lifetime = Annotated[int, msgspec.Meta(ge=1, le=MAX_DURATION_SECONDS)]
 """``ttl_seconds``: likewise bounded further by the deployment's maximum token lifetime."""
 RevocationReason = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REVOCATION_REASON)]
 GracePeriod = Annotated[int, msgspec.Meta(ge=0, le=int(MAX_GRACE_PERIOD.total_seconds()))]
-LIST_FILTERS = {"name": StringFilter(ops=("eq", "contains"))}
+LIST_FILTERS: dict[str, FilterSpec] = {
+    "name": StringFilter(ops=("eq", "contains")),
+    "federated": BoolFilter(),
+}
+"""``filter[federated]=true`` lists the short-lived tokens obtained by token exchange, ``false``
+the long-lived ones."""
 
 
 class CreateAccessToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
