@@ -166,11 +166,18 @@ async def team_members(pool: asyncpg.Pool, team_id: str) -> list[asyncpg.Record]
     return rows
 
 
+CHOICES = 500
+
+
 async def account_choices(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    """Accounts that may join a team (not konnect-managed), by name, for the member picker."""
+    """Accounts that may join a team (not konnect-managed) for the member picker: the
+    ``CHOICES`` most recently created (the one just made is the one most often added), by name.
+    An older account beyond them is added by the API or the CLI."""
     rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT account_id::text AS id, name FROM rm_accounts WHERE NOT konnect_managed"
-        " ORDER BY lower(name) LIMIT 500"
+        "SELECT id, name FROM (SELECT account_id::text AS id, name FROM rm_accounts"
+        " WHERE NOT konnect_managed ORDER BY created_at DESC, account_id LIMIT $1) AS newest"
+        " ORDER BY lower(name)",
+        CHOICES,
     )
     return rows
 
