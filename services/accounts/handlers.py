@@ -26,7 +26,7 @@ of its rights: creating or changing one needs what issuing an unscoped token of 
 (``check_can_obtain``, on the holdings of now); deleting one gives nothing away.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
@@ -233,22 +233,14 @@ async def _end_of_append(deps: Dependencies, cursor: LogCursor | None) -> LogCur
 async def create_federated_credential(
     deps: Dependencies, ctx: CommandContext, actor: Actor | SystemActor, command: CreateFederatedCredential
 ) -> Outcome[FederatedCredential]:
-    account_id, credential_id = command.account_id, ctx.new_id("federated-credential")
+    credential_id = ctx.new_id("federated-credential")
 
-    async def attempt() -> Outcome[FederatedCredential]:
-        state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id)
-        check_can_obtain(actor, deps.organization_id, await deps.directory.holdings(account_id), None)
-        if retried is not None:
-            original = retried.original(holds=credential_id in state.federated_credentials)
-            return Outcome(original.state.federated_credentials[credential_id], original.cursor)
-        model.require_live(state)
-        events = federation.create(
-            deps.federation, account_id, state.federated_credentials, credential_id, command.definition
+    def decide(credentials: Mapping[str, FederatedCredential]) -> list[Event]:
+        return federation.create(
+            deps.federation, command.account_id, credentials, credential_id, command.definition
         )
-        appended = await repository.append(deps.store, ACCOUNTS, ctx, state, events)
-        return Outcome(appended.state.federated_credentials[credential_id], appended.cursor)
 
-    return await with_retries(attempt)
+    return await _change_credential(deps, ctx, actor, command.account_id, credential_id, decide)
 
 
 async def update_federated_credential(
@@ -256,6 +248,23 @@ async def update_federated_credential(
 ) -> Outcome[FederatedCredential]:
     account_id, credential_id = command.account_id, command.credential_id
 
+    def decide(credentials: Mapping[str, FederatedCredential]) -> list[Event]:
+        return federation.update(deps.federation, account_id, credentials, credential_id, command.changes)
+
+    return await _change_credential(deps, ctx, actor, account_id, credential_id, decide)
+
+
+async def _change_credential(
+    deps: Dependencies,
+    ctx: CommandContext,
+    actor: Actor | SystemActor,
+    account_id: str,
+    credential_id: str,
+    decide: Callable[[Mapping[str, FederatedCredential]], list[Event]],
+) -> Outcome[FederatedCredential]:
+    """Creates or changes one federated credential of a live account: whoever holds a matching
+    id-token gets the account's rights, so the caller must cover them (``check_can_obtain``)."""
+
     async def attempt() -> Outcome[FederatedCredential]:
         state, retried = await repository.load(deps.store, ACCOUNTS, ctx, account_id)
         check_can_obtain(actor, deps.organization_id, await deps.directory.holdings(account_id), None)
@@ -263,10 +272,9 @@ async def update_federated_credential(
             original = retried.original(holds=credential_id in state.federated_credentials)
             return Outcome(original.state.federated_credentials[credential_id], original.cursor)
         model.require_live(state)
-        events = federation.update(
-            deps.federation, account_id, state.federated_credentials, credential_id, command.changes
+        appended = await repository.append(
+            deps.store, ACCOUNTS, ctx, state, decide(state.federated_credentials)
         )
-        appended = await repository.append(deps.store, ACCOUNTS, ctx, state, events)
         credential = appended.state.federated_credentials[credential_id]
         return Outcome(credential, appended.cursor, appended.unchanged)
 
