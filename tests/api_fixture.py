@@ -35,6 +35,11 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def tampered(secret: str) -> str:
+    """The secret with its last character changed (never to itself: a fixed letter was, one time in 62)."""
+    return secret[:-1] + ("A" if secret[-1] != "A" else "B")
+
+
 def api_settings(database_url: str, data_dir: Path, **environment: str) -> Settings:
     return load_settings(
         {
