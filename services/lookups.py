@@ -12,7 +12,7 @@ from typing import Protocol
 import msgspec
 
 from events import FrozenMap
-from services.commands import CommandContext, Forbidden, NotFound
+from services.commands import CommandContext, Conflict, Forbidden, NotFound
 from services.federation import FederatedCredential
 from services.ports import Claim, StreamAppend
 from services.roles.assignment import RoleAssignment
@@ -35,6 +35,18 @@ class AccountFacts(msgspec.Struct, frozen=True, kw_only=True):
     def require_live(self) -> "AccountFacts":
         if not self.live:
             raise NotFound("system account not found")
+        return self
+
+    def require_usable(self, now: datetime) -> "AccountFacts":
+        """A new credential is made only for an account that can use it now: not one disabled or
+        past its lifetime (both can be undone, and a secret is shown once)."""
+        if self.expires_at is not None and self.expires_at <= now:
+            raise Conflict(
+                f"the system account's lifetime ended at {self.expires_at.isoformat()}: update it with"
+                " enabled true and a new expires_at (or null) before issuing it a token"
+            )
+        if not self.enabled:
+            raise Conflict("the system account is disabled: enable it before issuing it a token")
         return self
 
     def require_unmanaged(self) -> "AccountFacts":

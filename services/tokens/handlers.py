@@ -128,6 +128,7 @@ async def issue_token(
         if retried is not None:
             return _recorded_secret(deps, ctx, current, retried)
         # Checked against now only when deciding: a retry is answered as of the original decision.
+        holdings.account.require_usable(ctx.now)
         check_scopes_serve(holdings, deps.organization_id, scopes)
         resolved = expiry.resolve(
             deps.token_policy,

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from services.composition import Runtime
-from tests.api.helpers import assert_problem, issue_token, log_head, new_account
+from tests.api.helpers import assert_problem, in_days, issue_token, log_head, new_account
 from tests.api.identity_support import managed_account
 from tests.api_fixture import ApiClient, unique
 
@@ -153,9 +153,13 @@ async def test_disable_stops_tokens_and_enable_restores_them(api: ApiClient, api
     disabled = await api.patch(f"/v3/system-accounts/{account['id']}", {"enabled": False})
     assert disabled.status == 200 and disabled.body["enabled"] is False
     assert (await api.get("/v3/system-accounts", token=secret)).status == 401
+    tokens = f"/v3/system-accounts/{account['id']}/access-tokens"
+    refused = await api.post(tokens, {"name": unique("while-disabled"), "expires_at": in_days(1)})
+    assert refused.status == 409 and "disabled" in refused.body["detail"]
     enabled = await api.patch(f"/v3/system-accounts/{account['id']}", {"enabled": True})
     assert enabled.status == 200 and enabled.body["enabled"] is True
     assert (await api.get("/v3/system-accounts", token=secret)).status == 200
+    assert (await api.post(tokens, {"name": unique("enabled"), "expires_at": in_days(1)})).status == 201
 
 
 async def test_rotation_period_is_set_shown_and_cleared(api: ApiClient) -> None:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from events.accounts import AccountDeleted, AccountRoleUnassigned
+from events.accounts import AccountDeleted, AccountDisabled, AccountRoleUnassigned
 from events.teams import TeamMemberAdded
 from events.tokens import TokenDeleted, TokenIssued, TokenRenamed, TokenRevoked, TokenRotated
 from services.accounts.commands import DeleteAccount
@@ -196,6 +196,23 @@ async def test_issue_token_refuses_a_missing_account_or_a_taken_name(world: Worl
     other = account_created()
     await world.given(other)
     await world.when(_issue(other.account_id, "deploy"))
+    assert len(world.then()) == 1
+
+
+async def test_issue_token_refuses_an_account_disabled_or_past_its_lifetime(world: World) -> None:
+    """A secret is shown once: none is made for an account that cannot use it now. Rotation stays
+    open (rotating a leaked secret while the account is disabled is the incident response)."""
+    disabled, ending = account_created(), account_created(expires_at=T0 + DAY)
+    await world.given(disabled, AccountDisabled(account_id=disabled.account_id), ending)
+    kept = token_issued(disabled.account_id, "kept")
+    await world.given(kept)
+    await world.then_raises(Conflict, _issue(disabled.account_id), match="is disabled: enable it")
+    await world.when(RotateToken(account_id=disabled.account_id, token_id=kept.token_id))
+    assert [type(event) for _, event in world.then()] == [TokenRotated]
+    world.now = T0 + DAY
+    await world.then_raises(Conflict, _issue(ending.account_id), match="lifetime ended at")
+    world.now = T0
+    await world.when(_issue(ending.account_id))
     assert len(world.then()) == 1
 
 
