@@ -184,8 +184,9 @@ async def test_the_list_pages_by_twenty(page: Page, api: ApiClient, admin_token:
     await expect(names).to_have_text([f"{prefix}-20", f"{prefix}-21", f"{prefix}-22"])
     await expect(page.get_by_role("link", name="← Previous")).to_be_visible()
     await page.goto(f"/console/accounts?q={prefix}&page=7")
-    await expect(page.get_by_text("23 found")).to_be_visible()
-    await expect(page.get_by_text("No account matches these filters.")).to_be_visible()
+    assert page.url.endswith(f"/console/accounts?q={prefix}&page=2")
+    await expect(page.locator(".pager")).to_contain_text("Page 2 of 2")
+    await expect(names).to_have_text([f"{prefix}-20", f"{prefix}-21", f"{prefix}-22"])
 
 
 async def test_the_search_narrows_the_list_as_one_types(page: Page, api: ApiClient, admin_token: str) -> None:

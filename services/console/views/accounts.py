@@ -141,6 +141,9 @@ async def list_accounts(request: web.Request) -> web.Response:
     pool = read_pool(request)
     rows, total = await queries.list_accounts(pool, selection, now(request))
     pages = max(1, -(-total // queries.PAGE_SIZE))
+    if selection.page > pages:
+        # Past the end (a narrowed search, an old link): the last page, not "Page 7 of 2".
+        raise web.HTTPSeeOther(_page_link(request, pages))
     return page(
         request,
         "accounts.html",
