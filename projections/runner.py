@@ -29,6 +29,7 @@ from projections import bookkeeping
 from projections.base import LogSource, Projection, Statement
 from projections.build import PoisonEvent
 from projections.executor import describe, execute, is_poison
+from projections.known import CommittedCheckpoint
 from projections.naming import LOCK_CLASS_RUNNER, check_identifier, lock_key, renderer
 
 _log = logging.getLogger(__name__)
@@ -137,6 +138,16 @@ class ProjectionRunner:
     def active(self) -> bool:
         """Holds the lock in this process (building or following the log)."""
         return self._state in (RunnerState.BUILDING, RunnerState.RUNNING)
+
+    @property
+    def committed(self) -> CommittedCheckpoint | None:
+        """The checkpoint this runner has committed, while it follows the log (what the other
+        processes are told after each batch)."""
+        if self._state is not RunnerState.RUNNING:
+            return None
+        return CommittedCheckpoint(
+            self.name, self.projection.version, self._generation, self._checkpoint.reached
+        )
 
     async def wait_for(self, cursor: LogCursor, timeout: float) -> bool:  # noqa: ASYNC109
         """Waits until this runner has committed everything up to ``cursor``; False on timeout or
