@@ -1,18 +1,26 @@
 """The read side's barrier: waiting until the projections hold what a caller has written.
 
 ``wait_until_current`` needs nothing from the caller (it waits for every event committed before the
-call); ``wait_for`` waits for a known cursor, without a query when every wanted runner is active in
-this process (its ``CursorWaiters``), else by polling the checkpoints. A poll sleeps until a local
-runner reports progress (``progressed``) or a short, growing delay has passed.
+call): it polls the checkpoints, and a poll sleeps until a runner reports progress (``progressed``) or
+a short, growing delay has passed.
+
+``wait_for`` waits for a known cursor without a query in the common cases. When every wanted runner
+is active in this process, its in-memory checkpoint (``CursorWaiters``) is the truth. Otherwise (the
+runners are in another process) the checkpoints that process announces after each batch
+(``learned``, ``projections.known``) resolve the wait when they reach its cursor. Only a wait that no
+announcement has resolved after ``fallback_seconds`` (a notice was lost, the LISTEN connection was
+down, or the cursor is older than this process's knowledge) looks at the checkpoint table, in one
+query shared by every waiter at that moment, and learns from it like from a notice.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
 from events import LogCursor
+from projections.known import CommittedCheckpoint, KnownCheckpoints
 from projections.runner import ProjectionRunner
 
 _BARRIER_SQL = """
@@ -30,21 +38,35 @@ SELECT horizon.xid AS horizon,
   FROM horizon
 """
 
-_REACHED_SQL = """
-SELECT (SELECT count(*) FROM unnest($1::text[]) AS n (name)
-          LEFT JOIN projection_checkpoints c ON c.name = n.name
-         WHERE c.name IS NULL OR (c.tx_id, c.position) < ($2::bigint, $3::bigint)) AS behind,
-       (SELECT count(*) FROM projection_failures f WHERE f.name = ANY ($1::text[])) AS failed
+_CHECKPOINTS_SQL = """
+SELECT name, version, generation, tx_id, position, false AS failed FROM projection_checkpoints
+UNION ALL
+SELECT name, 0, 0, 0, 0, true FROM projection_failures
 """
+FALLBACK_SECONDS = 0.05
+"""How long a ``wait_for`` on another process's runners waits for their announcement before it looks
+at the checkpoints itself (then twice as long each time, up to ``_FALLBACK_MAX``)."""
+_FALLBACK_MAX = 0.4
 
 
 class ReadBarrier:
     """Read-your-writes over one process's runners; ``pool`` serves its short queries."""
 
-    def __init__(self, pool: asyncpg.Pool, runners: Mapping[str, ProjectionRunner]) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        runners: Mapping[str, ProjectionRunner],
+        *,
+        fallback_seconds: float = FALLBACK_SECONDS,
+    ) -> None:
         self._pool = pool
         self._runners = runners
         self._progress = asyncio.Event()
+        self._known = KnownCheckpoints()
+        self._fallback = fallback_seconds
+        self._look: asyncio.Task[set[str]] | None = None
+        self.looks = 0
+        """Queries of the checkpoint table made by ``wait_for`` (a seam for tests)."""
 
     async def wait_until_current(
         self,
@@ -95,7 +117,8 @@ class ReadBarrier:
         When every wanted runner is active in this process, its in-memory checkpoint is the truth
         (it moves right after its batch commits), so the wait costs no query: with many concurrent
         commands, a query per waiter per poll was the largest cost of a command after its append.
-        Otherwise (the runners are in another process) the checkpoints are polled."""
+        Otherwise the checkpoints announced by the process that runs them resolve it (see the module
+        docstring); False on timeout, or when a look finds a wanted projection failed."""
         wanted = list(self._runners if names is None else names)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -107,14 +130,43 @@ class ReadBarrier:
                 reached = reached and await runner.wait_for(cursor, remaining)
             if reached or loop.time() >= deadline:
                 return reached
-        delay = 0.001
-        while True:
-            row = await self._pool.fetchrow(_REACHED_SQL, wanted, cursor.tx_id, cursor.position)
-            if row["behind"] == 0:
-                return True
-            if row["failed"] or not await self._pause(deadline, delay):
-                return False
-            delay = min(delay * 2, 0.025)
+        fallback = self._fallback
+        for name in wanted:  # one after the other, as above
+            while not await self._known.wait_for(
+                name, cursor, min(fallback, max(0.0, deadline - loop.time()))
+            ):
+                failed = await self._look_at_checkpoints()
+                if self._known.reached(name, cursor):
+                    break
+                if name in failed or loop.time() >= deadline:
+                    return False
+                fallback = min(fallback * 2, _FALLBACK_MAX)
+        return True
+
+    def learned(self, checkpoints: Sequence[CommittedCheckpoint]) -> None:
+        """Checkpoints committed by runners (of another process, or this one's): waits they reach
+        resolve, and pollers of the checkpoints look again at once."""
+        self._known.learn(checkpoints)
+        self.progressed()
+
+    async def _look_at_checkpoints(self) -> set[str]:
+        """Reads every checkpoint into what is known (one query at a time, shared by the waiters that
+        ask meanwhile); the names of the failed projections."""
+        if self._look is None or self._look.done():
+            self._look = asyncio.create_task(self._read_checkpoints(), name="barrier look")
+        return await asyncio.shield(self._look)
+
+    async def _read_checkpoints(self) -> set[str]:
+        self.looks += 1
+        rows = await self._pool.fetch(_CHECKPOINTS_SQL)
+        self._known.learn(
+            CommittedCheckpoint(
+                r["name"], r["version"], r["generation"], LogCursor(r["tx_id"], r["position"])
+            )
+            for r in rows
+            if not r["failed"]
+        )
+        return {r["name"] for r in rows if r["failed"]}
 
     async def _pause(self, deadline: float, delay: float) -> bool:
         """Sleeps ``delay`` or until a local runner commits; False when the deadline has passed."""

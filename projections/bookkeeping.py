@@ -120,6 +120,27 @@ async def save_cursor(connection: Any, name: str, cursor: LogCursor) -> None:
     )
 
 
+async def move_cursor(
+    connection: Any, name: str, version: int, generation: int, reached: LogCursor, cursor: LogCursor
+) -> bool:
+    """Moves the checkpoint from ``reached`` to ``cursor`` in one statement of its own, for a batch
+    that changes no row: True when the live state was still ``version``, ``generation`` and
+    ``reached`` (what a batch's transaction checks under the row lock; the UPDATE checks it on the
+    locked row), False (nothing changed) otherwise."""
+    status: str = await connection.execute(
+        "UPDATE projection_checkpoints SET tx_id = $6, position = $7, updated_at = now()"
+        " WHERE name = $1 AND version = $2 AND generation = $3 AND (tx_id, position) = ($4, $5)",
+        name,
+        version,
+        generation,
+        reached.tx_id,
+        reached.position,
+        cursor.tx_id,
+        cursor.position,
+    )
+    return status == "UPDATE 1"
+
+
 async def record_failure(connection: Any, name: str, version: int, event: RecordedEvent, error: str) -> None:
     await connection.execute(
         "INSERT INTO projection_failures (name, version, tx_id, position, event_id, event_type, error)"

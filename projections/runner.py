@@ -5,7 +5,8 @@ one runner per projection is active across all processes; the others retry the l
 ``lock_retry_seconds``. The active runner makes sure the live version is its code's version (else it
 asks ``StartupBuilds`` to build that version from the start of the log and switch to it), then
 follows the log from the checkpoint: each batch is one transaction that locks the checkpoint row,
-runs the batch's statements and moves the checkpoint to the batch's last cursor. A poison event (see
+runs the batch's statements and moves the checkpoint to the batch's last cursor (a batch without
+statements for this projection only moves the checkpoint, in one conditional UPDATE). A poison event (see
 ``projections.executor``) stops that projection only: the events before it are committed, the
 checkpoint stays just before it, and the failure is recorded with the event's position and type.
 
@@ -29,6 +30,7 @@ from projections import bookkeeping
 from projections.base import LogSource, Projection, Statement
 from projections.build import PoisonEvent
 from projections.executor import describe, execute, is_poison
+from projections.known import CommittedCheckpoint
 from projections.naming import LOCK_CLASS_RUNNER, check_identifier, lock_key, renderer
 
 _log = logging.getLogger(__name__)
@@ -137,6 +139,16 @@ class ProjectionRunner:
     def active(self) -> bool:
         """Holds the lock in this process (building or following the log)."""
         return self._state in (RunnerState.BUILDING, RunnerState.RUNNING)
+
+    @property
+    def committed(self) -> CommittedCheckpoint | None:
+        """The checkpoint this runner has committed, while it follows the log (what the other
+        processes are told after each batch)."""
+        if self._state is not RunnerState.RUNNING:
+            return None
+        return CommittedCheckpoint(
+            self.name, self.projection.version, self._generation, self._checkpoint.reached
+        )
 
     async def wait_for(self, cursor: LogCursor, timeout: float) -> bool:  # noqa: ASYNC109
         """Waits until this runner has committed everything up to ``cursor``; False on timeout or
@@ -276,12 +288,14 @@ class ProjectionRunner:
                 poison = error
                 break
         good = batch[: len(per_event)]
+        statements = [s for event_statements in per_event for s in event_statements]
+        if good and not statements and poison is None and await self._move_cursor(connection, good[-1]):
+            return _Outcome.APPLIED
         try:
             async with connection.transaction():
                 early = await self._begin_batch(connection)
                 if early is not None:
                     return early
-                statements = [s for event_statements in per_event for s in event_statements]
                 if statements:
                     await execute(connection, statements, self._render)
                 if good:
@@ -298,6 +312,18 @@ class ProjectionRunner:
             self._failed(batch[len(good)], poison)
             return _Outcome.FAILED
         return _Outcome.APPLIED
+
+    async def _move_cursor(self, connection: Any, last: RecordedEvent) -> bool:
+        """A batch that changes no row of this projection (most events concern other projections)
+        moves the checkpoint in one statement rather than a transaction of four; False when the live
+        state moved meanwhile (the caller's transaction then finds out how)."""
+        version, reached = self.projection.version, self._checkpoint.reached
+        if not await bookkeeping.move_cursor(
+            connection, self.name, version, self._generation, reached, last.cursor
+        ):
+            return False
+        self._advance(last.cursor)
+        return True
 
     async def _isolate(
         self,

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterable, Sequence
 import asyncpg
 
 from events import LogCursor
-from projections import bookkeeping
-from projections.barrier import ReadBarrier
+from projections import bookkeeping, known
+from projections.barrier import FALLBACK_SECONDS, ReadBarrier
 from projections.base import LogSource, Projection
 from projections.build import BUILD_BATCH_SIZE
 from projections.builds import Builds
+from projections.known import CommittedCheckpoint
 from projections.runner import Connect, Connections, ProjectionRunner
 from projections.status import ProjectionStatus, projection_status
 
@@ -51,11 +52,14 @@ class Projections:
         connect: Connect | None = None,
         lock_retry_seconds: float = 3.0,
         build_batch_size: int = BUILD_BATCH_SIZE,
-        announce: Callable[[], None] | None = None,
+        announce: Callable[[Callable[[], str]], None] | None = None,
+        fallback_seconds: float = FALLBACK_SECONDS,
     ) -> None:
         """``announce``: called when a local runner has committed a batch (or stopped), to tell the
-        other processes (the composition root NOTIFYs them; their ``progressed_elsewhere`` wakes
-        their barrier's pollers)."""
+        other processes, with a function that gives the payload (``projections.known.encode`` of the
+        local runners' committed checkpoints) when the notice is sent: the composition root NOTIFYs
+        them, and their ``progressed_elsewhere`` gets the payload. ``fallback_seconds``: see
+        ``ReadBarrier``."""
         names = [p.name for p in projections]
         tables = [t for p in projections for t in p.tables]
         if len(set(names)) != len(names) or len(set(tables)) != len(tables):
@@ -64,7 +68,7 @@ class Projections:
         self._connections = Connections(pool, connect)
         self._builds = Builds(source, self._connections, batch_size=build_batch_size)
         self._runners: dict[str, ProjectionRunner] = {}
-        self._barrier = ReadBarrier(pool, self._runners)
+        self._barrier = ReadBarrier(pool, self._runners, fallback_seconds=fallback_seconds)
         self._announce = announce
         for projection in projections:
             self._runners[projection.name] = ProjectionRunner(
@@ -77,14 +81,28 @@ class Projections:
             )
 
     def _progressed(self) -> None:
-        self._barrier.progressed()
+        self._barrier.learned(self.committed())
         if self._announce is not None:
-            self._announce()
+            self._announce(self._payload)
 
-    def progressed_elsewhere(self) -> None:
-        """A runner in another process committed a batch: pollers of the checkpoints look again now
-        rather than after their back-off."""
-        self._barrier.progressed()
+    def committed(self) -> list[CommittedCheckpoint]:
+        """The checkpoints committed by this process's runners that follow the log."""
+        return [c for c in (runner.committed for runner in self._runners.values()) if c is not None]
+
+    def _payload(self) -> str:
+        return known.encode(self.committed())
+
+    @property
+    def checkpoint_looks(self) -> int:
+        """How often ``wait_for`` has read the checkpoint table (a seam for tests)."""
+        return self._barrier.looks
+
+    def progressed_elsewhere(self, payload: str) -> None:
+        """A runner (in another process, or this one's own notice coming back) committed a batch:
+        ``payload`` is its process's announcement (``projections.known``); waits that its
+        checkpoints reach resolve, and pollers of the checkpoints look again now rather than after
+        their back-off."""
+        self._barrier.learned(known.decode(payload))
 
     @property
     def names(self) -> list[str]:

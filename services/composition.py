@@ -109,7 +109,7 @@ async def open_runtime(
         dispatcher = Dispatcher(deps, claims=idempotency, observe=metrics.observe_command)
         shared_reads = SharedLogReads(store)  # one read of the log for the runners and the verifier
         source = CombinedLogSource(LogTail(shared_reads, notifications.waiter()), store)
-        read_model_notices = ProgressNotices(pool)  # wakes the barriers of the other processes
+        read_model_notices = ProgressNotices(pool)  # tells the other processes' barriers
         stack.push_async_callback(read_model_notices.flush)
         projections = Projections(
             pool,

@@ -12,13 +12,15 @@ the newest cursor.
 
 The payload is the newest committed cursor, ``"<tx_id>:<position>"``, as
 ``services.eventstore.notifications`` reads it. ``ProgressNotices`` coalesces the projection runners'
-progress the same way, on ``READ_MODELS_CHANNEL`` with no payload: the barrier of a process without
-runners polls the checkpoints and looks again at once on it. Notifications are a latency aid: every
-reader also polls, so a failed send is logged and never fails the append that was already committed.
+progress the same way, on ``READ_MODELS_CHANNEL``, with the runners' committed checkpoints as the
+payload (``projections.known``): the barrier of a process without runners resolves its waits from
+it. Notifications are a latency aid: every reader also polls, so a failed send is logged and never
+fails the append that was already committed.
 """
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import asyncpg
 
@@ -64,15 +66,16 @@ class CommitNotices:
 
 class ProgressNotices:
     """Coalesced NOTIFYs on ``READ_MODELS_CHANNEL`` that a local projection runner committed a batch:
-    ``moved`` asks for one; those asked while one is in flight share the next."""
+    ``moved`` asks for one; those asked while one is in flight share the next. The payload is made
+    when the NOTIFY is sent, by the function the newest ``moved`` gave, so it is the newest there is."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._asked = False
+        self._payload: Callable[[], str] | None = None
         self._sender: asyncio.Task[None] | None = None
 
-    def moved(self) -> None:
-        self._asked = True
+    def moved(self, payload: Callable[[], str]) -> None:
+        self._payload = payload
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="read model notices")
 
@@ -81,14 +84,15 @@ class ProgressNotices:
             await asyncio.shield(self._sender)
 
     async def _send(self) -> None:
-        while self._asked:
-            self._asked = False
-            await _notify(self._pool, READ_MODELS_CHANNEL, "")
+        while self._payload is not None:
+            payload, self._payload = self._payload, None
+            await _notify(self._pool, READ_MODELS_CHANNEL, payload())
 
 
 async def _notify(pool: asyncpg.Pool, channel: str, payload: str) -> bool:
     """One NOTIFY in a transaction of its own that does not wait for its flush; False (logged) when
-    it could not be sent. ``channel`` and ``payload`` are ours (a name, digits and a colon)."""
+    it could not be sent. ``channel`` and ``payload`` are ours (plain identifiers, digits, ``:`` and
+    ``,``)."""
     try:
         await pool.execute(f"SET LOCAL synchronous_commit TO off; SELECT pg_notify('{channel}', '{payload}')")
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:

@@ -20,7 +20,7 @@ from events import LogCursor
 
 CHANNEL = "tokenledger_events"
 READ_MODELS_CHANNEL = "tokenledger_read_models"
-"""A projection runner committed a batch: processes waiting on the checkpoints look again."""
+"""A projection runner committed a batch; the payload is its process's runners' checkpoints."""
 _log = logging.getLogger(__name__)
 
 
@@ -61,10 +61,11 @@ class LogNotifications:
         self._waiters: set[Waiter] = set()
         self._task: asyncio.Task[None] | None = None
         self._connection: asyncpg.Connection | None = None
-        self._read_models: list[Callable[[], None]] = []
+        self._read_models: list[Callable[[str], None]] = []
 
-    def on_read_models(self, callback: Callable[[], None]) -> None:
-        """Calls ``callback`` on each notification of ``READ_MODELS_CHANNEL`` (and on reconnecting)."""
+    def on_read_models(self, callback: Callable[[str], None]) -> None:
+        """Calls ``callback`` with the payload of each notification of ``READ_MODELS_CHANNEL`` (and
+        with ``""`` on reconnecting: what moved meanwhile is not known)."""
         self._read_models.append(callback)
 
     def waiter(self) -> Waiter:
@@ -94,9 +95,12 @@ class LogNotifications:
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self.wake_all(parse_payload(payload))
 
-    def _on_read_models(self, *_notification: object) -> None:
+    def _on_read_models(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self._tell_read_models(payload)
+
+    def _tell_read_models(self, payload: str) -> None:
         for callback in self._read_models:
-            callback()
+            callback(payload)
 
     async def _listen_forever(self) -> None:
         delay = 0.1
@@ -109,7 +113,7 @@ class LogNotifications:
                 await self._connection.add_listener(READ_MODELS_CHANNEL, self._on_read_models)
                 delay = 0.1
                 self.wake_all()  # anything committed while we were not listening
-                self._on_read_models()
+                self._tell_read_models("")
                 await lost.wait()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 _log.warning("LISTEN connection failed (%s); retrying in %.1fs", error, delay)

@@ -70,18 +70,25 @@ async def test_a_failed_notify_is_logged_never_raised(dsn: str, caplog: pytest.L
 
 async def test_a_runners_progress_wakes_the_other_processes(dsn: str) -> None:
     """``ProgressNotices`` (the process running the projections) reaches ``on_read_models`` of every
-    ``LogNotifications`` (each other process, whose barrier then looks at the checkpoints again)."""
+    ``LogNotifications`` with its payload (each other process's barrier learns the checkpoints)."""
     notifications = LogNotifications(lambda: database.connect(dsn))
     woken = asyncio.Event()
-    notifications.on_read_models(woken.set)
+    payloads: list[str] = []
+
+    def told(payload: str) -> None:
+        payloads.append(payload)
+        woken.set()
+
+    notifications.on_read_models(told)
     await notifications.start()
     pool = await database.create_pool(dsn, min_size=1, max_size=2)
     try:
         async with asyncio.timeout(5):
             await woken.wait()  # once on connecting: what moved while it was not listening
             woken.clear()
-            ProgressNotices(pool).moved()
+            ProgressNotices(pool).moved(lambda: "accounts:1:0:7:9")
             await woken.wait()
+        assert payloads == ["", "accounts:1:0:7:9"]
     finally:
         await pool.close()
         await notifications.stop()

@@ -17,7 +17,7 @@ from projections.accounts import AccountsProjection
 from projections.base import Statement
 from projections.catalogue import ALL_PROJECTIONS
 from projections.runner import RunnerState
-from tests.integration.test_projection_support import Journal, new_id, running
+from tests.integration.test_projection_support import Journal, World, new_id, running
 
 
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
@@ -362,6 +362,48 @@ async def test_the_barrier_covers_a_write_committed_in_another_process(empty_dat
                 assert (
                     await c.fetchval("SELECT count(*) FROM rm_accounts WHERE account_id = $1", account) == 1
                 )
+
+
+async def _append_and_wait_in_another_process(projector: World, api: World, count: int) -> None:
+    """``count`` times: a token issued in ``api``, ``wait_for`` its cursor there, and a read there
+    that finds it in every read model the token touches."""
+    await projector.current()
+    for n in range(count):
+        token = new_id()
+        result = await api.append(
+            f"token-{token}",
+            TokenIssued(
+                token_id=token, account_id=new_id(), name=f"t{n}", secret_hash=token, expires_at=None
+            ),
+        )
+        assert await api.projections.wait_for(result.cursor, 10.0)
+        async with api.pool.acquire() as c:
+            assert await c.fetchval("SELECT count(*) FROM rm_tokens WHERE token_id = $1", token) == 1
+            assert (
+                await c.fetchval("SELECT count(*) FROM rm_token_secrets WHERE secret_hash = $1", token) == 1
+            )
+
+
+async def test_wait_for_resolves_from_the_announced_checkpoints_without_a_query(empty_database: str) -> None:
+    """The runners' process announces its committed checkpoints; the other process's ``wait_for``
+    resolves from them alone (its fallback look is 30 s away, and it never looks)."""
+    async with (
+        running(empty_database, announce=True) as projector,
+        running(empty_database, start=False, listen=True, fallback_seconds=30.0) as api,
+    ):
+        await _append_and_wait_in_another_process(projector, api, 30)
+        assert api.projections.checkpoint_looks == 0
+
+
+async def test_wait_for_still_resolves_when_the_notices_are_lost(empty_database: str) -> None:
+    """No notice reaches the waiting process (as when every NOTIFY is lost): it looks at the
+    checkpoints after its fallback delay, and still never answers before the write is readable."""
+    async with (
+        running(empty_database, announce=True) as projector,
+        running(empty_database, start=False, fallback_seconds=0.01) as api,
+    ):
+        await _append_and_wait_in_another_process(projector, api, 10)
+        assert api.projections.checkpoint_looks > 0
 
 
 async def test_the_barrier_times_out_while_a_projection_is_behind(empty_database: str) -> None:

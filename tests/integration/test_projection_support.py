@@ -4,7 +4,7 @@ byte for byte."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,12 +14,14 @@ import asyncpg
 
 from bench.generated_log import Generated
 from events import Event, Metadata, NewEvent
+from projections.barrier import FALLBACK_SECONDS
 from projections.base import Projection, Statement
 from projections.catalogue import ALL_PROJECTIONS
 from projections.runtime import Projections
 from projections.source import CombinedLogSource
 from services import database
 from services.eventstore import PostgresEventStore
+from services.eventstore.commit_notices import ProgressNotices
 from services.eventstore.notifications import LogNotifications
 from services.eventstore.tail import LogTail
 from services.ports import AppendResult, StreamAppend, StreamState
@@ -70,6 +72,8 @@ def make_projections(
     *,
     lock_retry_seconds: float = 0.2,
     tail_batch: int = 200,
+    announce: Callable[[Callable[[], str]], None] | None = None,
+    fallback_seconds: float = FALLBACK_SECONDS,
 ) -> Projections:
     tail = LogTail(store, notifications.waiter(), batch_size=tail_batch, poll_interval=0.2)
     return Projections(
@@ -79,6 +83,8 @@ def make_projections(
         connect=lambda: database.connect(dsn),
         lock_retry_seconds=lock_retry_seconds,
         build_batch_size=1000,
+        announce=announce,
+        fallback_seconds=fallback_seconds,
     )
 
 
@@ -89,19 +95,37 @@ async def running(
     *,
     start: bool = True,
     tail_batch: int = 200,
+    announce: bool = False,
+    listen: bool = False,
+    fallback_seconds: float = FALLBACK_SECONDS,
 ) -> AsyncIterator[World]:
-    """A process's worth of runtime on ``dsn``: pool, store, notifications, and ``Projections``."""
+    """A process's worth of runtime on ``dsn``: pool, store, notifications, and ``Projections``;
+    ``announce``: its runners' progress is NOTIFYed, ``listen``: its barrier hears those NOTIFYs (as
+    the composition root wires both)."""
     pool = await database.create_pool(dsn, min_size=1, max_size=20)
     notifications = LogNotifications(lambda: database.connect(dsn))
     await notifications.start()
     store = PostgresEventStore(pool)
-    facade = make_projections(dsn, pool, store, notifications, projections, tail_batch=tail_batch)
+    notices = ProgressNotices(pool)
+    facade = make_projections(
+        dsn,
+        pool,
+        store,
+        notifications,
+        projections,
+        tail_batch=tail_batch,
+        announce=notices.moved if announce else None,
+        fallback_seconds=fallback_seconds,
+    )
+    if listen:
+        notifications.on_read_models(facade.progressed_elsewhere)
     if start:
         await facade.start()
     try:
         yield World(dsn, pool, store, notifications, facade)
     finally:
         await facade.stop()
+        await notices.flush()
         await notifications.stop()
         await pool.close()
 
