@@ -12,6 +12,9 @@ A third column measures the same store calls without the NOTIFY that announces c
 the commit, for all the appends that committed while the previous one was being sent
 (``services.eventstore.commit_notices``). While the store runs with NOTIFY, one connection LISTENs,
 as a tailing process would, and must hear the last append's cursor.
+
+A fourth column measures the store without group commit (``PostgresEventStore(group_commit=False)``:
+every append its own ``tl_append`` transaction, as before ``services.eventstore.group_commit``).
 """
 
 import argparse
@@ -144,10 +147,10 @@ async def run_baseline(dsn: str, case: Case, args: argparse.Namespace) -> harnes
 
 
 async def run_store(
-    dsn: str, case: Case, args: argparse.Namespace, *, label: str, listen: bool
+    dsn: str, case: Case, args: argparse.Namespace, *, label: str, listen: bool, group_commit: bool = True
 ) -> harness.Measurement:
     pool = await _pool(dsn, case.concurrency, args.settings)
-    store = PostgresEventStore(pool, announce=listen)
+    store = PostgresEventStore(pool, announce=listen, group_commit=group_commit)
     versions = [0] * case.concurrency
     streams = [f"{label}-{uuid.uuid4().hex[:8]}-{n}" for n in range(case.concurrency)]
     heard: list[str] = []
@@ -194,7 +197,7 @@ def _latency(m: harness.Measurement) -> str:
     return f"{m.p50_ms:.2f} / {m.p99_ms:.2f}"
 
 
-def report(results: list[tuple[Case, dict[str, harness.Measurement]]], quiet: bool) -> str:
+def report(results: list[tuple[Case, dict[str, harness.Measurement]]], quiet: bool, ungrouped: bool) -> str:
     headers = [
         "case",
         "store events/s",
@@ -205,6 +208,8 @@ def report(results: list[tuple[Case, dict[str, harness.Measurement]]], quiet: bo
     ]
     if quiet:
         headers += ["store without NOTIFY events/s", "with / without NOTIFY"]
+    if ungrouped:
+        headers += ["store without group commit events/s", "with / without group commit"]
     table = []
     for case, m in results:
         row = [
@@ -218,6 +223,9 @@ def report(results: list[tuple[Case, dict[str, harness.Measurement]]], quiet: bo
         if quiet:
             with_notify = harness.ratio(m["store"].events_per_second, m["quiet"].events_per_second)
             row += [_rate(m["quiet"]), f"{with_notify:.2f}"]
+        if ungrouped:
+            grouped = harness.ratio(m["store"].events_per_second, m["ungrouped"].events_per_second)
+            row += [_rate(m["ungrouped"]), f"{grouped:.2f}"]
         table.append(row)
     return harness.markdown_table(headers, table)
 
@@ -229,11 +237,17 @@ async def measure_case(
     runs: dict[str, list[harness.Measurement]] = {"baseline": [], "store": []}
     if not args.skip_no_notify:
         runs["quiet"] = []
+    if not args.skip_ungrouped:
+        runs["ungrouped"] = []
     for _ in range(args.repeat):
         runs["baseline"].append(await run_baseline(dsn, case, args))
         runs["store"].append(await run_store(dsn, case, args, label="store", listen=True))
         if not args.skip_no_notify:
             runs["quiet"].append(await run_store(dsn, case, args, label="quiet", listen=False))
+        if not args.skip_ungrouped:
+            runs["ungrouped"].append(
+                await run_store(dsn, case, args, label="ungrouped", listen=True, group_commit=False)
+            )
         line = ", ".join(
             f"{k} {_rate(m[-1])} events/s (p50/p99 {_latency(m[-1])} ms)" for k, m in runs.items()
         )
@@ -269,7 +283,7 @@ async def main(args: argparse.Namespace) -> None:
             all_runs.append((case, await measure_case(case, dsn, args)))
 
     results = [(case, {k: median_run(m) for k, m in runs.items()}) for case, runs in all_runs]
-    print(report(results, not args.skip_no_notify))
+    print(report(results, not args.skip_no_notify, not args.skip_ungrouped))
     print(f"\nload average at end {harness.load_average()}")
     headline = next((m for case, m in results if case.concurrency == 32 and case.batch == 1), None)
     if headline is not None:
@@ -298,6 +312,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="discarded seconds before each run")
     parser.add_argument(
         "--skip-no-notify", action="store_true", help="do not measure tl_append without NOTIFY"
+    )
+    parser.add_argument(
+        "--skip-ungrouped", action="store_true", help="do not measure the store without group commit"
     )
     parser.add_argument(
         "--synchronous-commit",

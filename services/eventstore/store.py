@@ -1,16 +1,19 @@
 """Appending to and reading from the event log (asyncpg).
 
 ``append`` checks and encodes the request in Python (``services.append_request``, shared with the
-in-memory store, so bad input never reaches the database), then makes exactly one call to the
-``tl_append`` SQL function, which locks the streams, checks expected versions, takes uniqueness
-claims and inserts the events in one transaction; once it has committed, the store's
-``CommitNotices`` wakes the log's readers (``services.eventstore.commit_notices``).
+in-memory store, so bad input never reaches the database), then makes one call to the ``tl_append``
+SQL function, which locks the streams, checks expected versions, takes uniqueness claims and
+inserts the events in one transaction; appends that arrive while another is in flight are merged
+into one such call, each keeping its own outcome (``services.eventstore.group_commit``).
+Once an append has committed, the store's ``CommitNotices`` wakes the log's readers
+(``services.eventstore.commit_notices``).
 
 Should the driver or the database still refuse an argument for its content (an encoding error, a
 data exception), that is ``InvalidAppend`` too: nothing was written, and the same append would be
 refused again.
 """
 
+import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,6 +25,7 @@ from services import metrics
 from services.append_request import append_request
 from services.eventstore.commit_notices import CommitNotices
 from services.eventstore.errors import translate
+from services.eventstore.group_commit import GroupCommit
 from services.eventstore.rows import EVENT_COLUMNS, recorded_event
 from services.ports import (
     AppendedEvent,
@@ -35,10 +39,12 @@ from services.ports import (
 
 class PostgresEventStore:
     """The log. Holds a pool; each method uses one connection for one statement. ``announce``:
-    NOTIFY the log's readers after each append (off only to measure what that costs)."""
+    NOTIFY the log's readers after each append; ``group_commit``: merge the appends that wait for
+    one in flight into one transaction (both off only to measure what they cost or save)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, announce: bool = True) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, announce: bool = True, group_commit: bool = True) -> None:
         self._pool = pool
+        self._appends = GroupCommit(pool, in_flight=1 if group_commit else sys.maxsize)
         self.notices = CommitNotices(pool) if announce else None
 
     async def append(
@@ -64,19 +70,7 @@ class PostgresEventStore:
         started = time.perf_counter()
         result = "error"
         try:
-            rows = await self._pool.fetch(
-                "SELECT * FROM tl_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                request.streams,
-                request.expected,
-                request.event_stream,
-                request.event_ids,
-                request.types,
-                request.data,
-                request.metadata,
-                [c.key for c in request.claims],
-                [c.stream_id for c in request.claims],
-                request.releases,
-            )
+            rows = await self._appends.append(request)
             result = "ok"
         except asyncpg.PostgresError as error:
             typed = translate(error)
