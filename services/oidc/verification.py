@@ -5,8 +5,9 @@ In order, each refusal with its reason (for the logs and the usage log; the clie
 algorithm (never ``none`` nor ``HS*``: an HMAC "signed" with an issuer's public key is refused
 before any key is looked at) and a ``kid``; a key of the issuer with that id (``keys.IssuerKeys``);
 the signature, with that one algorithm; ``iss`` exactly, ``aud`` one of the expected audiences,
-``exp``, ``nbf`` and ``iat`` with ``LEEWAY_SECONDS``; ``exp - iat`` at most ``MAX_LIFETIME_SECONDS``
-and ``iat`` no older than that; ``sub`` and ``jti`` present.
+``exp``, ``nbf`` and ``iat`` with ``LEEWAY_SECONDS``; ``exp - iat`` at most ``MAX_LIFETIME_SECONDS``;
+``iat`` no older than the deployment's maximum age (``TOKENLEDGER_MAX_ID_TOKEN_AGE_SECONDS``, by
+default ``DEFAULT_MAX_AGE``), with the leeway; ``sub`` and ``jti`` present.
 
 The verified claims are kept as text, nested objects flattened with dots (Kubernetes'
 ``kubernetes.io.namespace``): ``sub``, the claims the audit trail keeps (``PROVENANCE_CLAIMS``), and
@@ -14,7 +15,7 @@ those a credential names.
 """
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
@@ -28,6 +29,7 @@ ALGORITHMS = frozenset(
 MAX_TOKEN_BYTES = 16 * 1024
 LEEWAY_SECONDS = 60
 MAX_LIFETIME_SECONDS = 24 * 3600
+DEFAULT_MAX_AGE = timedelta(hours=1)
 MAX_CLAIM_TEXT = 255
 PROVENANCE_CLAIMS = frozenset(
     {
@@ -119,9 +121,10 @@ async def verify(
     keys: IssuerKeys,
     now: datetime,
     wanted: Iterable[str] = (),
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> VerifiedIdToken:
     """The id-token's verified claims, or ``IdTokenRefused``. ``wanted``: the claims the candidate
-    credentials name, kept besides ``PROVENANCE_CLAIMS``."""
+    credentials name, kept besides ``PROVENANCE_CLAIMS``; ``max_age``: the oldest ``iat`` accepted."""
     if len(token) > MAX_TOKEN_BYTES:
         raise IdTokenRefused("oversized")
     try:
@@ -154,7 +157,7 @@ async def verify(
         raise IdTokenRefused("invalid")
     if expires_at - issued_at > MAX_LIFETIME_SECONDS:
         raise IdTokenRefused("lifetime_over_cap")
-    if issued_at < now.timestamp() - MAX_LIFETIME_SECONDS:
+    if issued_at < now.timestamp() - max_age.total_seconds() - LEEWAY_SECONDS:
         raise IdTokenRefused("issued_too_long_ago")
     jti, subject = _text(claims["jti"]), _text(claims["sub"])
     if not jti or not subject:

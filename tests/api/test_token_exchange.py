@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from events.tokens import TokenIssued
 from services.api import state
 from services.api.app import create_app
 from services.composition import Runtime
+from services.config import ConfigError, load_settings
 from services.oidc.keys import IssuerKeys
+from services.oidc.verification import DEFAULT_MAX_AGE, LEEWAY_SECONDS, IdTokenRefused, verify
 from services.tokens.exchange import jti_claim
 from tests.api.identity_support import create_account, grant_identity_role, nothing_written
 from tests.api_fixture import ApiClient
@@ -183,6 +186,7 @@ def _refusals(issuer: LocalIssuer, owner: str) -> dict[str, str]:
         "expired": issuer.mint({**good, "iat": now - 900, "nbf": now - 900, "exp": now - 300}),
         "nbf in the future": issuer.mint({**good, "nbf": now + 600}),
         "iat in the future": issuer.mint({**good, "iat": now + 600, "exp": now + 900}),
+        "iat too old": issuer.mint({**good, "iat": now - 7200, "nbf": now - 7200, "exp": now + 60}),
         "iat too old, lifetime over the cap": issuer.mint({**good, "iat": now - 2 * 86400, "exp": now + 60}),
         "lifetime over the cap": issuer.mint({**good, "iat": now - 10, "exp": now + 2 * 86400}),
         "alg none": _handmade({"alg": "none", "kid": rsa_kid}, full, None),
@@ -259,6 +263,38 @@ async def test_unknown_key_ids_refetch_the_key_set_at_most_every_interval(issuer
         await keys.close()
 
 
+async def test_an_id_token_older_than_the_maximum_age_is_refused_with_the_leeway(issuer: LocalIssuer) -> None:
+    keys = IssuerKeys(ssl_context=issuer.client_ssl)
+    now = datetime.now(UTC)
+    max_age = timedelta(minutes=10)
+
+    def issued(seconds_ago: int) -> str:
+        at = int(now.timestamp()) - seconds_ago
+        return issuer.mint({"aud": AUDIENCE, "sub": "s", "iat": at, "nbf": at, "exp": at + 4 * 3600})
+
+    try:
+        for seconds_ago in (0, 600, 600 + LEEWAY_SECONDS - 5):
+            verified = await verify(issued(seconds_ago), issuer.url, [AUDIENCE], keys, now, max_age=max_age)
+            assert verified.claims["sub"] == "s", seconds_ago
+        with pytest.raises(IdTokenRefused, match="issued_too_long_ago"):
+            await verify(issued(600 + LEEWAY_SECONDS + 5), issuer.url, [AUDIENCE], keys, now, max_age=max_age)
+        old = issued(2 * 3600)
+        with pytest.raises(IdTokenRefused, match="issued_too_long_ago"):
+            await verify(old, issuer.url, [AUDIENCE], keys, now)
+        assert await verify(old, issuer.url, [AUDIENCE], keys, now, max_age=timedelta(hours=3))
+    finally:
+        await keys.close()
+
+
+def test_the_maximum_id_token_age_defaults_to_an_hour_and_is_bounded() -> None:
+    assert load_settings({}).max_id_token_age == timedelta(hours=1) == DEFAULT_MAX_AGE
+    setting = "TOKENLEDGER_MAX_ID_TOKEN_AGE_SECONDS"
+    assert load_settings({setting: "600"}).max_id_token_age == timedelta(minutes=10)
+    for bad in ("59", "86401", "soon", "-1"):
+        with pytest.raises(ConfigError, match=setting):
+            load_settings({setting: bad})
+
+
 def test_the_replay_claim_is_bounded_whatever_the_jti() -> None:
     assert len(jti_claim("https://issuer.example", "j" * 255)) == len(jti_claim("https://i", "j"))
 
@@ -288,6 +324,7 @@ REFUSAL_REASONS = {
     "expired": "expired",
     "nbf in the future": "not_yet_valid",
     "iat in the future": "not_yet_valid",
+    "iat too old": "issued_too_long_ago",
     "iat too old, lifetime over the cap": "lifetime_over_cap",
     "lifetime over the cap": "lifetime_over_cap",
     "alg none": "algorithm_refused",

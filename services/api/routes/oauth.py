@@ -30,7 +30,7 @@ from services import federation
 from services.api.context import service, settle
 from services.api.parsing import decode_body
 from services.api.problems import REQUEST_ID, ProblemError
-from services.api.state import CLOCK, DISPATCHER, OIDC_KEYS, READ_POOL, USAGE
+from services.api.state import CLOCK, DISPATCHER, MAX_ID_TOKEN_AGE, OIDC_KEYS, READ_POOL, USAGE
 from services.authorization import FederatedActor
 from services.client_text import log_field
 from services.commands import CommandContext, Conflict, DomainError, Invalid, NotFound
@@ -196,7 +196,13 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
     clock = service(request, CLOCK)
     try:
         verified = await verification.verify(
-            token, issuer, audiences, service(request, OIDC_KEYS), clock(), wanted
+            token,
+            issuer,
+            audiences,
+            service(request, OIDC_KEYS),
+            clock(),
+            wanted,
+            max_age=request.app[MAX_ID_TOKEN_AGE],
         )
     except IdTokenRefused as refused:
         raise OAuthError("invalid_grant", refused.reason) from None
