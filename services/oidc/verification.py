@@ -69,9 +69,18 @@ class VerifiedIdToken(msgspec.Struct, frozen=True, kw_only=True):
     """``sub`` and the other kept claims, as text."""
 
 
-def unverified_issuer(token: str) -> str:
-    """The ``iss`` the token claims, to find the credentials that may trust it (nothing is trusted
-    yet); ``IdTokenRefused`` for anything that is not a bounded JWS with a text ``iss``."""
+class ClaimedIdToken(msgspec.Struct, frozen=True, kw_only=True):
+    """What an id-token says of itself, nothing verified: its issuer finds the credentials that may
+    trust it, and its audience and subject say which of them a refusal concerns."""
+
+    issuer: str
+    audience: tuple[str, ...]
+    subject: str | None
+
+
+def unverified(token: str) -> ClaimedIdToken:
+    """The ``iss``, ``aud`` and ``sub`` the token claims (nothing is trusted yet);
+    ``IdTokenRefused`` for anything that is not a bounded JWS with a text ``iss``."""
     if len(token) > MAX_TOKEN_BYTES:
         raise IdTokenRefused("oversized")
     try:
@@ -81,7 +90,15 @@ def unverified_issuer(token: str) -> str:
     issuer = payload.get("iss")
     if not isinstance(issuer, str) or not 1 <= len(issuer) <= MAX_CLAIM_TEXT:
         raise IdTokenRefused("malformed")
-    return issuer
+    return ClaimedIdToken(
+        issuer=issuer, audience=_audience(payload.get("aud")), subject=_text(payload.get("sub"))
+    )
+
+
+def _audience(value: Any) -> tuple[str, ...]:
+    """``aud``, one text or a list of them, as a tuple of its texts."""
+    values = value if isinstance(value, list) else [value]
+    return tuple(text for text in map(_text, values) if text is not None)
 
 
 def _flatten(claims: Mapping[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
@@ -164,10 +181,9 @@ async def verify(
         raise IdTokenRefused("invalid")
     kept = PROVENANCE_CLAIMS | set(wanted)
     texts = {name: _text(value) for name, value in _flatten(claims).items() if name in kept}
-    audience = claims["aud"]
     return VerifiedIdToken(
         issuer=issuer,
-        audience=tuple(audience) if isinstance(audience, list) else (str(audience),),
+        audience=_audience(claims["aud"]),
         jti=jti,
         claims={"sub": subject, **{name: text for name, text in texts.items() if text is not None}},
     )

@@ -434,3 +434,57 @@ async def test_federated_tokens_are_listed_apart_and_name_their_credential(
         refused = await api.get(f"{tokens}?filter[federated]=maybe")
     assert refused.status == 400, refused.body
     assert "filter[federated]" in str(refused.body)
+
+
+async def test_a_refusal_names_the_account_its_id_token_was_meant_for_among_several(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    """Several accounts trust the issuer and no ``audience`` parameter names one: the usage log row
+    names the account (and credential) the id-token's audience, then its subject, single out, the
+    account alone when its credentials are several, and none when several accounts remain."""
+    run = uuid.uuid4().hex[:8]
+    mine, shared = f"urn:mine:{run}", f"urn:shared:{run}"
+    subject = f"repo:{run}/deploy:*"
+    production = [{"claim": "environment", "operator": "equals", "values": ["production"]}]
+    first = await _trusting(api, issuer, audiences=[mine, shared], subject=subject, conditions=production)
+    await _trusting(api, issuer, audiences=[shared], subject=subject, conditions=production)
+    listed = await api.get(f"/v3/system-accounts/{first}/federated-credentials")
+    [first_credential] = [c["id"] for c in listed.body["data"]]
+    now = int(time.time())
+
+    def minted(audience: str, **claims: Any) -> str:
+        return issuer.mint({**github_claims(audience, repository=f"{run}/deploy"), **claims})
+
+    cases = {
+        "condition false, for one account": (minted(mine, environment="dev"), "condition_false"),
+        "expired, for one account": (minted(mine, iat=now - 900, nbf=now - 900, exp=now - 300), "expired"),
+        "condition false, for two accounts": (minted(shared, environment="dev"), "condition_false"),
+    }
+    named = {}
+    for case, (token, reason) in cases.items():
+        agent = f"several {run} {case}"
+        async with nothing_written(api_runtime):
+            assert await _exchange_as(exchange_url, agent, token) == (400, {"error": "invalid_grant"}), case
+        [row] = await _exchange_rows(api_runtime, agent)
+        assert (row["reason"], row["issuer"]) == (reason, issuer.url), case
+        named[case] = (row["account_id"], row["federated_credential_id"])
+    assert named == {
+        "condition false, for one account": (first, first_credential),
+        "expired, for one account": (first, first_credential),
+        "condition false, for two accounts": (None, None),
+    }
+
+    other = {"name": "ci-staging", "issuer": issuer.url, "subject": subject, "audiences": [mine]}
+    other["conditions"] = [{"claim": "environment", "operator": "equals", "values": ["staging"]}]
+    assert (await api.post(f"/v3/system-accounts/{first}/federated-credentials", other)).status == 201
+    agent = f"several {run} two credentials of one account"
+    assert await _exchange_as(exchange_url, agent, minted(mine, environment="dev")) == (
+        400,
+        {"error": "invalid_grant"},
+    )
+    [row] = await _exchange_rows(api_runtime, agent)
+    assert (row["reason"], row["account_id"], row["federated_credential_id"]) == (
+        "condition_false",
+        first,
+        None,
+    )

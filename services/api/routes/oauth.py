@@ -10,13 +10,17 @@ account's stream. Errors are RFC 6749 §5.2 objects whose ``error`` is all the c
 (``invalid_request``, ``invalid_grant``, ``invalid_target``, ``invalid_scope``,
 ``unsupported_grant_type``); why, with the issuer, subject and ``jti``, goes to the process log,
 and every refusal is recorded in the usage log (operation ``token_exchange``: the precise reason,
-the keyed hash of the presented token, the account, federated credential and claimed issuer as far
-as the exchange knew them, the client's address and user agent). A refusal appends no event.
+the keyed hash of the presented token, the claimed issuer, the client's address and user agent,
+and the account and federated credential the refusal concerns: of the credentials trusting the
+issuer, those the token's audience, then its subject, single out (as the token claims them when it
+did not verify); the account when they are all of one account, the credential when it is one, and
+neither when several accounts remain). A refusal appends no event.
 """
 
 import json
 import logging
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -62,6 +66,10 @@ class OAuthError(Exception):
         self.error, self.reason, self.status = error, reason, status
 
 
+Candidate = tuple[str, FederatedCredential]
+"""A federated credential that may trust the presented id-token, and its account's id."""
+
+
 @dataclass(slots=True)
 class _Known:
     """What an exchange has learnt so far, for the usage log row should it be refused."""
@@ -71,8 +79,28 @@ class _Known:
     account_id: str | None = None
     credential_id: str | None = None
 
-    def matched(self, account_id: object, credential: FederatedCredential) -> None:
-        self.account_id, self.credential_id = str(account_id), credential.credential_id
+    def concerns(self, candidates: Sequence[Candidate]) -> None:
+        """Names the account when every candidate is of one account, the credential when there is
+        one candidate (a row has one of each: several are named by none)."""
+        accounts = {account for account, _ in candidates}
+        self.account_id = accounts.pop() if len(accounts) == 1 else None
+        self.credential_id = candidates[0][1].credential_id if len(candidates) == 1 else None
+
+
+def _concerning(
+    candidates: Sequence[Candidate], audience: Sequence[str], claims: Mapping[str, object]
+) -> Sequence[Candidate]:
+    """The candidates a refused id-token was meant for, as far as its audience, then its subject,
+    narrow them (a step that would leave none is not taken)."""
+    steps: tuple[Callable[[FederatedCredential], bool], ...] = (
+        lambda credential: not set(credential.audiences).isdisjoint(audience),
+        lambda credential: federation.mismatch(credential, claims) != "subject_mismatch",
+    )
+    for keep in steps:
+        narrowed = [(account, credential) for account, credential in candidates if keep(credential)]
+        if narrowed:
+            candidates = narrowed
+    return candidates
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -179,16 +207,15 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
     lifetime, scopes = _lifetime(_given(body.requested_lifetime)), _scopes(_given(body.scope))
     target = _target(body)
     try:
-        issuer = verification.unverified_issuer(token)
+        claimed = verification.unverified(token)
     except IdTokenRefused as refused:
         raise OAuthError("invalid_grant", refused.reason) from None
-    known.issuer = issuer
+    issuer = known.issuer = claimed.issuer
     rows = await service(request, READ_POOL).fetch(_CANDIDATES_SQL, issuer, target)
     if not rows:
         raise OAuthError("invalid_target" if target else "invalid_grant", "no_credential_trusts_the_issuer")
-    candidates = [(row["account_id"], _credential(row)) for row in rows]
-    if len(candidates) == 1:
-        known.matched(*candidates[0])
+    candidates = [(str(row["account_id"]), _credential(row)) for row in rows]
+    known.concerns(_concerning(candidates, claimed.audience, {"sub": claimed.subject}))
     audiences = {audience for _, credential in candidates for audience in credential.audiences}
     wanted = {c.claim for _, cr in candidates for c in cr.conditions} | {
         n for _, cr in candidates for n in cr.required_claims
@@ -213,12 +240,14 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
         and federation.mismatch(credential, verified.claims) is None
     ]
     if not fitting:
-        reasons = {federation.mismatch(c, verified.claims) or "wrong_audience" for _, c in candidates}
+        concerned = _concerning(candidates, verified.audience, verified.claims)
+        known.concerns(concerned)
+        reasons = {federation.mismatch(c, verified.claims) or "wrong_audience" for _, c in concerned}
         raise OAuthError("invalid_grant", ",".join(sorted(reasons)))
+    known.concerns(fitting)
     if len(fitting) > 1:
         raise OAuthError("invalid_target", "several_credentials_match")
-    known.matched(*fitting[0])
-    account_id, credential = str(fitting[0][0]), fitting[0][1]
+    account_id, credential = fitting[0]
     actor = FederatedActor(
         account_id=account_id,
         credential_id=credential.credential_id,
