@@ -23,6 +23,8 @@ from aiohttp.test_utils import TestServer
 from events.tokens import TokenIssued
 from services.api import state
 from services.api.app import create_app
+from services.api.rate_limit import RateLimit
+from services.api.routes import oauth
 from services.composition import Runtime
 from services.config import ConfigError, load_settings
 from services.oidc.keys import IssuerKeys
@@ -488,3 +490,31 @@ async def test_a_refusal_names_the_account_its_id_token_was_meant_for_among_seve
         first,
         None,
     )
+
+
+async def test_the_exchange_is_rate_limited_per_client_address_and_says_so_in_the_usage_log(
+    api_runtime: Runtime, issuer: LocalIssuer
+) -> None:
+    app = create_app()
+    state.bind(app, api_runtime)
+    app[oauth.LIMIT] = RateLimit(0.01, 3)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    agent = f"flood {uuid.uuid4().hex}"
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        form = {"grant_type": GRANT, "subject_token": "not.a.jwt", "subject_token_type": JWT_TYPE}
+        statuses = []
+        async with (
+            nothing_written(api_runtime),
+            aiohttp.ClientSession(headers={"User-Agent": agent}) as session,
+        ):
+            for _ in range(5):
+                async with session.post(f"{url}/v3/oauth/token", data=form) as reply:
+                    statuses.append((reply.status, await reply.json(), reply.headers.get("Retry-After")))
+    finally:
+        await server.close()
+    refused = (429, {"error": "temporarily_unavailable"}, "1")
+    assert statuses == [(400, {"error": "invalid_grant"}, None)] * 3 + [refused] * 2
+    rows = await _exchange_rows(api_runtime, agent)
+    assert [row["reason"] for row in rows] == ["malformed"] * 3 + ["rate_limited"] * 2

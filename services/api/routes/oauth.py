@@ -8,13 +8,18 @@ may name the account or the credential, and must when several match), and sends
 ``ExchangeFederatedToken`` as that credential's ``FederatedActor``; the handler decides on the
 account's stream. Errors are RFC 6749 §5.2 objects whose ``error`` is all the client learns
 (``invalid_request``, ``invalid_grant``, ``invalid_target``, ``invalid_scope``,
-``unsupported_grant_type``); why, with the issuer, subject and ``jti``, goes to the process log,
-and every refusal is recorded in the usage log (operation ``token_exchange``: the precise reason,
-the keyed hash of the presented token, the claimed issuer, the client's address and user agent,
-and the account and federated credential the refusal concerns: of the credentials trusting the
-issuer, those the token's audience, then its subject, single out (as the token claims them when it
-did not verify); the account when they are all of one account, the credential when it is one, and
-neither when several accounts remain). A refusal appends no event.
+``unsupported_grant_type``, ``temporarily_unavailable``); why, with the issuer, subject and
+``jti``, goes to the process log, and every refusal is recorded in the usage log (operation
+``token_exchange``: the precise reason, the keyed hash of the presented token, the claimed
+issuer, the client's address and user agent, and the account and federated credential the
+refusal concerns: of the credentials trusting the issuer, those the token's audience, then its
+subject, single out (as the token claims them when it did not verify); the account when they are
+all of one account, the credential when it is one, and neither when several accounts remain).
+A refusal appends no event.
+
+Rate-limited per process and client address (``RATE`` a second, ``BURST`` at once, as the process
+sees the address: behind a proxy, all clients share one): beyond, 429 ``temporarily_unavailable``
+with ``Retry-After``, recorded (reason ``rate_limited``) before the body is read.
 """
 
 import json
@@ -34,6 +39,7 @@ from services import federation
 from services.api.context import service, settle
 from services.api.parsing import decode_body
 from services.api.problems import REQUEST_ID, ProblemError
+from services.api.rate_limit import RateLimit
 from services.api.state import CLOCK, DISPATCHER, MAX_ID_TOKEN_AGE, OIDC_KEYS, READ_POOL, USAGE
 from services.authorization import FederatedActor
 from services.client_text import log_field
@@ -51,6 +57,8 @@ SUBJECT_TOKEN_TYPES = frozenset(
 ISSUED_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a type name)
 MAX_BODY_BYTES = 32 * 1024
 MAX_SCOPES = 16
+RATE, BURST = 50.0, 200.0
+LIMIT = web.AppKey("tokenledger.exchange_limit", RateLimit)
 _log = logging.getLogger(__name__)
 
 _CANDIDATES_SQL = (
@@ -105,6 +113,8 @@ def _concerning(
 
 def _answer(body: dict[str, Any], status: int = 200) -> web.Response:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if status == 429:
+        headers["Retry-After"] = "1"
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -306,6 +316,8 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
 async def token(request: web.Request) -> web.Response:
     known = _Known()
     try:
+        if not request.app[LIMIT].take(request.remote or ""):
+            raise OAuthError("temporarily_unavailable", "rate_limited", status=429)
         return await _exchange(request, await _request(request), known)
     except OAuthError as refused:
         _log.warning("token exchange refused: %s (%s)", refused.error, log_field(refused.reason, 255))
@@ -323,4 +335,5 @@ async def token(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[LIMIT] = RateLimit(RATE, BURST)
     app.router.add_post("/v3/oauth/token", token)
