@@ -15,7 +15,7 @@ those a credential names.
 """
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -65,6 +65,7 @@ class VerifiedIdToken(msgspec.Struct, frozen=True, kw_only=True):
     issuer: str
     audience: tuple[str, ...]
     jti: str
+    expires_at: datetime
     claims: dict[str, str]
     """``sub`` and the other kept claims, as text."""
 
@@ -185,5 +186,6 @@ async def verify(
         issuer=issuer,
         audience=_audience(claims["aud"]),
         jti=jti,
+        expires_at=datetime.fromtimestamp(expires_at, UTC),
         claims={"sub": subject, **{name: text for name, text in texts.items() if text is not None}},
     )

@@ -28,8 +28,9 @@ from services.api.routes import oauth
 from services.composition import Runtime
 from services.config import ConfigError, load_settings
 from services.oidc.keys import IssuerKeys
+from services.oidc.replays import CLOCK_SKEW, ReplayClaimsHousekeeping
 from services.oidc.verification import DEFAULT_MAX_AGE, LEEWAY_SECONDS, IdTokenRefused, verify
-from services.tokens.exchange import jti_claim
+from services.tokens.exchange import JTI_CLAIMS, jti_claim, lapsed_jti_claims_bound
 from tests.api.identity_support import create_account, grant_identity_role, nothing_written
 from tests.api_fixture import ApiClient
 from tests.oidc_issuer import LocalIssuer, github_claims, kubernetes_claims
@@ -297,8 +298,56 @@ def test_the_maximum_id_token_age_defaults_to_an_hour_and_is_bounded() -> None:
             load_settings({setting: bad})
 
 
-def test_the_replay_claim_is_bounded_whatever_the_jti() -> None:
-    assert len(jti_claim("https://issuer.example", "j" * 255)) == len(jti_claim("https://i", "j"))
+def test_the_replay_claim_is_bounded_whatever_the_jti_and_sorts_by_the_id_tokens_expiry() -> None:
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+    assert len(jti_claim("https://issuer.example", "j" * 255, at)) == len(jti_claim("https://i", "j", at))
+    later = jti_claim("https://i", "j", at + timedelta(seconds=1))
+    assert jti_claim("https://i", "j", at) < lapsed_jti_claims_bound(at + timedelta(seconds=1)) <= later
+
+
+async def _replay_claims(runtime: Runtime) -> dict[str, str]:
+    return await runtime.store.claims_with_prefix(JTI_CLAIMS)
+
+
+async def test_replay_claims_are_released_once_their_id_tokens_expired_and_not_before(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    await _trusting(api, issuer, **_github_credential(owner))
+    now = int(time.time())
+    expiries = {uuid.uuid4().hex: now + 120 for _ in range(3)} | {uuid.uuid4().hex: now + 3000}
+    minted = {
+        jti: issuer.mint({**github_claims(AUDIENCE, owner_id=owner), "jti": jti, "exp": exp})
+        for jti, exp in expiries.items()
+    }
+    for id_token in minted.values():
+        assert (await _exchange(exchange_url, id_token))[0] == 200
+    keys = {
+        jti_claim(issuer.url, jti, datetime.fromtimestamp(exp, UTC)): jti for jti, exp in expiries.items()
+    }
+
+    async def held() -> set[str]:
+        """The jti of the test's id-tokens whose claim is still held."""
+        return {keys[key] for key in await api_runtime.store.claims_with_prefix(JTI_CLAIMS) if key in keys}
+
+    def housekeeping_at(seconds: float) -> ReplayClaimsHousekeeping:
+        return ReplayClaimsHousekeeping(
+            api_runtime.pool, clock=lambda: datetime.fromtimestamp(now + seconds, UTC)
+        )
+
+    assert await held() == set(expiries)
+    await housekeeping_at(0).release_lapsed()
+    assert await held() == set(expiries)
+    async with nothing_written(api_runtime):
+        for id_token in minted.values():
+            assert await _exchange(exchange_url, id_token) == (400, {"error": "invalid_grant"})
+    kept_for = LEEWAY_SECONDS + CLOCK_SKEW.total_seconds()
+    await housekeeping_at(120 + kept_for - 1).release_lapsed()
+    assert await held() == set(expiries)
+    await housekeeping_at(120 + kept_for + 1).release_lapsed()
+    assert await held() == {jti for jti, exp in expiries.items() if exp == now + 3000}
+    await housekeeping_at(3000 + kept_for + 1).release_lapsed()
+    assert await held() == set()
 
 
 async def _exchange_as(url: str, agent: str, token: str, **fields: str) -> tuple[int, dict[str, Any]]:

@@ -18,6 +18,7 @@ from services.tokens.exchange import ExchangeRefused, ReplayedIdToken, jti_claim
 from tests.handlers.world import T0, World, account_created, role_assigned, token_issued
 
 ISSUER = "https://issuer.example"
+ID_TOKEN_EXPIRES_AT = T0 + timedelta(minutes=5)
 CREDENTIAL = "3f0e6a0c-7a51-4c51-9a0d-2f6f3f0b1c01"
 
 
@@ -43,7 +44,12 @@ def _exchange(account_id: str, jti: str = "jti-1", **claims: str) -> ExchangeFed
         **claims,
     }
     return ExchangeFederatedToken(
-        account_id=account_id, credential_id=CREDENTIAL, issuer=ISSUER, jti=jti, claims=FrozenMap(values)
+        account_id=account_id,
+        credential_id=CREDENTIAL,
+        issuer=ISSUER,
+        jti=jti,
+        id_token_expires_at=ID_TOKEN_EXPIRES_AT,
+        claims=FrozenMap(values),
     )
 
 
@@ -69,7 +75,7 @@ async def test_an_exchange_issues_a_short_lived_token_with_its_provenance_and_re
     assert issued.federated.claims["environment"] == "production"
     assert outcome.state.secret.startswith("spat_")
     claims = await world.claims()
-    assert claims[jti_claim(ISSUER, "jti-1")] == stream
+    assert claims[jti_claim(ISSUER, "jti-1", ID_TOKEN_EXPIRES_AT)] == stream
     assert not any(name.startswith("token-name:") for name in claims)
 
 

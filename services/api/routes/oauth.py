@@ -269,6 +269,7 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
         credential_id=credential.credential_id,
         issuer=issuer,
         jti=verified.jti,
+        id_token_expires_at=verified.expires_at,
         claims=FrozenMap(verified.claims),
         scopes=scopes,
         requested_lifetime_seconds=lifetime,
