@@ -27,6 +27,7 @@ from services.api.rate_limit import RateLimit
 from services.api.routes import oauth
 from services.composition import Runtime
 from services.config import ConfigError, load_settings
+from services.federation import glob_match
 from services.oidc.keys import IssuerKeys
 from services.oidc.replays import CLOCK_SKEW, ReplayClaimsHousekeeping
 from services.oidc.verification import DEFAULT_MAX_AGE, LEEWAY_SECONDS, IdTokenRefused, verify
@@ -567,3 +568,44 @@ async def test_the_exchange_is_rate_limited_per_client_address_and_says_so_in_th
     assert statuses == [(400, {"error": "invalid_grant"}, None)] * 3 + [refused] * 2
     rows = await _exchange_rows(api_runtime, agent)
     assert [row["reason"] for row in rows] == ["malformed"] * 3 + ["rate_limited"] * 2
+
+
+SUBJECT_GLOBS = ["repo:a/b:*", "repo:a_b:*", "100%", "a\\b*", "?x*", "*", "a*b?c", "exact", "%_\\"]
+SUBJECTS = [
+    "repo:a/b:ref",
+    "repo:aXb:ref",
+    "repo:a_b:x",
+    "100%",
+    "1000",
+    "a\\bc",
+    "abc",
+    "zx",
+    "x",
+    "a1b2c",
+    "%_\\",
+]
+
+
+async def test_the_candidates_query_matches_subjects_as_the_glob_does(api_runtime: Runtime) -> None:
+    query = f"SELECT $1::text LIKE {oauth._SUBJECT_AS_LIKE} FROM (SELECT $2::text AS subject) AS s"
+    for pattern in SUBJECT_GLOBS:
+        for subject in SUBJECTS:
+            matched = await api_runtime.pool.fetchval(query, subject, pattern)
+            assert matched == glob_match(pattern, subject), (pattern, subject)
+
+
+async def test_the_account_a_token_is_for_is_found_among_more_than_the_candidates_read(
+    api: ApiClient, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    """More credentials trust the issuer than one exchange reads (GitHub's issuer, trusted by many
+    accounts): those the token's audience and subject fit are read first."""
+    for _ in range(oauth.MAX_CANDIDATES // 16 + 1):
+        decoy = await create_account(api, "decoy")
+        for n in range(16):
+            body = {"name": f"other-{n}", "issuer": issuer.url, "subject": f"repo:elsewhere/{n}:*"}
+            reply = await api.post(f"/v3/system-accounts/{decoy['id']}/federated-credentials", body)
+            assert reply.status == 201, reply.body
+    owner = str(uuid.uuid4().int)[:8]
+    await _trusting(api, issuer, **_github_credential(owner))
+    status, body = await _exchange(exchange_url, issuer.mint(github_claims(AUDIENCE, owner_id=owner)))
+    assert status == 200, body

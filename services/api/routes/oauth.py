@@ -2,7 +2,8 @@
 
 No bearer token: the client presents an id-token of an external issuer (``subject_token``). The door
 bounds the request, finds the federated credentials that may trust the token's claimed issuer (only
-issuers some credential names are ever fetched), verifies the id-token (``services.oidc``), picks
+issuers some credential names are ever fetched; at most ``MAX_CANDIDATES``, those the claimed
+audience and subject fit first), verifies the id-token (``services.oidc``), picks
 the one credential whose audience, subject and conditions it satisfies (``audience`` or ``resource``
 may name the account or the credential, and must when several match), and sends
 ``ExchangeFederatedToken`` as that credential's ``FederatedActor``; the handler decides on the
@@ -61,11 +62,21 @@ RATE, BURST = 50.0, 200.0
 LIMIT = web.AppKey("tokenledger.exchange_limit", RateLimit)
 _log = logging.getLogger(__name__)
 
-_CANDIDATES_SQL = (
-    "SELECT * FROM rm_federated_credentials WHERE issuer = $1"
-    " AND ($2::uuid IS NULL OR account_id = $2::uuid OR credential_id = $2::uuid)"
-    " ORDER BY created_at, credential_id LIMIT 32"
+MAX_CANDIDATES = 32
+_SUBJECT_AS_LIKE = (
+    "replace(replace(replace(replace(replace(subject, '\\', '\\\\'), '%', '\\%'), '_', '\\_'),"
+    " '*', '%'), '?', '_')"
 )
+"""A credential's subject glob as a LIKE pattern (``*`` any run, ``?`` one character, the rest
+itself): the same language, so it matches exactly the subjects ``federation.glob_match`` does."""
+_CANDIDATES_SQL = (
+    "SELECT * FROM rm_federated_credentials WHERE issuer = $1"  # noqa: S608 (a constant expression)
+    " AND ($2::uuid IS NULL OR account_id = $2::uuid OR credential_id = $2::uuid)"
+    f" ORDER BY (audiences && $3::text[] AND $4::text LIKE {_SUBJECT_AS_LIKE}) IS TRUE DESC,"
+    f" created_at, credential_id LIMIT {MAX_CANDIDATES}"
+)
+"""The credentials trusting the issuer, those the token's claimed audience and subject fit first:
+of many accounts trusting one issuer (GitHub's), the one the token is for is never left out."""
 
 
 class OAuthError(Exception):
@@ -221,7 +232,9 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
     except IdTokenRefused as refused:
         raise OAuthError("invalid_grant", refused.reason) from None
     issuer = known.issuer = claimed.issuer
-    rows = await service(request, READ_POOL).fetch(_CANDIDATES_SQL, issuer, target)
+    rows = await service(request, READ_POOL).fetch(
+        _CANDIDATES_SQL, issuer, target, list(claimed.audience), claimed.subject
+    )
     if not rows:
         raise OAuthError("invalid_target" if target else "invalid_grant", "no_credential_trusts_the_issuer")
     candidates = [(str(row["account_id"]), _credential(row)) for row in rows]
