@@ -7,7 +7,8 @@ on the account as its stream has it now: the account is live, enabled and within
 token ends with it at the latest), the credential exists, is
 the actor's and trusts the issuer, the claims match its subject, required claims and conditions,
 the lifetime is within its maximum, and the scopes name rights the account holds. The token is
-issued with its provenance (``token.issued.federated``), takes no name claim, and claims the
+issued with its provenance (``token.issued.federated``), takes no name claim but a claim under
+the account (``model.federated_claim``: its account's deletion finds and revokes it), and claims the
 id-token's ``(issuer, jti)`` in the same append: a replayed id-token, on any process or node, finds
 the claim taken and is refused. The claim's key carries the id-token's ``exp``, and the claim is
 released once that has passed by more than the exchange's leeway, when no node accepts the token
@@ -117,12 +118,13 @@ async def exchange_federated_token(
             scopes=command.scopes,
             federated=provenance,
         )
+        stream = model.stream_of(token_id)
         key = jti_claim(command.issuer, command.jti, command.id_token_expires_at)
-        claim = Claim(key, model.stream_of(token_id))
+        claims = [Claim(key, stream), Claim(model.federated_claim(command.account_id, token_id), stream)]
         conditions = [account.unchanged()]
         try:
             outcome = await repository.append(
-                deps.store, TOKENS, ctx, current, [issued], conditions=conditions, claims=[claim]
+                deps.store, TOKENS, ctx, current, [issued], conditions=conditions, claims=claims
             )
         except Conflict:
             raise ReplayedIdToken("this id-token was exchanged before") from None
