@@ -4,8 +4,8 @@ The exchange claims each id-token's ``(issuer, jti)`` (``services.tokens.exchang
 key led by the token's ``exp``) so that a replay is refused on every node. A token is refused as
 expired once its ``exp`` is ``LEEWAY_SECONDS`` past, so its claim decides nothing after that: this
 housekeeping deletes the claims whose ``exp`` is more than the leeway and ``CLOCK_SKEW`` (how far a
-node's clock may lag this one's) in the past, one indexed range ``DELETE``, and the claims hold
-the id-tokens of the last ``MAX_LIFETIME_SECONDS`` at most instead of every one ever exchanged.
+node's clock may lag this one's) in the past, one indexed range ``DELETE``: the claims held are
+those of id-tokens still valid (a day at most, ``MAX_LIFETIME_SECONDS``), not every one exchanged.
 The log is untouched (claims are no event, and no read model holds them), so rebuilds stay the
 same. Any number of processes may run it: the delete is idempotent.
 """
