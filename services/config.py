@@ -50,6 +50,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """The shared secret of the leaked-token revocation endpoints (``/v1/...``); None: they are off."""
     max_federated_token_lifetime: timedelta = timedelta(hours=1)
     """The longest lifetime of a token obtained by an OIDC token exchange (at most one day)."""
+    max_id_token_age: timedelta = timedelta(hours=1)
+    """The oldest ``iat`` of an id-token the exchange accepts (with its 60 s leeway): one hour
+    covers GitHub Actions' id-tokens (minutes old when used) and Kubernetes' projected tokens, which
+    the kubelet refreshes at 80% of their ``expirationSeconds`` (48 minutes for the default hour)."""
 
 
 WORKERS = frozenset({"projector", "scheduler", "relay"})
@@ -111,8 +115,8 @@ def _revocation_secret(value: str | None) -> str | None:
     return value
 
 
-def _federated_lifetime(value: str) -> timedelta:
-    name = "TOKENLEDGER_MAX_FEDERATED_TOKEN_LIFETIME_SECONDS"
+def _minute_to_day(name: str, value: str) -> timedelta:
+    """A number of seconds from 60 to 86400."""
     seconds = _positive_int(name, value)
     if not 60 <= seconds <= 86400:
         raise ConfigError(f"{name}: must be 60 to 86400 seconds, got {seconds}")
@@ -220,7 +224,12 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             )
         ),
         revocation_secret=_revocation_secret(environ.get("TOKENLEDGER_REVOCATION_SECRET") or None),
-        max_federated_token_lifetime=_federated_lifetime(
-            environ.get("TOKENLEDGER_MAX_FEDERATED_TOKEN_LIFETIME_SECONDS") or "3600"
+        max_federated_token_lifetime=_minute_to_day(
+            "TOKENLEDGER_MAX_FEDERATED_TOKEN_LIFETIME_SECONDS",
+            environ.get("TOKENLEDGER_MAX_FEDERATED_TOKEN_LIFETIME_SECONDS") or "3600",
+        ),
+        max_id_token_age=_minute_to_day(
+            "TOKENLEDGER_MAX_ID_TOKEN_AGE_SECONDS",
+            environ.get("TOKENLEDGER_MAX_ID_TOKEN_AGE_SECONDS") or "3600",
         ),
     )

@@ -5,9 +5,9 @@ tokens), so that the aggregates themselves stay independent.
 Holdings: an account's own role assignments, those of the live teams it is a member of (found
 through the membership claims, which commit with the membership), and whether it is the
 organization admin. A deletion's cascade: a revocation of each live token (found through the token
-name claims) and the end of each membership. A new account's joining: a membership of each team,
-conditional on the team as read (so its roles, which the creator must cover, cannot change
-meanwhile).
+name claims, and a federated token, which has none, through its claim under the account) and the
+end of each membership. A new account's joining: a membership of each team, conditional on the
+team as read (so its roles, which the creator must cover, cannot change meanwhile).
 """
 
 from events.teams import TeamMemberRemoved
@@ -43,6 +43,7 @@ class StreamDirectory:
     async def deletion_cascade(self, ctx: CommandContext, account_id: str) -> Cascade:
         appends: list[StreamAppend] = []
         token_claims = await self._store.claims_with_prefix(tokens.account_claims_prefix(account_id))
+        token_claims |= await self._store.claims_with_prefix(tokens.federated_claims_prefix(account_id))
         for stream in sorted(set(token_claims.values())):
             token = tokens.fold(stream.removeprefix("token-"), await self._store.read_stream(stream))
             revocation = tokens.revoke(token, "account_deleted")

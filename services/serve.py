@@ -64,7 +64,9 @@ async def _run_runtime(settings: Settings, app: web.Application, stop: asyncio.E
 async def serve(settings: Settings, sock: socket.socket, *, pool_size: int = 20) -> int:
     """Serves HTTP on the listening ``sock`` until SIGTERM or SIGINT; the exit code."""
     app = create_app(
-        metrics_public=settings.metrics_access == "public", revocation_secret=settings.revocation_secret
+        metrics_public=settings.metrics_access == "public",
+        revocation_secret=settings.revocation_secret,
+        max_id_token_age=settings.max_id_token_age,
     )
     sessions = SessionPolicy(idle=settings.console_idle, lifetime=settings.console_lifetime)
     mount_console(app, ConsoleOptions(sessions=sessions, allow_never=settings.allow_non_expiring_tokens))

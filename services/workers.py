@@ -3,7 +3,8 @@ wiring: each worker is given what it uses, here, never the runtime itself.
 
 ``projector`` (the projection runners) is started by ``open_runtime`` itself, because the read side's
 barrier belongs to the runtime. ``scheduler`` also brings the time-driven housekeeping (sealing the
-log's chained checkpoints, deleting expired idempotency claims); ``relay`` is the Kafka relay when
+log's chained checkpoints, deleting expired idempotency claims and the replay claims of expired
+id-tokens); ``relay`` is the Kafka relay when
 Kafka is configured. ``serve`` runs them next to the HTTP service; ``tokenledger
 projector|scheduler|relay`` runs one alone (see ``services.cli``).
 """
@@ -22,6 +23,7 @@ from services.audit.sealer import CheckpointSealer
 from services.composition import Runtime, open_runtime
 from services.config import ConfigError, Settings
 from services.idempotency import IdempotencyHousekeeping
+from services.oidc.replays import ReplayClaimsHousekeeping
 from services.relay.cloudevents import Topics
 from services.relay.relay import Relay, RelayConfig
 from services.scheduler import Scheduler
@@ -53,6 +55,7 @@ def workers_for(runtime: Runtime) -> list[Worker]:
         )
         chosen.append(CheckpointSealer(runtime.pool))
         chosen.append(IdempotencyHousekeeping(runtime.idempotency))
+        chosen.append(ReplayClaimsHousekeeping(runtime.pool, clock=runtime.clock))
     if "relay" in settings.workers:
         if settings.kafka_bootstrap_servers is None:
             _log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: no Kafka relay; events wait in the log")

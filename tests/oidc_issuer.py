@@ -52,6 +52,9 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
 class LocalIssuer:
     def __init__(self, directory: Path) -> None:
         self._cert, self._key = _certificate(directory)
+        self.certificate = self._cert
+        """The issuer's certificate (PEM): what a client trusts, e.g. a ``serve`` process through
+        ``SSL_CERT_FILE``."""
         self.client_ssl = ssl.create_default_context(cafile=str(self._cert))
         self.keys: dict[str, PrivateKey] = {}
         self.jwks_fetches = 0

@@ -13,6 +13,8 @@ command (``services.dispatch``). Introspection, a read sent as POST, never reads
 on any GET) changes nothing.
 """
 
+from datetime import timedelta
+
 from aiohttp import web
 
 from services.api import docs, health, introspection, metrics, openapi, state
@@ -22,6 +24,7 @@ from services.api.domain_errors import domain_error_middleware
 from services.api.problems import Handler, problem_middleware
 from services.api.routes import accounts, audit, federation, oauth, revocation, roles, teams, tokens, usage
 from services.authorization import Right
+from services.oidc import verification
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -34,7 +37,12 @@ async def _introspection_right(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-def create_app(*, metrics_public: bool = False, revocation_secret: str | None = None) -> web.Application:
+def create_app(
+    *,
+    metrics_public: bool = False,
+    revocation_secret: str | None = None,
+    max_id_token_age: timedelta = verification.DEFAULT_MAX_AGE,
+) -> web.Application:
     """The application, its services not bound yet (``services.api.state.bind``): until they are,
     every route but the probes, ``/metrics`` and the documents answers 503."""
     app = web.Application(
@@ -49,6 +57,7 @@ def create_app(*, metrics_public: bool = False, revocation_secret: str | None = 
     )
     state.install(app)
     app[state.METRICS_PUBLIC] = metrics_public
+    app[state.MAX_ID_TOKEN_AGE] = max_id_token_age
     if revocation_secret is not None:
         app[state.REVOCATION_SECRET] = revocation_secret
     health.add_routes(app)

@@ -6,14 +6,14 @@ binds them once its runtime is open (``bind``) and unbinds them at shutdown (``u
 reads exactly the services it uses (``services.api.context.service(request, KEY)``), and one whose
 cell is empty, or not installed at all, is answered 503. A test wires an application with only the
 services of the routes it calls (``app[VERIFIER] = Late(verifier)``). What the settings say of the
-HTTP side itself is set when the application is made (``METRICS_PUBLIC``).
+HTTP side itself is set when the application is made (``METRICS_PUBLIC``, ``MAX_ID_TOKEN_AGE``).
 
 ``ServedRuntime`` is what ``bind`` takes from a running process (a protocol: the composition root's
 ``Runtime`` is one, and the API never imports the composition root).
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
@@ -61,6 +61,8 @@ REVOCATION_SECRET = web.AppKey("tokenledger.revocation_secret", str)
 """``TOKENLEDGER_REVOCATION_SECRET``: the shared secret of the leaked-token revocation endpoints
 (absent: they answer 404)."""
 """``TOKENLEDGER_METRICS=public``: ``/metrics`` answers anyone; else a token with ``metrics:read``."""
+MAX_ID_TOKEN_AGE = web.AppKey("tokenledger.max_id_token_age", timedelta)
+"""``TOKENLEDGER_MAX_ID_TOKEN_AGE_SECONDS``: the oldest ``iat`` the token exchange accepts."""
 
 
 class ServedRuntime(Protocol):

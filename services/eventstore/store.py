@@ -142,6 +142,18 @@ class PostgresEventStore:
         return owner
 
 
+async def release_claims_below(pool: asyncpg.Pool, prefix: str, bound: str) -> int:
+    """Deletes the claims whose key starts with ``prefix`` and sorts below ``bound`` (byte order,
+    the prefix index's); how many. Only for claims no decision can depend on any more (an
+    id-token's, once past its expiry): it runs outside an append, since no event changes with them."""
+    if not bound.startswith(prefix):
+        raise ValueError("the bound must start with the prefix")
+    result: str = await pool.execute(
+        "DELETE FROM uniqueness_claims WHERE claim ~>=~ $1 AND claim ~<~ $2", prefix, bound
+    )
+    return int(result.rsplit(" ", 1)[1])
+
+
 SAFE_READ_SQL = (
     f"SELECT {EVENT_COLUMNS} FROM events"  # noqa: S608 (a constant column list)
     " WHERE (tx_id, global_position) > ($1::bigint::text::xid8, $2::bigint)"

@@ -5,8 +5,9 @@ In order, each refusal with its reason (for the logs and the usage log; the clie
 algorithm (never ``none`` nor ``HS*``: an HMAC "signed" with an issuer's public key is refused
 before any key is looked at) and a ``kid``; a key of the issuer with that id (``keys.IssuerKeys``);
 the signature, with that one algorithm; ``iss`` exactly, ``aud`` one of the expected audiences,
-``exp``, ``nbf`` and ``iat`` with ``LEEWAY_SECONDS``; ``exp - iat`` at most ``MAX_LIFETIME_SECONDS``
-and ``iat`` no older than that; ``sub`` and ``jti`` present.
+``exp``, ``nbf`` and ``iat`` with ``LEEWAY_SECONDS``; ``exp - iat`` at most ``MAX_LIFETIME_SECONDS``;
+``iat`` no older than the deployment's maximum age (``TOKENLEDGER_MAX_ID_TOKEN_AGE_SECONDS``, by
+default ``DEFAULT_MAX_AGE``), with the leeway; ``sub`` and ``jti`` present.
 
 The verified claims are kept as text, nested objects flattened with dots (Kubernetes'
 ``kubernetes.io.namespace``): ``sub``, the claims the audit trail keeps (``PROVENANCE_CLAIMS``), and
@@ -14,7 +15,7 @@ those a credential names.
 """
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -28,6 +29,7 @@ ALGORITHMS = frozenset(
 MAX_TOKEN_BYTES = 16 * 1024
 LEEWAY_SECONDS = 60
 MAX_LIFETIME_SECONDS = 24 * 3600
+DEFAULT_MAX_AGE = timedelta(hours=1)
 MAX_CLAIM_TEXT = 255
 PROVENANCE_CLAIMS = frozenset(
     {
@@ -63,13 +65,23 @@ class VerifiedIdToken(msgspec.Struct, frozen=True, kw_only=True):
     issuer: str
     audience: tuple[str, ...]
     jti: str
+    expires_at: datetime
     claims: dict[str, str]
     """``sub`` and the other kept claims, as text."""
 
 
-def unverified_issuer(token: str) -> str:
-    """The ``iss`` the token claims, to find the credentials that may trust it (nothing is trusted
-    yet); ``IdTokenRefused`` for anything that is not a bounded JWS with a text ``iss``."""
+class ClaimedIdToken(msgspec.Struct, frozen=True, kw_only=True):
+    """What an id-token says of itself, nothing verified: its issuer finds the credentials that may
+    trust it, and its audience and subject say which of them a refusal concerns."""
+
+    issuer: str
+    audience: tuple[str, ...]
+    subject: str | None
+
+
+def unverified(token: str) -> ClaimedIdToken:
+    """The ``iss``, ``aud`` and ``sub`` the token claims (nothing is trusted yet);
+    ``IdTokenRefused`` for anything that is not a bounded JWS with a text ``iss``."""
     if len(token) > MAX_TOKEN_BYTES:
         raise IdTokenRefused("oversized")
     try:
@@ -79,7 +91,15 @@ def unverified_issuer(token: str) -> str:
     issuer = payload.get("iss")
     if not isinstance(issuer, str) or not 1 <= len(issuer) <= MAX_CLAIM_TEXT:
         raise IdTokenRefused("malformed")
-    return issuer
+    return ClaimedIdToken(
+        issuer=issuer, audience=_audience(payload.get("aud")), subject=_text(payload.get("sub"))
+    )
+
+
+def _audience(value: Any) -> tuple[str, ...]:
+    """``aud``, one text or a list of them, as a tuple of its texts."""
+    values = value if isinstance(value, list) else [value]
+    return tuple(text for text in map(_text, values) if text is not None)
 
 
 def _flatten(claims: Mapping[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
@@ -119,9 +139,10 @@ async def verify(
     keys: IssuerKeys,
     now: datetime,
     wanted: Iterable[str] = (),
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> VerifiedIdToken:
     """The id-token's verified claims, or ``IdTokenRefused``. ``wanted``: the claims the candidate
-    credentials name, kept besides ``PROVENANCE_CLAIMS``."""
+    credentials name, kept besides ``PROVENANCE_CLAIMS``; ``max_age``: the oldest ``iat`` accepted."""
     if len(token) > MAX_TOKEN_BYTES:
         raise IdTokenRefused("oversized")
     try:
@@ -154,17 +175,17 @@ async def verify(
         raise IdTokenRefused("invalid")
     if expires_at - issued_at > MAX_LIFETIME_SECONDS:
         raise IdTokenRefused("lifetime_over_cap")
-    if issued_at < now.timestamp() - MAX_LIFETIME_SECONDS:
+    if issued_at < now.timestamp() - max_age.total_seconds() - LEEWAY_SECONDS:
         raise IdTokenRefused("issued_too_long_ago")
     jti, subject = _text(claims["jti"]), _text(claims["sub"])
     if not jti or not subject:
         raise IdTokenRefused("invalid")
     kept = PROVENANCE_CLAIMS | set(wanted)
     texts = {name: _text(value) for name, value in _flatten(claims).items() if name in kept}
-    audience = claims["aud"]
     return VerifiedIdToken(
         issuer=issuer,
-        audience=tuple(audience) if isinstance(audience, list) else (str(audience),),
+        audience=_audience(claims["aud"]),
         jti=jti,
+        expires_at=datetime.fromtimestamp(expires_at, UTC),
         claims={"sub": subject, **{name: text for name, text in texts.items() if text is not None}},
     )

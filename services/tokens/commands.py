@@ -103,12 +103,14 @@ class ExchangeFederatedToken(msgspec.Struct, frozen=True, kw_only=True, tag="tok
     """Issue a short-lived token of ``account_id`` to the holder of an id-token the exchange door
     verified (signature, issuer, audience, times): its ``claims`` as text (``sub`` and those the
     credential names), to be matched against the federated credential as the account's stream has
-    it now. Sent only as the ``FederatedActor`` of that credential."""
+    it now, and its ``exp`` (``id_token_expires_at``: its ``jti`` claim is kept until then). Sent
+    only as the ``FederatedActor`` of that credential."""
 
     account_id: str
     credential_id: str
     issuer: str
     jti: str
+    id_token_expires_at: datetime
     claims: FrozenMap[str, str]
     scopes: tuple[str, ...] | None = None
     requested_lifetime_seconds: int | None = None

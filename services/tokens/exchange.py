@@ -7,14 +7,18 @@ on the account as its stream has it now: the account is live, enabled and within
 token ends with it at the latest), the credential exists, is
 the actor's and trusts the issuer, the claims match its subject, required claims and conditions,
 the lifetime is within its maximum, and the scopes name rights the account holds. The token is
-issued with its provenance (``token.issued.federated``), takes no name claim, and claims the
+issued with its provenance (``token.issued.federated``), takes no name claim but a claim under
+the account (``model.federated_claim``: its account's deletion finds and revokes it), and claims the
 id-token's ``(issuer, jti)`` in the same append: a replayed id-token, on any process or node, finds
-the claim taken and is refused. The append is conditional on the account stream, so a credential
+the claim taken and is refused. The claim's key carries the id-token's ``exp``, and the claim is
+released once that has passed by more than the exchange's leeway, when no node accepts the token
+any more (``services.oidc.replays``). The append is conditional on the account stream, so a credential
 deleted meanwhile issues nothing.
 """
 
 import hashlib
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 
 from events.tokens import Provenance, TokenIssued
 from services import federation, repository
@@ -41,10 +45,27 @@ class ReplayedIdToken(Conflict):
     """This id-token (its issuer and ``jti``) was exchanged before."""
 
 
-def jti_claim(issuer: str, jti: str) -> str:
-    """The uniqueness claim of one exchanged id-token (hashed: both are client text)."""
+JTI_CLAIMS = "oidc-jti:"
+"""The prefix of every id-token's uniqueness claim."""
+
+
+def _epoch_key(at: datetime) -> str:
+    """``at`` as the key part that sorts in time order (whole seconds, rounded up: twelve digits
+    hold every second until the year 33658)."""
+    return f"{math.ceil(at.timestamp()):012d}"
+
+
+def jti_claim(issuer: str, jti: str, expires_at: datetime) -> str:
+    """The uniqueness claim of one exchanged id-token: its ``exp``, then its issuer and ``jti``
+    (hashed: both are client text). A replay is the same token, so the same ``exp``."""
     digest = hashlib.sha256(f"{issuer}\x00{jti}".encode()).hexdigest()
-    return f"oidc-jti:{digest}"
+    return f"{JTI_CLAIMS}{_epoch_key(expires_at)}:{digest}"
+
+
+def lapsed_jti_claims_bound(before: datetime) -> str:
+    """The key every claim of an id-token whose ``exp`` is before ``before`` sorts below (byte
+    order), and no other claim of an id-token does."""
+    return f"{JTI_CLAIMS}{_epoch_key(before)}:"
 
 
 async def exchange_federated_token(
@@ -97,11 +118,13 @@ async def exchange_federated_token(
             scopes=command.scopes,
             federated=provenance,
         )
-        claim = Claim(jti_claim(command.issuer, command.jti), model.stream_of(token_id))
+        stream = model.stream_of(token_id)
+        key = jti_claim(command.issuer, command.jti, command.id_token_expires_at)
+        claims = [Claim(key, stream), Claim(model.federated_claim(command.account_id, token_id), stream)]
         conditions = [account.unchanged()]
         try:
             outcome = await repository.append(
-                deps.store, TOKENS, ctx, current, [issued], conditions=conditions, claims=[claim]
+                deps.store, TOKENS, ctx, current, [issued], conditions=conditions, claims=claims
             )
         except Conflict:
             raise ReplayedIdToken("this id-token was exchanged before") from None

@@ -197,7 +197,9 @@ async def revoke_token(
             return retried.original()
         model.require_visible(state, account_id)
         (await deps.directory.account(account_id)).require_live()
-        return await repository.append(deps.store, TOKENS, ctx, state, model.revoke(state, reason))
+        events = model.revoke(state, reason)
+        releases = model.ending_releases(state, events)
+        return await repository.append(deps.store, TOKENS, ctx, state, events, releases=releases)
 
     return await with_retries(attempt)
 
@@ -211,7 +213,8 @@ async def revoke_leaked_token(
     async def attempt() -> Outcome[Token]:
         state, _retried = await repository.load(deps.store, TOKENS, ctx, command.token_id)
         events = model.revoke(state, "leaked", command.location) if state.visible else []
-        return await repository.append(deps.store, TOKENS, ctx, state, events)
+        releases = model.ending_releases(state, events)
+        return await repository.append(deps.store, TOKENS, ctx, state, events, releases=releases)
 
     return await with_retries(attempt)
 
@@ -254,13 +257,14 @@ async def delete_token(
         model.require_visible(state, account_id)
         # Its name claim is the account's to release once the account is deleted.
         account = (await deps.directory.account(account_id)).require_live()
-        releases = [model.name_claim(account_id, state.name)]
+        events = model.delete(state)
+        releases = [model.name_claim(account_id, state.name), *model.ending_releases(state, events)]
         return await repository.append(
             deps.store,
             TOKENS,
             ctx,
             state,
-            model.delete(state),
+            events,
             conditions=[account.unchanged()],
             releases=releases,
         )
@@ -280,7 +284,8 @@ async def _append_scheduled(
         if not events:
             return Outcome(state, None)
         keyed = msgspec.structs.replace(ctx, idempotency_key=model.deadline_key(state, events[0]))
-        return await repository.append(deps.store, TOKENS, keyed, state, events)
+        releases = model.ending_releases(state, events)
+        return await repository.append(deps.store, TOKENS, keyed, state, events, releases=releases)
 
     return await with_retries(attempt)
 

@@ -64,6 +64,22 @@ def account_claims_prefix(account_id: str) -> str:
     return f"token-name:{account_id}:"
 
 
+def federated_claim(account_id: str, token_id: str) -> str:
+    """Held by a live federated token (which has no name claim), so that the deletion of its
+    account finds it; released when the token is revoked, expired or deleted."""
+    return f"token-federated:{account_id}:{token_id}"
+
+
+def federated_claims_prefix(account_id: str) -> str:
+    return f"token-federated:{account_id}:"
+
+
+def ending_releases(state: "Token", events: Sequence[Event]) -> list[str]:
+    """The claims ``events`` release because they end the token's life (its federated claim)."""
+    ends = any(isinstance(event, TokenRevoked | TokenExpired | TokenDeleted) for event in events)
+    return [federated_claim(state.account_id, state.token_id)] if ends and state.federated else []
+
+
 class Token(msgspec.Struct, frozen=True, kw_only=True):
     token_id: str
     version: int = 0

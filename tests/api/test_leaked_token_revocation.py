@@ -102,3 +102,14 @@ async def test_it_is_rate_limited(api_runtime: Runtime) -> None:
         assert 429 in statuses and statuses[0] == 204
     finally:
         await server.close()
+
+
+async def test_requests_without_the_secret_cannot_rate_limit_its_holder_out(api_runtime: Runtime) -> None:
+    server = await _server(api_runtime, SECRET)
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        refused = [await _post(url, [], secret="wrong") for _ in range(40)]
+        assert set(refused) == {401, 429} and refused[0] == 401
+        assert await _post(url, []) == 204
+    finally:
+        await server.close()

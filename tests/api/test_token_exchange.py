@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,15 @@ from aiohttp.test_utils import TestServer
 from events.tokens import TokenIssued
 from services.api import state
 from services.api.app import create_app
+from services.api.rate_limit import RateLimit
+from services.api.routes import oauth
 from services.composition import Runtime
+from services.config import ConfigError, load_settings
+from services.federation import glob_match
 from services.oidc.keys import IssuerKeys
-from services.tokens.exchange import jti_claim
+from services.oidc.replays import CLOCK_SKEW, ReplayClaimsHousekeeping
+from services.oidc.verification import DEFAULT_MAX_AGE, LEEWAY_SECONDS, IdTokenRefused, verify
+from services.tokens.exchange import JTI_CLAIMS, jti_claim, lapsed_jti_claims_bound
 from tests.api.identity_support import create_account, grant_identity_role, nothing_written
 from tests.api_fixture import ApiClient
 from tests.oidc_issuer import LocalIssuer, github_claims, kubernetes_claims
@@ -183,6 +190,7 @@ def _refusals(issuer: LocalIssuer, owner: str) -> dict[str, str]:
         "expired": issuer.mint({**good, "iat": now - 900, "nbf": now - 900, "exp": now - 300}),
         "nbf in the future": issuer.mint({**good, "nbf": now + 600}),
         "iat in the future": issuer.mint({**good, "iat": now + 600, "exp": now + 900}),
+        "iat too old": issuer.mint({**good, "iat": now - 7200, "nbf": now - 7200, "exp": now + 60}),
         "iat too old, lifetime over the cap": issuer.mint({**good, "iat": now - 2 * 86400, "exp": now + 60}),
         "lifetime over the cap": issuer.mint({**good, "iat": now - 10, "exp": now + 2 * 86400}),
         "alg none": _handmade({"alg": "none", "kid": rsa_kid}, full, None),
@@ -259,8 +267,88 @@ async def test_unknown_key_ids_refetch_the_key_set_at_most_every_interval(issuer
         await keys.close()
 
 
-def test_the_replay_claim_is_bounded_whatever_the_jti() -> None:
-    assert len(jti_claim("https://issuer.example", "j" * 255)) == len(jti_claim("https://i", "j"))
+async def test_an_id_token_older_than_the_maximum_age_is_refused_with_the_leeway(issuer: LocalIssuer) -> None:
+    keys = IssuerKeys(ssl_context=issuer.client_ssl)
+    now = datetime.now(UTC)
+    max_age = timedelta(minutes=10)
+
+    def issued(seconds_ago: int) -> str:
+        at = int(now.timestamp()) - seconds_ago
+        return issuer.mint({"aud": AUDIENCE, "sub": "s", "iat": at, "nbf": at, "exp": at + 4 * 3600})
+
+    try:
+        for seconds_ago in (0, 600, 600 + LEEWAY_SECONDS - 5):
+            verified = await verify(issued(seconds_ago), issuer.url, [AUDIENCE], keys, now, max_age=max_age)
+            assert verified.claims["sub"] == "s", seconds_ago
+        with pytest.raises(IdTokenRefused, match="issued_too_long_ago"):
+            await verify(issued(600 + LEEWAY_SECONDS + 5), issuer.url, [AUDIENCE], keys, now, max_age=max_age)
+        old = issued(2 * 3600)
+        with pytest.raises(IdTokenRefused, match="issued_too_long_ago"):
+            await verify(old, issuer.url, [AUDIENCE], keys, now)
+        assert await verify(old, issuer.url, [AUDIENCE], keys, now, max_age=timedelta(hours=3))
+    finally:
+        await keys.close()
+
+
+def test_the_maximum_id_token_age_defaults_to_an_hour_and_is_bounded() -> None:
+    assert load_settings({}).max_id_token_age == timedelta(hours=1) == DEFAULT_MAX_AGE
+    setting = "TOKENLEDGER_MAX_ID_TOKEN_AGE_SECONDS"
+    assert load_settings({setting: "600"}).max_id_token_age == timedelta(minutes=10)
+    for bad in ("59", "86401", "soon", "-1"):
+        with pytest.raises(ConfigError, match=setting):
+            load_settings({setting: bad})
+
+
+def test_the_replay_claim_is_bounded_whatever_the_jti_and_sorts_by_the_id_tokens_expiry() -> None:
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+    assert len(jti_claim("https://issuer.example", "j" * 255, at)) == len(jti_claim("https://i", "j", at))
+    later = jti_claim("https://i", "j", at + timedelta(seconds=1))
+    assert jti_claim("https://i", "j", at) < lapsed_jti_claims_bound(at + timedelta(seconds=1)) <= later
+
+
+async def _replay_claims(runtime: Runtime) -> dict[str, str]:
+    return await runtime.store.claims_with_prefix(JTI_CLAIMS)
+
+
+async def test_replay_claims_are_released_once_their_id_tokens_expired_and_not_before(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    owner = str(uuid.uuid4().int)[:8]
+    await _trusting(api, issuer, **_github_credential(owner))
+    now = int(time.time())
+    expiries = {uuid.uuid4().hex: now + 120 for _ in range(3)} | {uuid.uuid4().hex: now + 3000}
+    minted = {
+        jti: issuer.mint({**github_claims(AUDIENCE, owner_id=owner), "jti": jti, "exp": exp})
+        for jti, exp in expiries.items()
+    }
+    for id_token in minted.values():
+        assert (await _exchange(exchange_url, id_token))[0] == 200
+    keys = {
+        jti_claim(issuer.url, jti, datetime.fromtimestamp(exp, UTC)): jti for jti, exp in expiries.items()
+    }
+
+    async def held() -> set[str]:
+        """The jti of the test's id-tokens whose claim is still held."""
+        return {keys[key] for key in await api_runtime.store.claims_with_prefix(JTI_CLAIMS) if key in keys}
+
+    def housekeeping_at(seconds: float) -> ReplayClaimsHousekeeping:
+        return ReplayClaimsHousekeeping(
+            api_runtime.pool, clock=lambda: datetime.fromtimestamp(now + seconds, UTC)
+        )
+
+    assert await held() == set(expiries)
+    await housekeeping_at(0).release_lapsed()
+    assert await held() == set(expiries)
+    async with nothing_written(api_runtime):
+        for id_token in minted.values():
+            assert await _exchange(exchange_url, id_token) == (400, {"error": "invalid_grant"})
+    kept_for = LEEWAY_SECONDS + CLOCK_SKEW.total_seconds()
+    await housekeeping_at(120 + kept_for - 1).release_lapsed()
+    assert await held() == set(expiries)
+    await housekeeping_at(120 + kept_for + 1).release_lapsed()
+    assert await held() == {jti for jti, exp in expiries.items() if exp == now + 3000}
+    await housekeeping_at(3000 + kept_for + 1).release_lapsed()
+    assert await held() == set()
 
 
 async def _exchange_as(url: str, agent: str, token: str, **fields: str) -> tuple[int, dict[str, Any]]:
@@ -288,6 +376,7 @@ REFUSAL_REASONS = {
     "expired": "expired",
     "nbf in the future": "not_yet_valid",
     "iat in the future": "not_yet_valid",
+    "iat too old": "issued_too_long_ago",
     "iat too old, lifetime over the cap": "lifetime_over_cap",
     "lifetime over the cap": "lifetime_over_cap",
     "alg none": "algorithm_refused",
@@ -397,3 +486,126 @@ async def test_federated_tokens_are_listed_apart_and_name_their_credential(
         refused = await api.get(f"{tokens}?filter[federated]=maybe")
     assert refused.status == 400, refused.body
     assert "filter[federated]" in str(refused.body)
+
+
+async def test_a_refusal_names_the_account_its_id_token_was_meant_for_among_several(
+    api: ApiClient, api_runtime: Runtime, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    """Several accounts trust the issuer and no ``audience`` parameter names one: the usage log row
+    names the account (and credential) the id-token's audience, then its subject, single out, the
+    account alone when its credentials are several, and none when several accounts remain."""
+    run = uuid.uuid4().hex[:8]
+    mine, shared = f"urn:mine:{run}", f"urn:shared:{run}"
+    subject = f"repo:{run}/deploy:*"
+    production = [{"claim": "environment", "operator": "equals", "values": ["production"]}]
+    first = await _trusting(api, issuer, audiences=[mine, shared], subject=subject, conditions=production)
+    await _trusting(api, issuer, audiences=[shared], subject=subject, conditions=production)
+    listed = await api.get(f"/v3/system-accounts/{first}/federated-credentials")
+    [first_credential] = [c["id"] for c in listed.body["data"]]
+    now = int(time.time())
+
+    def minted(audience: str, **claims: Any) -> str:
+        return issuer.mint({**github_claims(audience, repository=f"{run}/deploy"), **claims})
+
+    cases = {
+        "condition false, for one account": (minted(mine, environment="dev"), "condition_false"),
+        "expired, for one account": (minted(mine, iat=now - 900, nbf=now - 900, exp=now - 300), "expired"),
+        "condition false, for two accounts": (minted(shared, environment="dev"), "condition_false"),
+    }
+    named = {}
+    for case, (token, reason) in cases.items():
+        agent = f"several {run} {case}"
+        async with nothing_written(api_runtime):
+            assert await _exchange_as(exchange_url, agent, token) == (400, {"error": "invalid_grant"}), case
+        [row] = await _exchange_rows(api_runtime, agent)
+        assert (row["reason"], row["issuer"]) == (reason, issuer.url), case
+        named[case] = (row["account_id"], row["federated_credential_id"])
+    assert named == {
+        "condition false, for one account": (first, first_credential),
+        "expired, for one account": (first, first_credential),
+        "condition false, for two accounts": (None, None),
+    }
+
+    other = {"name": "ci-staging", "issuer": issuer.url, "subject": subject, "audiences": [mine]}
+    other["conditions"] = [{"claim": "environment", "operator": "equals", "values": ["staging"]}]
+    assert (await api.post(f"/v3/system-accounts/{first}/federated-credentials", other)).status == 201
+    agent = f"several {run} two credentials of one account"
+    assert await _exchange_as(exchange_url, agent, minted(mine, environment="dev")) == (
+        400,
+        {"error": "invalid_grant"},
+    )
+    [row] = await _exchange_rows(api_runtime, agent)
+    assert (row["reason"], row["account_id"], row["federated_credential_id"]) == (
+        "condition_false",
+        first,
+        None,
+    )
+
+
+async def test_the_exchange_is_rate_limited_per_client_address_and_says_so_in_the_usage_log(
+    api_runtime: Runtime, issuer: LocalIssuer
+) -> None:
+    app = create_app()
+    state.bind(app, api_runtime)
+    app[oauth.LIMIT] = RateLimit(0.01, 3)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    agent = f"flood {uuid.uuid4().hex}"
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        form = {"grant_type": GRANT, "subject_token": "not.a.jwt", "subject_token_type": JWT_TYPE}
+        statuses = []
+        async with (
+            nothing_written(api_runtime),
+            aiohttp.ClientSession(headers={"User-Agent": agent}) as session,
+        ):
+            for _ in range(5):
+                async with session.post(f"{url}/v3/oauth/token", data=form) as reply:
+                    statuses.append((reply.status, await reply.json(), reply.headers.get("Retry-After")))
+    finally:
+        await server.close()
+    refused = (429, {"error": "temporarily_unavailable"}, "1")
+    assert statuses == [(400, {"error": "invalid_grant"}, None)] * 3 + [refused] * 2
+    rows = await _exchange_rows(api_runtime, agent)
+    assert [row["reason"] for row in rows] == ["malformed"] * 3 + ["rate_limited"] * 2
+
+
+SUBJECT_GLOBS = ["repo:a/b:*", "repo:a_b:*", "100%", "a\\b*", "?x*", "*", "a*b?c", "exact", "%_\\"]
+SUBJECTS = [
+    "repo:a/b:ref",
+    "repo:aXb:ref",
+    "repo:a_b:x",
+    "100%",
+    "1000",
+    "a\\bc",
+    "abc",
+    "zx",
+    "x",
+    "a1b2c",
+    "%_\\",
+]
+
+
+async def test_the_candidates_query_matches_subjects_as_the_glob_does(api_runtime: Runtime) -> None:
+    query = f"SELECT $1::text LIKE {oauth._SUBJECT_AS_LIKE} FROM (SELECT $2::text AS subject) AS s"
+    for pattern in SUBJECT_GLOBS:
+        for subject in SUBJECTS:
+            matched = await api_runtime.pool.fetchval(query, subject, pattern)
+            assert matched == glob_match(pattern, subject), (pattern, subject)
+
+
+async def test_the_account_a_token_is_for_is_found_among_more_than_the_candidates_read(
+    api: ApiClient, issuer: LocalIssuer, exchange_url: str
+) -> None:
+    """More credentials trust the issuer than one exchange reads (GitHub's issuer, trusted by many
+    accounts): those the token's audience and subject fit are read first."""
+    for _ in range(oauth.MAX_CANDIDATES // 16 + 1):
+        decoy = await create_account(api, "decoy")
+        for n in range(16):
+            body = {"name": f"other-{n}", "issuer": issuer.url, "subject": f"repo:elsewhere/{n}:*"}
+            reply = await api.post(f"/v3/system-accounts/{decoy['id']}/federated-credentials", body)
+            assert reply.status == 201, reply.body
+    owner = str(uuid.uuid4().int)[:8]
+    await _trusting(api, issuer, **_github_credential(owner))
+    status, body = await _exchange(exchange_url, issuer.mint(github_claims(AUDIENCE, owner_id=owner)))
+    assert status == 200, body

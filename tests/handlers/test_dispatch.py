@@ -6,7 +6,7 @@ scheduler's commands
 are tokenledger's own, refused to every caller however privileged and run for ``SYSTEM``; a command
 of no known type is a ``TypeError``. Nothing a refusal touches is written."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -89,6 +89,7 @@ SAMPLES: dict[type, object] = {
             credential_id=NOBODY,
             issuer="https://ci.example",
             jti="j",
+            id_token_expires_at=datetime(2026, 1, 1, tzinfo=UTC),
             claims=FrozenMap({"sub": "s"}),
         ),
     )

@@ -11,13 +11,16 @@ from events import FrozenMap
 from events.accounts import AccountDisabled
 from events.federation import ClaimCondition, FederatedCredentialCreated, FederatedCredentialDeleted
 from events.tokens import TokenIssued, TokenRevoked
+from services.accounts.commands import DeleteAccount
 from services.authorization import SYSTEM, FederatedActor
 from services.commands import Forbidden, Invalid, NotFound
-from services.tokens.commands import ExchangeFederatedToken, RevokeLeakedToken
+from services.tokens.commands import ExchangeFederatedToken, RevokeLeakedToken, RevokeToken
 from services.tokens.exchange import ExchangeRefused, ReplayedIdToken, jti_claim
+from services.tokens.model import federated_claim
 from tests.handlers.world import T0, World, account_created, role_assigned, token_issued
 
 ISSUER = "https://issuer.example"
+ID_TOKEN_EXPIRES_AT = T0 + timedelta(minutes=5)
 CREDENTIAL = "3f0e6a0c-7a51-4c51-9a0d-2f6f3f0b1c01"
 
 
@@ -43,7 +46,12 @@ def _exchange(account_id: str, jti: str = "jti-1", **claims: str) -> ExchangeFed
         **claims,
     }
     return ExchangeFederatedToken(
-        account_id=account_id, credential_id=CREDENTIAL, issuer=ISSUER, jti=jti, claims=FrozenMap(values)
+        account_id=account_id,
+        credential_id=CREDENTIAL,
+        issuer=ISSUER,
+        jti=jti,
+        id_token_expires_at=ID_TOKEN_EXPIRES_AT,
+        claims=FrozenMap(values),
     )
 
 
@@ -69,7 +77,7 @@ async def test_an_exchange_issues_a_short_lived_token_with_its_provenance_and_re
     assert issued.federated.claims["environment"] == "production"
     assert outcome.state.secret.startswith("spat_")
     claims = await world.claims()
-    assert claims[jti_claim(ISSUER, "jti-1")] == stream
+    assert claims[jti_claim(ISSUER, "jti-1", ID_TOKEN_EXPIRES_AT)] == stream
     assert not any(name.startswith("token-name:") for name in claims)
 
 
@@ -153,3 +161,22 @@ async def test_a_token_never_outlives_its_account_and_an_ended_account_obtains_n
         ExchangeRefused, _exchange(account.account_id, jti="j2"), _actor(account.account_id)
     )
     assert isinstance(refused, ExchangeRefused) and refused.reason == "account_expired"
+
+
+async def test_deleting_the_account_revokes_its_federated_tokens(world: World) -> None:
+    account_id = await _trusting(world)
+    outcome = await world.when(_exchange(account_id), _actor(account_id))
+    token_id = outcome.state.token.token_id
+    await world.when(DeleteAccount(account_id=account_id))
+    events = [event for stream, event in world.then() if stream == f"token-{token_id}"]
+    assert any(isinstance(event, TokenRevoked) and event.reason == "account_deleted" for event in events)
+
+
+async def test_a_federated_token_holds_its_claim_under_the_account_while_it_lives(world: World) -> None:
+    account_id = await _trusting(world)
+    outcome = await world.when(_exchange(account_id), _actor(account_id))
+    token_id = outcome.state.token.token_id
+    claim = federated_claim(account_id, token_id)
+    assert (await world.claims())[claim] == f"token-{token_id}"
+    await world.when(RevokeToken(account_id=account_id, token_id=token_id), SYSTEM)
+    assert claim not in await world.claims()

@@ -2,21 +2,31 @@
 
 No bearer token: the client presents an id-token of an external issuer (``subject_token``). The door
 bounds the request, finds the federated credentials that may trust the token's claimed issuer (only
-issuers some credential names are ever fetched), verifies the id-token (``services.oidc``), picks
+issuers some credential names are ever fetched; at most ``MAX_CANDIDATES``, those the claimed
+audience and subject fit first), verifies the id-token (``services.oidc``), picks
 the one credential whose audience, subject and conditions it satisfies (``audience`` or ``resource``
 may name the account or the credential, and must when several match), and sends
 ``ExchangeFederatedToken`` as that credential's ``FederatedActor``; the handler decides on the
 account's stream. Errors are RFC 6749 §5.2 objects whose ``error`` is all the client learns
 (``invalid_request``, ``invalid_grant``, ``invalid_target``, ``invalid_scope``,
-``unsupported_grant_type``); why, with the issuer, subject and ``jti``, goes to the process log,
-and every refusal is recorded in the usage log (operation ``token_exchange``: the precise reason,
-the keyed hash of the presented token, the account, federated credential and claimed issuer as far
-as the exchange knew them, the client's address and user agent). A refusal appends no event.
+``unsupported_grant_type``, ``temporarily_unavailable``); why, with the issuer, subject and
+``jti``, goes to the process log, and every refusal is recorded in the usage log (operation
+``token_exchange``: the precise reason, the keyed hash of the presented token, the claimed
+issuer, the client's address and user agent, and the account and federated credential the
+refusal concerns: of the credentials trusting the issuer, those the token's audience, then its
+subject, single out (as the token claims them when it did not verify); the account when they are
+all of one account, the credential when it is one, and neither when several accounts remain).
+A refusal appends no event.
+
+Rate-limited per process and client address (``RATE`` a second, ``BURST`` at once, as the process
+sees the address: behind a proxy, all clients share one): beyond, 429 ``temporarily_unavailable``
+with ``Retry-After``, recorded (reason ``rate_limited``) before the body is read.
 """
 
 import json
 import logging
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -30,7 +40,8 @@ from services import federation
 from services.api.context import service, settle
 from services.api.parsing import decode_body
 from services.api.problems import REQUEST_ID, ProblemError
-from services.api.state import CLOCK, DISPATCHER, OIDC_KEYS, READ_POOL, USAGE
+from services.api.rate_limit import RateLimit
+from services.api.state import CLOCK, DISPATCHER, MAX_ID_TOKEN_AGE, OIDC_KEYS, READ_POOL, USAGE
 from services.authorization import FederatedActor
 from services.client_text import log_field
 from services.commands import CommandContext, Conflict, DomainError, Invalid, NotFound
@@ -47,19 +58,35 @@ SUBJECT_TOKEN_TYPES = frozenset(
 ISSUED_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a type name)
 MAX_BODY_BYTES = 32 * 1024
 MAX_SCOPES = 16
+RATE, BURST = 50.0, 200.0
+LIMIT = web.AppKey("tokenledger.exchange_limit", RateLimit)
 _log = logging.getLogger(__name__)
 
-_CANDIDATES_SQL = (
-    "SELECT * FROM rm_federated_credentials WHERE issuer = $1"
-    " AND ($2::uuid IS NULL OR account_id = $2::uuid OR credential_id = $2::uuid)"
-    " ORDER BY created_at, credential_id LIMIT 32"
+MAX_CANDIDATES = 32
+_SUBJECT_AS_LIKE = (
+    "replace(replace(replace(replace(replace(subject, '\\', '\\\\'), '%', '\\%'), '_', '\\_'),"
+    " '*', '%'), '?', '_')"
 )
+"""A credential's subject glob as a LIKE pattern (``*`` any run, ``?`` one character, the rest
+itself): the same language, so it matches exactly the subjects ``federation.glob_match`` does."""
+_CANDIDATES_SQL = (
+    "SELECT * FROM rm_federated_credentials WHERE issuer = $1"  # noqa: S608 (a constant expression)
+    " AND ($2::uuid IS NULL OR account_id = $2::uuid OR credential_id = $2::uuid)"
+    f" ORDER BY (audiences && $3::text[] AND $4::text LIKE {_SUBJECT_AS_LIKE}) IS TRUE DESC,"
+    f" created_at, credential_id LIMIT {MAX_CANDIDATES}"
+)
+"""The credentials trusting the issuer, those the token's claimed audience and subject fit first:
+of many accounts trusting one issuer (GitHub's), the one the token is for is never left out."""
 
 
 class OAuthError(Exception):
     def __init__(self, error: str, reason: str, status: int = 400) -> None:
         super().__init__(reason)
         self.error, self.reason, self.status = error, reason, status
+
+
+Candidate = tuple[str, FederatedCredential]
+"""A federated credential that may trust the presented id-token, and its account's id."""
 
 
 @dataclass(slots=True)
@@ -71,12 +98,34 @@ class _Known:
     account_id: str | None = None
     credential_id: str | None = None
 
-    def matched(self, account_id: object, credential: FederatedCredential) -> None:
-        self.account_id, self.credential_id = str(account_id), credential.credential_id
+    def concerns(self, candidates: Sequence[Candidate]) -> None:
+        """Names the account when every candidate is of one account, the credential when there is
+        one candidate (a row has one of each: several are named by none)."""
+        accounts = {account for account, _ in candidates}
+        self.account_id = accounts.pop() if len(accounts) == 1 else None
+        self.credential_id = candidates[0][1].credential_id if len(candidates) == 1 else None
+
+
+def _concerning(
+    candidates: Sequence[Candidate], audience: Sequence[str], claims: Mapping[str, object]
+) -> Sequence[Candidate]:
+    """The candidates a refused id-token was meant for, as far as its audience, then its subject,
+    narrow them (a step that would leave none is not taken)."""
+    steps: tuple[Callable[[FederatedCredential], bool], ...] = (
+        lambda credential: not set(credential.audiences).isdisjoint(audience),
+        lambda credential: federation.mismatch(credential, claims) != "subject_mismatch",
+    )
+    for keep in steps:
+        narrowed = [(account, credential) for account, credential in candidates if keep(credential)]
+        if narrowed:
+            candidates = narrowed
+    return candidates
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> web.Response:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if status == 429:
+        headers["Retry-After"] = "1"
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -179,16 +228,17 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
     lifetime, scopes = _lifetime(_given(body.requested_lifetime)), _scopes(_given(body.scope))
     target = _target(body)
     try:
-        issuer = verification.unverified_issuer(token)
+        claimed = verification.unverified(token)
     except IdTokenRefused as refused:
         raise OAuthError("invalid_grant", refused.reason) from None
-    known.issuer = issuer
-    rows = await service(request, READ_POOL).fetch(_CANDIDATES_SQL, issuer, target)
+    issuer = known.issuer = claimed.issuer
+    rows = await service(request, READ_POOL).fetch(
+        _CANDIDATES_SQL, issuer, target, list(claimed.audience), claimed.subject
+    )
     if not rows:
         raise OAuthError("invalid_target" if target else "invalid_grant", "no_credential_trusts_the_issuer")
-    candidates = [(row["account_id"], _credential(row)) for row in rows]
-    if len(candidates) == 1:
-        known.matched(*candidates[0])
+    candidates = [(str(row["account_id"]), _credential(row)) for row in rows]
+    known.concerns(_concerning(candidates, claimed.audience, {"sub": claimed.subject}))
     audiences = {audience for _, credential in candidates for audience in credential.audiences}
     wanted = {c.claim for _, cr in candidates for c in cr.conditions} | {
         n for _, cr in candidates for n in cr.required_claims
@@ -196,7 +246,13 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
     clock = service(request, CLOCK)
     try:
         verified = await verification.verify(
-            token, issuer, audiences, service(request, OIDC_KEYS), clock(), wanted
+            token,
+            issuer,
+            audiences,
+            service(request, OIDC_KEYS),
+            clock(),
+            wanted,
+            max_age=request.app[MAX_ID_TOKEN_AGE],
         )
     except IdTokenRefused as refused:
         raise OAuthError("invalid_grant", refused.reason) from None
@@ -207,12 +263,14 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
         and federation.mismatch(credential, verified.claims) is None
     ]
     if not fitting:
-        reasons = {federation.mismatch(c, verified.claims) or "wrong_audience" for _, c in candidates}
+        concerned = _concerning(candidates, verified.audience, verified.claims)
+        known.concerns(concerned)
+        reasons = {federation.mismatch(c, verified.claims) or "wrong_audience" for _, c in concerned}
         raise OAuthError("invalid_grant", ",".join(sorted(reasons)))
+    known.concerns(fitting)
     if len(fitting) > 1:
         raise OAuthError("invalid_target", "several_credentials_match")
-    known.matched(*fitting[0])
-    account_id, credential = str(fitting[0][0]), fitting[0][1]
+    account_id, credential = fitting[0]
     actor = FederatedActor(
         account_id=account_id,
         credential_id=credential.credential_id,
@@ -224,6 +282,7 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
         credential_id=credential.credential_id,
         issuer=issuer,
         jti=verified.jti,
+        id_token_expires_at=verified.expires_at,
         claims=FrozenMap(verified.claims),
         scopes=scopes,
         requested_lifetime_seconds=lifetime,
@@ -271,6 +330,8 @@ async def _exchange(request: web.Request, body: ExchangeRequest, known: _Known) 
 async def token(request: web.Request) -> web.Response:
     known = _Known()
     try:
+        if not request.app[LIMIT].take(request.remote or ""):
+            raise OAuthError("temporarily_unavailable", "rate_limited", status=429)
         return await _exchange(request, await _request(request), known)
     except OAuthError as refused:
         _log.warning("token exchange refused: %s (%s)", refused.error, log_field(refused.reason, 255))
@@ -288,4 +349,5 @@ async def token(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[LIMIT] = RateLimit(RATE, BURST)
     app.router.add_post("/v3/oauth/token", token)

@@ -3,16 +3,17 @@ scanners: ``GET /v1/revocable_token_types`` and ``POST /v1/revoke_tokens`` with
 ``[{"type", "token", "location"}]``.
 
 Authenticated by the deployment's shared secret (``TOKENLEDGER_REVOCATION_SECRET``, in the
-``Authorization`` header, bare or after ``Bearer``, compared in constant time); without the setting
-both answer 404. Rate-limited per process (a token bucket: ``RATE`` a second, ``BURST`` at once;
-429 beyond). Each well-formed secret that names a token is revoked, reason ``leaked``, with the
-location recorded (``RevokeLeakedToken``, tokenledger's own command); unknown, malformed, already
-revoked or foreign entries are accepted silently, and the answer is 204 whatever they were, so the
-endpoint tells nobody whether a string is a live token. Idempotent: a revoked token stays revoked.
+``Authorization`` header, bare as GitLab sends it or after ``Bearer``, compared in constant time);
+without the setting both answer 404. Rate-limited per process (``services.api.rate_limit``: ``RATE``
+a second, ``BURST`` at once; 429 beyond), the secret's holder apart from requests with a wrong or
+no secret, so a flood of those cannot keep the scanner out. Each well-formed secret that names a
+token is revoked, reason ``leaked``, with the location recorded (``RevokeLeakedToken``,
+tokenledger's own command); unknown, malformed, already revoked or foreign entries are accepted
+silently, and the answer is 204 whatever they were, so the endpoint tells nobody whether a string
+is a live token. Idempotent: a revoked token stays revoked.
 """
 
 import hmac
-import time
 
 import msgspec
 from aiohttp import web
@@ -20,6 +21,7 @@ from aiohttp import web
 from services.api.context import service, settle
 from services.api.parsing import decode_body, raw_body
 from services.api.problems import NotFound, ProblemError, Unauthenticated
+from services.api.rate_limit import RateLimit
 from services.api.state import CLOCK, DISPATCHER, REVOCATION_SECRET, VERIFIER
 from services.authorization import SYSTEM
 from services.client_text import log_field
@@ -39,36 +41,24 @@ class LeakReport(msgspec.Struct, kw_only=True):
     location: str = ""
 
 
-class _Bucket:
-    def __init__(self) -> None:
-        self.tokens, self.at = BURST, time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(BURST, self.tokens + (now - self.at) * RATE)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-BUCKET = web.AppKey("tokenledger.revocation_bucket", _Bucket)
+LIMIT = web.AppKey("tokenledger.revocation_limit", RateLimit)
+"""Two buckets: ``secret`` for the secret's holder, ``refused`` for every other request."""
 
 
 def _admit(request: web.Request) -> None:
     secret = request.app.get(REVOCATION_SECRET)
     if not secret:
         raise NotFound("Not found")
-    if not request.app[BUCKET].take():
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    authentic = hmac.compare_digest(presented.encode(), secret.encode())
+    if not request.app[LIMIT].take("secret" if authentic else "refused"):
         raise ProblemError(
             429,
             "Too Many Requests",
             "too many revocation requests; retry shortly",
             headers={"Retry-After": "1"},
         )
-    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(presented.encode(), secret.encode()):
+    if not authentic:
         raise Unauthenticated("a valid revocation secret is required")
 
 
@@ -101,6 +91,6 @@ async def revoke_tokens(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[BUCKET] = _Bucket()
+    app[LIMIT] = RateLimit(RATE, BURST)
     app.router.add_get("/v1/revocable_token_types", token_types)
     app.router.add_post("/v1/revoke_tokens", revoke_tokens)
