@@ -26,14 +26,22 @@ from projections.runner import ProjectionRunner
 _BARRIER_SQL = """
 WITH horizon AS (
     SELECT coalesce($1::bigint, pg_snapshot_xmax(pg_current_snapshot())::text::bigint) AS xid
+), head AS (
+    -- The newest visible event under the horizon: one backward step of the commit-order index.
+    -- (A checkpoint is behind iff some such event is after it, iff this one is; an EXISTS per
+    -- checkpoint was planned as a sequential scan of the whole log.)
+    SELECT e.tx_id, e.global_position FROM events e, horizon
+     WHERE e.tx_id < horizon.xid::text::xid8
+     ORDER BY e.tx_id DESC, e.global_position DESC
+     LIMIT 1
 )
 SELECT horizon.xid AS horizon,
        (SELECT count(*) FROM unnest($2::text[]) AS n (name)
           LEFT JOIN projection_checkpoints c ON c.name = n.name
          WHERE c.name IS NULL
-            OR EXISTS (SELECT 1 FROM events e
-                        WHERE (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.position)
-                          AND e.tx_id < horizon.xid::text::xid8)) AS behind,
+            OR EXISTS (SELECT 1 FROM head
+                        WHERE (head.tx_id, head.global_position) > (c.tx_id::text::xid8, c.position)))
+           AS behind,
        (SELECT count(*) FROM projection_failures f WHERE f.name = ANY ($2::text[])) AS failed
   FROM horizon
 """
