@@ -54,8 +54,11 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(tag: str, data: bytes | str) -> Event:
-    event_type(tag)
-    event: Event = _decoders[tag].decode(data)
+    decoder = _decoders.get(tag)
+    if decoder is None:  # the catalogue is not loaded yet, or the tag is unknown
+        event_type(tag)
+        decoder = _decoders[tag]
+    event: Event = decoder.decode(data)
     return event
 
 

@@ -115,12 +115,15 @@ class Load:
             await transaction.rollback()
         self.never |= {str(refused.event_id), str(rolled_back.event_id)}
 
-    async def run(self, appends: int, first: int = 0) -> None:
-        """``appends`` appends (numbered from ``first``) over ``WRITERS`` concurrent writers."""
+    async def run(self, appends: int, first: int = 0, until: asyncio.Event | None = None) -> None:
+        """``appends`` appends (numbered from ``first``) over ``WRITERS`` concurrent writers; fewer
+        when ``until`` is set before they are done (each writer then ends its append and stops)."""
         numbers = iter(range(first, first + appends))
 
         async def writer() -> None:
             for n in numbers:
+                if until is not None and until.is_set():
+                    return
                 await self.append(n)
 
         await asyncio.gather(*(writer() for _ in range(WRITERS)))
@@ -195,20 +198,29 @@ async def test_a_relay_killed_in_the_middle_of_10000_events_delivers_all_of_them
 ) -> None:
     topics = unique_topics()
     appends = 10_000 // PUBLISHED_PER_APPEND
+    backlog = appends // 2  # in the log before the relay starts: it reads full batches
+    while_frozen = appends // 10  # at least these commit while the relay is stopped, before its death
     async with open_store(empty_database) as (pool, store), collecting(kafka_bootstrap, topics) as collector:
         load = Load(store, pool)
-        await load.run(appends // 2)  # a backlog: the relay has full batches in flight when killed
+        await load.run(backlog)
         relay = await _start_relay_process(empty_database, kafka_bootstrap, topics, tmp_path)
-        writing = asyncio.create_task(load.run(appends - appends // 2, first=appends // 2))
+        frozen = asyncio.Event()
+        writing = asyncio.create_task(load.run(appends - backlog - while_frozen, backlog, until=frozen))
         try:
-            await collector.wait_until(lambda: len(collector.records) >= 3000, timeout=60)
+            async with asyncio.timeout(60):
+                while await events_covered(pool, await checkpoint_of(pool)) < 3000:
+                    await asyncio.sleep(0.02)
+            relay.send_signal(signal.SIGSTOP)
+            frozen.set()
+            await writing
+            await load.run(appends - load.appends, first=load.appends)
         finally:
             relay.send_signal(signal.SIGKILL)
             await relay.wait()
         assert relay.returncode == -signal.SIGKILL
         killed_at = len(collector.records)
-        await writing
-        assert killed_at < appends * PUBLISHED_PER_APPEND, "the relay had finished before it was killed"
+        restarting_from = await checkpoint_of(pool)
+        assert LOG_START < restarting_from < load.last_cursor, "killed with part of the log acknowledged"
 
         restarted = await _start_relay_process(empty_database, kafka_bootstrap, topics, tmp_path)
         try:
@@ -283,3 +295,12 @@ async def test_a_relay_killed_while_kafka_is_down_has_not_checkpointed_what_kafk
 async def checkpoint_of(pool: asyncpg.Pool) -> LogCursor:
     async with pool.acquire() as connection:
         return await load_checkpoint(connection, "kafka")
+
+
+async def events_covered(pool: asyncpg.Pool, cursor: LogCursor) -> int:
+    """How many events of the log are at or before ``cursor``."""
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE (tx_id, global_position) <= ($1::bigint::text::xid8, $2::bigint)",
+        *cursor,
+    )
+    return count
