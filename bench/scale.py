@@ -32,6 +32,7 @@ import contextlib
 import json
 import math
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -393,12 +394,14 @@ def rebuild_rows(events: int, reading: float, first_build: float, rebuild: float
 async def main(args: argparse.Namespace) -> None:
     print(f"machine: {harness.machine()}; load average at start {harness.load_average()}", flush=True)
     figures: dict[str, Any] = {"args": vars(args), "machine": harness.machine()}
-    data_dir = Path(tempfile.mkdtemp(prefix="tokenledger-bench-scale-"))
+    data_dir = Path(tempfile.mkdtemp(prefix="tokenledger-bench-scale-"))  # the nodes' logs
     async with (
+        contextlib.AsyncExitStack() as cleanup,
         harness.server() as server_dsn,
         harness.fresh_database(server_dsn, "bench_scale") as dsn,
         harness.fresh_database(server_dsn, "bench_scale_empty") as empty_dsn,
     ):
+        cleanup.callback(shutil.rmtree, data_dir, ignore_errors=True)
         pool = await database.create_pool(dsn, min_size=2, max_size=10)
         try:
             sizes = {"accounts": args.accounts, "tokens": args.tokens, "events": args.events}
