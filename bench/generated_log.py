@@ -1,8 +1,10 @@
 """A realistic generated log for the read-side benchmarks and tests: accounts created, updated,
 disabled and deleted; tokens issued, renamed, rotated, extended, used a lot, revoked, expired and
-deleted; role assignments; teams and members (``generate``), and its loading into a fresh database
-with COPY (``load_log``: valid rows, contiguous stream versions, ``data`` from
-``events.encode_event``, ``tx_id`` defaulted, one transaction per 50,000 events).
+deleted; role assignments; teams and members (``generate``; ``LogGenerator.population`` first makes a
+population of a given size, and a generator may be given its own step weights and secret hashes),
+and its loading into a fresh database with COPY (``load_log``: valid rows, contiguous stream
+versions, ``data`` from ``events.encode_event``, ``tx_id`` defaulted, one transaction per 50,000
+events).
 
 Over 500 lines because the generator is one state machine over every event type of the log:
 split, its weights and its bookkeeping would have to be read side by side anyway.
@@ -11,7 +13,7 @@ split, its weights and its bookkeeping would have to be read side by side anyway
 import random
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,8 +135,18 @@ class LogGenerator:
         ("team_deleted", 1),
     )
 
-    def __init__(self, seed: int = 1, start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        seed: int = 1,
+        start: datetime | None = None,
+        *,
+        weights: tuple[tuple[str, int], ...] | None = None,
+        secret_hash: Callable[[str, int], str] | None = None,
+    ) -> None:
+        """``weights`` replaces ``WEIGHTS``; ``secret_hash(token_id, secret_version)`` gives each
+        secret's hash (default: random hex, not the hash of any secret)."""
         self.rng = random.Random(seed)
+        self._secret_hash = secret_hash
         self.now = start or datetime(2025, 1, 1, tzinfo=UTC)
         self.versions: dict[str, int] = {}
         self.accounts = _Bag()
@@ -150,14 +162,16 @@ class LogGenerator:
         self.team_assignment_bag = _Bag()
         self.teams = _Bag()
         self.members: dict[str, set[str]] = {}
-        names, weights = zip(*self.WEIGHTS, strict=True)
+        names, step_weights = zip(*(weights or self.WEIGHTS), strict=True)
         self._names: list[str] = list(names)
-        self._cumulative = list(_accumulate(weights))
+        self._cumulative = list(_accumulate(step_weights))
 
     def _id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def _hash(self) -> str:
+    def _hash(self, token_id: str, version: int) -> str:
+        if self._secret_hash is not None:
+            return self._secret_hash(token_id, version)
         return f"{self.rng.getrandbits(256):064x}"
 
     def _emit(self, stream_id: str, event: Event) -> Generated:
@@ -168,13 +182,26 @@ class LogGenerator:
     def events(self, count: int) -> Iterator[Generated]:
         produced = 0
         while produced < count:
-            self.now += timedelta(milliseconds=self.rng.randrange(1, 400))
+            self._tick()
             step = self.rng.choices(self._names, cum_weights=self._cumulative)[0]
             for generated in getattr(self, "_" + step)():
                 yield generated
                 produced += 1
                 if produced >= count:
                     return
+
+    def population(self, accounts: int, tokens: int) -> Iterator[Generated]:
+        """``accounts`` accounts created, then ``tokens`` tokens issued to them, before ``events``
+        acts on them (for a log of a given size of population)."""
+        for _ in range(accounts):
+            self._tick()
+            yield from self._account_created()
+        for _ in range(tokens):
+            self._tick()
+            yield from self._token_issued()
+
+    def _tick(self) -> None:
+        self.now += timedelta(milliseconds=self.rng.randrange(1, 400))
 
     # -- accounts --------------------------------------------------------------------------------
 
@@ -184,7 +211,7 @@ class LogGenerator:
         self.account_tokens[account_id] = set()
         event = AccountCreated(
             account_id=account_id,
-            name=f"svc-{account_id[:8]}",
+            name=f"svc-{account_id[:13]}",
             description=self.rng.choice(("", "CI deployer", "metrics scraper")),
             konnect_managed=self.rng.random() < 0.05,
         )
@@ -195,7 +222,7 @@ class LogGenerator:
             return self._account_created()
         account_id = self.accounts.pick(self.rng)
         event = AccountUpdated(
-            account_id=account_id, name=f"svc-{self._id()[:8]}", description="renamed by the bench"
+            account_id=account_id, name=f"svc-{self._id()[:13]}", description="renamed by the bench"
         )
         return [self._emit(f"account-{account_id}", event)]
 
@@ -278,7 +305,7 @@ class LogGenerator:
             token_id=token_id,
             account_id=account_id,
             name=f"token-{token_id[:8]}",
-            secret_hash=self._hash(),
+            secret_hash=self._hash(token_id, 1),
             expires_at=None if self.rng.random() < 0.2 else self.now + timedelta(days=90),
             scopes=None if self.rng.random() < 0.5 else ("read", "write")[: self.rng.randrange(1, 3)],
             auto_extend_seconds=86_400 if sliding else None,
@@ -338,7 +365,7 @@ class LogGenerator:
         event = TokenRotated(
             token_id=token_id,
             account_id=account_id,
-            secret_hash=self._hash(),
+            secret_hash=self._hash(token_id, version),
             secret_version=version,
             previous_valid_until=self.now + timedelta(hours=1) if grace else None,
         )

@@ -58,13 +58,8 @@ def _environment(dsn: str, data_dir: Path) -> dict[str, str]:
 READY_LINE = b"services.serve: ready"
 
 
-@contextlib.asynccontextmanager
-async def service(
-    dsn: str, data_dir: Path, processes: int = 1, workers: str = "projector"
-) -> AsyncIterator[tuple[str, str]]:
-    """A ``tokenledger serve --processes N`` node; yields its base URL (once every HTTP process is
-    ready) and an admin token."""
-    environment = {**_environment(dsn, data_dir), "TOKENLEDGER_WORKERS": workers}
+async def bootstrap_admin(environment: dict[str, str]) -> str:
+    """An admin token from ``tokenledger bootstrap`` run with ``environment``."""
     bootstrap = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", "bootstrap", "--name", f"bench-admin-{os.getpid()}",
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -72,6 +67,17 @@ async def service(
     token = (await bootstrap.communicate())[0].decode().strip()
     if bootstrap.returncode != 0 or not token.startswith("spat_"):
         raise RuntimeError("tokenledger bootstrap failed")
+    return token
+
+
+@contextlib.asynccontextmanager
+async def service(
+    dsn: str, data_dir: Path, processes: int = 1, workers: str = "projector"
+) -> AsyncIterator[tuple[str, str]]:
+    """A ``tokenledger serve --processes N`` node; yields its base URL (once every HTTP process is
+    ready) and an admin token."""
+    environment = {**_environment(dsn, data_dir), "TOKENLEDGER_WORKERS": workers}
+    token = await bootstrap_admin(environment)
     port = _free_port()
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     log_path = data_dir / f"serve-{port}.log"
