@@ -229,7 +229,7 @@ async def test_the_previous_secret_is_retired_when_its_grace_period_ends(setup: 
     assert retired.event.secret_version == 1  # type: ignore[attr-defined]
 
 
-async def test_deadlines_missed_while_no_scheduler_ran_are_emitted_on_start_each_tokens_in_order(setup: Setup) -> None:
+async def test_missed_deadlines_are_emitted_on_start_each_tokens_in_order(setup: Setup) -> None:
     account = await setup.account()
     first = await setup.token(account, timedelta(hours=1))
     second = await setup.token(account, timedelta(hours=3))
